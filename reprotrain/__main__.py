@@ -1,0 +1,3 @@
+from reprotrain.cli import entry
+
+entry()

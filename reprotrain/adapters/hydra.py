@@ -1,0 +1,183 @@
+"""Hydra: the user's config directory run as a real Hydra app, with Hydra's own command line.
+
+`hydra.main` is called on reprotrain's task function with the config path found at run time, so
+overrides, `-m`, launchers, sweepers, callbacks, `--cfg` and `--help` behave exactly as Hydra
+defines them (the Compose API would lose output dirs, multirun, launchers and callbacks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reprotrain.errors import UsageError
+
+__all__ = ["HydraArgs", "JobContext", "job_context", "parse_args", "resolve", "run_app"]
+
+# Flags after which Hydra composes and prints, or prints help, without running any job.
+_NO_JOB_FLAGS = ("help", "hydra_help", "cfg", "info", "shell_completion")
+
+
+@dataclass(frozen=True)
+class HydraArgs:
+    namespace: argparse.Namespace
+    overrides: list[str]
+
+    @property
+    def runs_jobs(self) -> bool:
+        return not any(getattr(self.namespace, flag, None) for flag in _NO_JOB_FLAGS)
+
+    @property
+    def multirun(self) -> bool:
+        return bool(self.namespace.multirun)
+
+    @property
+    def config_name(self) -> str | None:
+        return self.namespace.config_name  # type: ignore[no-any-return]
+
+
+def _parser() -> argparse.ArgumentParser:
+    from hydra._internal.utils import get_args_parser  # Hydra's own parser: the only way to
+    # read its command line exactly as hydra.main will (FACTS: appending to argv breaks flags)
+
+    parser = get_args_parser()
+    parser.prog = "reprotrain run"
+    return parser
+
+
+def parse_args(tokens: Sequence[str]) -> HydraArgs:
+    """Parse a Hydra command line; a malformed one exits 2 through argparse, as Hydra's does."""
+    namespace = _parser().parse_args(list(tokens))
+    return HydraArgs(namespace, list(namespace.overrides or []))
+
+
+def build_argv(args: HydraArgs, extra_overrides: Sequence[str]) -> list[str]:
+    """Rebuild a command line equivalent to ``args`` with ``extra_overrides`` appended.
+
+    Flags are written `--flag=value` so that no optional flag (such as `--info`) can swallow an
+    override that follows it.
+    """
+    argv: list[str] = []
+    for action in _parser()._actions:
+        if not action.option_strings or action.dest in {"overrides", "version"}:
+            continue
+        value = getattr(args.namespace, action.dest, None)
+        flag = max(action.option_strings, key=len)
+        if isinstance(action, argparse._StoreTrueAction):
+            if value:
+                argv.append(flag)
+        elif value is not None and value != action.default:
+            argv.append(f"{flag}={value}")
+    return argv + list(args.overrides) + list(extra_overrides)
+
+
+def quote_value(text: str) -> str:
+    """A Hydra override value as a quoted string (paths may hold spaces or quotes)."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def sets_key(args: HydraArgs, key: str) -> bool:
+    return any(o.lstrip("+~").split("=", 1)[0] == key for o in args.overrides)
+
+
+def primary_config_sets(config_dir: Path, config_name: str, dotted: str) -> bool:
+    """Whether the primary config file itself sets ``dotted`` (e.g. `hydra.run.dir`)."""
+    from omegaconf import OmegaConf
+
+    path = config_dir / (config_name if config_name.endswith(".yaml") else f"{config_name}.yaml")
+    if not path.is_file():
+        return False
+    try:
+        cfg = OmegaConf.load(path)
+    except Exception:  # a broken file is Hydra's to report, with its own message
+        return False
+    return OmegaConf.select(cfg, dotted, default=None, throw_on_missing=False) is not None
+
+
+def run_app(
+    config_dir: Path,
+    config_name: str,
+    version_base: str,
+    argv: Sequence[str],
+    task: Callable[[Any], Any],
+) -> None:
+    """Run the Hydra app; Hydra reports config errors itself and exits 1 (the caller maps it)."""
+    import hydra
+
+    if not config_dir.is_dir():
+        raise UsageError(
+            f"config directory {config_dir} does not exist",
+            hint="set config_dir in [tool.reprotrain] to your Hydra config directory",
+        )
+    saved = sys.argv
+    sys.argv = ["reprotrain-run", *argv]
+    try:
+        hydra.main(config_path=str(config_dir), config_name=config_name, version_base=version_base)(task)()
+    finally:
+        sys.argv = saved
+
+
+@dataclass(frozen=True)
+class JobContext:
+    output_dir: Path
+    name: str
+    num: int
+    overrides: list[str]
+    choices: dict[str, Any]
+    config_name: str
+    sweep_dir: str | None
+
+
+def job_context() -> JobContext:
+    """What Hydra knows about the job running now (only valid inside the task function)."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    hc = HydraConfig.get()
+    choices = OmegaConf.to_container(hc.runtime.choices, resolve=True) or {}
+    choices = {k: v for k, v in choices.items() if not str(k).startswith("hydra/")}  # type: ignore[union-attr]
+    num = hc.job.get("num", 0)
+    sweep_dir = None
+    if str(hc.mode) == "RunMode.MULTIRUN":
+        sweep_dir = str(hc.sweep.dir)
+    return JobContext(
+        output_dir=Path(hc.runtime.output_dir),
+        name=str(hc.job.name),
+        num=int(num) if num is not None else 0,
+        overrides=list(hc.overrides.task),
+        choices=dict(choices),
+        config_name=str(hc.job.config_name),
+        sweep_dir=sweep_dir,
+    )
+
+
+def resolve(cfg: Any) -> dict[str, Any]:
+    """Resolve every interpolation once (`${now:...}`, `${oc.env:...}` take one value here)."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except OmegaConfBaseException as exc:
+        raise UsageError(f"the config does not resolve: {exc}".splitlines()[0]) from exc
+    assert isinstance(container, dict)
+    return container
+
+
+def to_config(resolved: dict[str, Any]) -> Any:
+    """The resolved config as a read-only-structure DictConfig, as Hydra hands it to apps."""
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create(resolved)
+    OmegaConf.set_struct(cfg, True)
+    return cfg
+
+
+def to_yaml(resolved: dict[str, Any]) -> str:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_yaml(OmegaConf.create(resolved))

@@ -1,0 +1,274 @@
+"""Running the user's training code: a shell command in a child process, or a Python callable
+in-process. Console output streams to the terminal and into a log file at the same time; SIGINT
+and SIGTERM stop the code and are reported, so the run can be marked KILLED."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+__all__ = ["Outcome", "load_callable", "run_callable", "run_command"]
+
+GRACE_SECONDS = 10.0  # after forwarding a signal, how long the code gets before SIGKILL
+
+
+@dataclass(frozen=True)
+class Outcome:
+    exit_code: int
+    status: str  # FINISHED, FAILED or KILLED
+    reason: str = ""
+    value: Any = None
+
+
+class _Terminated(BaseException):
+    """Raised in the main thread on SIGTERM while a callable entrypoint runs."""
+
+
+def _outcome(code: int, signals: list[int], timed_out: bool, timeout: float | None) -> Outcome:
+    if signals:
+        name = signal.Signals(signals[0]).name
+        return Outcome(128 + signals[0], "KILLED", f"stopped by {name}")
+    if timed_out:
+        return Outcome(124, "FAILED", f"timed out after {timeout:g} s")
+    if code < 0:  # the code died of a signal nobody sent through reprotrain
+        return Outcome(128 - code, "FAILED", f"killed by {signal.Signals(-code).name}")
+    return Outcome(code, "FINISHED" if code == 0 else "FAILED", "" if code == 0 else f"exit code {code}")
+
+
+class _Tee:
+    """Copies bytes from a pipe to a terminal stream and a shared log file."""
+
+    def __init__(self, log: BinaryIO) -> None:
+        self.log = log
+        self.lock = threading.Lock()
+        self.threads: list[threading.Thread] = []
+
+    def start(self, source_fd: int, sink: Callable[[bytes], None]) -> None:
+        thread = threading.Thread(target=self._pump, args=(source_fd, sink), daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+    def _pump(self, source_fd: int, sink: Callable[[bytes], None]) -> None:
+        while True:
+            try:
+                chunk = os.read(source_fd, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            with self.lock:
+                self.log.write(chunk)
+                self.log.flush()
+            try:
+                sink(chunk)
+            except (OSError, ValueError):  # the terminal went away: keep logging to the file
+                pass
+        os.close(source_fd)
+
+    def join(self, timeout: float = 5.0) -> None:
+        for thread in self.threads:
+            thread.join(timeout)
+
+
+def _stream_sink(stream: Any) -> Callable[[bytes], None]:
+    """Write to a stream's file descriptor, or to its buffer when it has none (captured output)."""
+    try:
+        return _fd_sink(stream.fileno())
+    except (AttributeError, OSError, ValueError):
+        buffer = getattr(stream, "buffer", None)
+
+        def write(chunk: bytes) -> None:
+            if buffer is not None:
+                buffer.write(chunk)
+            else:
+                stream.write(chunk.decode("utf-8", "replace"))
+            stream.flush()
+
+        return write
+
+
+def _fd_sink(fd: int) -> Callable[[bytes], None]:
+    def write(chunk: bytes) -> None:
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(fd, view) :]
+
+    return write
+
+
+@contextmanager
+def _signal_handlers(handler: Callable[[int, Any], None]) -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, previous in old.items():
+            signal.signal(sig, previous)
+
+
+def _killpg(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def run_command(
+    command: str,
+    cwd: Path,
+    env: Mapping[str, str],
+    log_path: Path,
+    timeout: float | None = None,
+) -> Outcome:
+    """Run ``command`` with /bin/sh in its own process group; tee its output into ``log_path``."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            ["/bin/sh", "-c", command],
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL if not sys.stdin or not sys.stdin.isatty() else None,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,  # signals reach it only through us, so we know why it stopped
+        )
+        assert proc.stdout is not None and proc.stderr is not None
+        tee = _Tee(log)
+        tee.start(os.dup(proc.stdout.fileno()), _stream_sink(sys.stdout))
+        tee.start(os.dup(proc.stderr.fileno()), _stream_sink(sys.stderr))
+        proc.stdout.close()
+        proc.stderr.close()
+        received: list[int] = []
+        escalate_at: list[float] = []
+
+        def forward(signum: int, _frame: Any) -> None:
+            received.append(signum)
+            if not escalate_at:
+                escalate_at.append(time.monotonic() + GRACE_SECONDS)
+            _killpg(proc.pid, signum)
+
+        timed_out = False
+        deadline = time.monotonic() + timeout if timeout else None
+        with _signal_handlers(forward):
+            while True:
+                try:
+                    code = proc.wait(timeout=0.2)
+                    break
+                except subprocess.TimeoutExpired:
+                    now = time.monotonic()
+                    if deadline is not None and now >= deadline and not timed_out:
+                        timed_out = True
+                        escalate_at.append(now + GRACE_SECONDS)
+                        _killpg(proc.pid, signal.SIGTERM)
+                    if escalate_at and now >= escalate_at[0]:
+                        _killpg(proc.pid, signal.SIGKILL)
+        if received or timed_out:
+            _killpg(proc.pid, signal.SIGKILL)  # whatever the code started is gone too
+        tee.join()
+    return _outcome(code, received, timed_out, timeout)
+
+
+def run_callable(function: Callable[[Any], Any], cfg: Any, log_path: Path) -> Outcome:
+    """Call ``function(cfg)`` in-process with file descriptors 1 and 2 teed into ``log_path``."""
+
+    def terminate(signum: int, _frame: Any) -> None:
+        raise _Terminated(signum)
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    with log_path.open("ab") as log:
+        tee = _Tee(log)
+        for fd in (1, 2):
+            read_end, write_end = os.pipe()
+            os.dup2(write_end, fd)
+            os.close(write_end)
+            tee.start(read_end, _fd_sink(saved[fd]))
+        try:
+            old_term = None
+            if threading.current_thread() is threading.main_thread():
+                old_term = signal.signal(signal.SIGTERM, terminate)
+            try:
+                value = function(cfg)
+                outcome = Outcome(0, "FINISHED", value=value)
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+                if exc.code is not None and not isinstance(exc.code, int):
+                    print(exc.code, file=sys.stderr)
+                outcome = _outcome(code, [], False, None)
+            except KeyboardInterrupt:
+                outcome = _outcome(0, [signal.SIGINT], False, None)
+            except _Terminated:
+                outcome = _outcome(0, [signal.SIGTERM], False, None)
+            except BaseException as exc:
+                traceback.print_exc()
+                outcome = Outcome(1, "FAILED", f"{type(exc).__name__}: {exc}".splitlines()[0][:500])
+            finally:
+                if old_term is not None:
+                    signal.signal(signal.SIGTERM, old_term)
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            for fd, copy in saved.items():
+                os.dup2(copy, fd)  # closes our pipe's write end: the tee threads see EOF
+            tee.join()
+            for copy in saved.values():
+                os.close(copy)
+    return outcome
+
+
+def load_callable(module: str, function: str, root: Path) -> Callable[[Any], Any]:
+    """Import ``function`` from a module name or a `.py` path (relative to ``root``)."""
+    import importlib
+    import importlib.util
+
+    from reprotrain.errors import UsageError
+
+    if module.endswith(".py"):
+        path = (root / module).resolve()
+        if not path.is_file():
+            raise UsageError(f"entrypoint file {module} does not exist under {root}", hint="fix entrypoint in [tool.reprotrain]")
+        name = path.stem if path.stem not in sys.modules else f"_reprotrain_entry_{path.stem}"
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        mod = importlib.util.module_from_spec(spec)
+        sys.path.insert(0, str(path.parent))  # the file imports its neighbours, as when run directly
+        sys.modules[name] = mod
+        try:
+            spec.loader.exec_module(mod)
+        except Exception as exc:
+            sys.modules.pop(name, None)
+            raise UsageError(f"importing entrypoint {module} failed: {type(exc).__name__}: {exc}") from exc
+    else:
+        if str(root) not in sys.path:
+            sys.path.insert(0, str(root))
+        try:
+            mod = importlib.import_module(module)
+        except ImportError as exc:
+            raise UsageError(
+                f"entrypoint module {module!r} cannot be imported: {exc}",
+                hint="fix entrypoint in [tool.reprotrain] (module:function or path/file.py:function)",
+            ) from exc
+    target: Any = mod
+    for part in function.split("."):
+        target = getattr(target, part, None)
+    if not callable(target):
+        raise UsageError(
+            f"entrypoint {module}:{function}: no function {function!r} in {module}",
+            hint="fix entrypoint in [tool.reprotrain]",
+        )
+    return target  # type: ignore[no-any-return]

@@ -1,0 +1,171 @@
+"""MLflow, through MlflowClient: the store, the run, and everything logged into it.
+
+Every call names the run explicitly (no fluent global state), so jobs in a reused worker process
+cannot leak into each other.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from reprotrain.core.record import DataOutput
+from reprotrain.errors import ReprotrainError
+
+__all__ = ["RunView", "Tracker", "default_tracking_uri", "is_local_store"]
+
+_BATCH = 100  # MLflow's limit of params per log_batch call
+TERMINAL = {"FINISHED", "FAILED", "KILLED"}
+
+
+def default_tracking_uri(state_dir: Path) -> str:
+    return f"sqlite:///{state_dir / 'mlflow.db'}"
+
+
+def is_local_store(uri: str) -> bool:
+    """A store MLflow opens in-process (database or file), as opposed to a tracking server."""
+    return not uri.startswith(("http://", "https://", "databricks"))
+
+
+@contextmanager
+def _mlflow_errors(action: str, uri: str) -> Iterator[None]:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            raise ReprotrainError(
+                f"{action}: not found in the tracking store {uri}",
+                hint="check the run ID, or set MLFLOW_TRACKING_URI to the store that holds it",
+            ) from exc
+        raise ReprotrainError(f"{action} failed on the tracking store {uri}: {exc.message}") from exc
+    except (OSError, ConnectionError) as exc:
+        raise ReprotrainError(f"{action}: the tracking store {uri} is unreachable ({exc})") from exc
+    except Exception as exc:  # SQLAlchemy and requests errors have no common base to name here
+        if type(exc).__module__.split(".")[0] in {"sqlalchemy", "requests", "urllib3", "alembic"}:
+            raise ReprotrainError(f"{action}: the tracking store {uri} failed: {exc}") from exc
+        raise
+
+
+class RunView:
+    """What `show` needs of a stored run."""
+
+    def __init__(self, run: Any) -> None:
+        self.run_id: str = run.info.run_id
+        self.status: str = run.info.status
+        self.experiment_id: str = run.info.experiment_id
+        self.start_time: int | None = run.info.start_time
+        self.end_time: int | None = run.info.end_time
+        self.tags: dict[str, str] = dict(run.data.tags)
+        self.metrics: dict[str, float] = dict(run.data.metrics)
+        self.params: dict[str, str] = dict(run.data.params)
+
+
+class Tracker:
+    """One MLflow tracking store."""
+
+    def __init__(self, uri: str) -> None:
+        from mlflow.tracking import MlflowClient
+
+        # progress bars belong to terminals; reprotrain shows its own progress where it helps
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        self.uri = uri
+        self.client = MlflowClient(tracking_uri=uri)
+
+    def ensure_experiment(self, name: str, artifact_location: str | None) -> str:
+        """Create (and for a fresh database, migrate) the store and the experiment, once, before
+        any job runs: concurrent jobs on a fresh store otherwise race in the schema migration."""
+        from mlflow.exceptions import MlflowException
+
+        with _mlflow_errors(f"opening experiment {name!r}", self.uri):
+            experiment = self.client.get_experiment_by_name(name)
+            if experiment is not None:
+                if experiment.lifecycle_stage == "deleted":
+                    raise ReprotrainError(
+                        f"experiment {name!r} is deleted in {self.uri}",
+                        hint=f"mlflow experiments restore --experiment-id {experiment.experiment_id}, "
+                        "or set experiment_name in [tool.reprotrain]",
+                    )
+                return str(experiment.experiment_id)
+            try:
+                return str(self.client.create_experiment(name, artifact_location=artifact_location))
+            except MlflowException as exc:
+                if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+                experiment = self.client.get_experiment_by_name(name)
+                assert experiment is not None
+                return str(experiment.experiment_id)
+
+    def create_run(self, experiment_id: str, tags: Mapping[str, str]) -> str:
+        with _mlflow_errors("creating the run", self.uri):
+            run = self.client.create_run(experiment_id, tags=dict(tags))
+        return str(run.info.run_id)
+
+    def log_params(self, run_id: str, params: Mapping[str, str]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, v) for k, v in params.items()]
+        with _mlflow_errors("logging params", self.uri):
+            for start in range(0, len(items), _BATCH):
+                self.client.log_batch(run_id, params=items[start : start + _BATCH])
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], timestamp_ms: int) -> None:
+        from mlflow.entities import Metric
+
+        items = [Metric(k, v, timestamp_ms, 0) for k, v in metrics.items()]
+        with _mlflow_errors("logging metrics", self.uri):
+            for start in range(0, len(items), 1000):
+                self.client.log_batch(run_id, metrics=items[start : start + 1000])
+
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        with _mlflow_errors("setting tags", self.uri):
+            self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+
+    def log_data_inputs(self, run_id: str, outputs: Sequence[DataOutput]) -> None:
+        """One MLflow dataset input per DVC output, its DVC hash as the digest."""
+        if not outputs:
+            return
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        inputs = [
+            DatasetInput(
+                Dataset(
+                    name=o.path,
+                    digest=o.hash[:36],
+                    source_type="dvc",
+                    source=json.dumps({"path": o.path, "hash": o.hash, "source": o.source}),
+                    profile=json.dumps({"size": o.size, "nfiles": o.nfiles}),
+                ),
+                tags=[InputTag("mlflow.data.context", "training")],
+            )
+            for o in outputs
+        ]
+        with _mlflow_errors("logging dataset inputs", self.uri):
+            self.client.log_inputs(run_id, datasets=inputs)
+
+    def log_artifacts(self, run_id: str, local_dir: Path, artifact_path: str | None = None) -> None:
+        if not local_dir.is_dir() or not any(local_dir.iterdir()):
+            return
+        with _mlflow_errors(f"uploading artifacts from {local_dir}", self.uri):
+            self.client.log_artifacts(run_id, os.fspath(local_dir), artifact_path)
+
+    def terminate(self, run_id: str, status: str) -> None:
+        with _mlflow_errors(f"marking run {run_id} {status}", self.uri):
+            self.client.set_terminated(run_id, status=status)
+
+    def get_run(self, run_id: str) -> RunView:
+        with _mlflow_errors(f"run {run_id}", self.uri):
+            return RunView(self.client.get_run(run_id))
+
+    def read_json_artifact(self, run_id: str, path: str) -> Any:
+        with _mlflow_errors(f"artifact {path} of run {run_id}", self.uri), tempfile.TemporaryDirectory() as tmp:
+            local = self.client.download_artifacts(run_id, path, tmp)
+            return json.loads(Path(local).read_text(encoding="utf-8"))

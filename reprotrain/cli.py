@@ -1,0 +1,139 @@
+"""The command line: parse, call the library, print, exit with the documented code.
+
+Nothing here imports mlflow, dvc or hydra at module level: `reprotrain --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from reprotrain import __version__
+from reprotrain.errors import NotPinnedError, ReprotrainError, UsageError
+
+__all__ = ["main"]
+
+_RUN_USAGE = """\
+usage: reprotrain run [--allow-unpinned] [--timeout SECONDS] [HYDRA ARGUMENTS ...]
+
+Check that code and data are pinned, then run the training code as a Hydra app and record the
+run in MLflow. Everything else on the line is Hydra's: overrides (key=v, +key=v, ++key=v, ~key,
++experiment=x), -m/--multirun, -cn NAME, --cfg job, and --help for the app's own help.
+
+reprotrain options:
+  --allow-unpinned   run even if code or data are not pinned; the run records pinned=false
+  --timeout SECONDS  stop training that runs longer, and mark the run FAILED
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="reprotrain",
+        description="Reproducible training runs: pinned code and data, Hydra config, MLflow record.",
+        epilog="exit codes: 0 ok, 1 error, 2 usage/config error, 3 not pinned, 4 not reproduced, "
+        "other: the training code's own (130/143 after SIGINT/SIGTERM)",
+    )
+    parser.add_argument("--version", action="version", version=f"reprotrain {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser(
+        "run",
+        help="launch a pinned, recorded training run (Hydra arguments follow; see `reprotrain run -h`)",
+        add_help=False,
+    )
+    show = sub.add_parser("show", help="show what a run recorded")
+    show.add_argument("run_id", help="MLflow run ID")
+    show.add_argument("--json", action="store_true", help="print the record, status and metrics as JSON")
+    return parser
+
+
+def _split_run_options(tokens: Sequence[str]) -> tuple[dict[str, object], list[str]]:
+    """Take reprotrain's own options out of a `run` line; the rest is Hydra's, untouched."""
+    options: dict[str, object] = {}
+    rest: list[str] = []
+    items = list(tokens)
+    i = 0
+    while i < len(items):
+        token = items[i]
+        if token == "--allow-unpinned":
+            options["allow_unpinned"] = True
+        elif token == "--timeout" or token.startswith("--timeout="):
+            if "=" in token:
+                value = token.split("=", 1)[1]
+            elif i + 1 < len(items):
+                i += 1
+                value = items[i]
+            else:
+                raise UsageError("--timeout needs a number of seconds", hint="reprotrain run --timeout 3600 ...")
+            try:
+                seconds = float(value)
+            except ValueError:
+                raise UsageError(f"--timeout must be a number of seconds, got {value!r}") from None
+            if seconds <= 0:
+                raise UsageError(f"--timeout must be positive, got {value!r}")
+            options["timeout"] = seconds
+        else:
+            rest.append(token)
+        i += 1
+    return options, rest
+
+
+def _run(tokens: Sequence[str]) -> int:
+    if tokens and tokens[0] in {"-h", "--help"} and len(tokens) == 1:
+        # `reprotrain run --help` with no app context: reprotrain's and Hydra's usage together
+        print(_RUN_USAGE)
+    from reprotrain.launch import RunOptions, run
+
+    options, rest = _split_run_options(tokens)
+    return run(rest, RunOptions(**options))  # type: ignore[arg-type]
+
+
+def _show(run_id: str, as_json: bool) -> int:
+    from reprotrain.query import load_run
+    from reprotrain.render import run_text
+
+    view = load_run(run_id)
+    if as_json:
+        print(json.dumps(view, indent=2, ensure_ascii=False, default=str))
+    else:
+        print(run_text(view))
+    return 0
+
+
+def _report(exc: ReprotrainError) -> None:
+    if isinstance(exc, NotPinnedError):
+        from reprotrain.render import problems_text
+
+        lines = [f"reprotrain: {exc.message}:", *problems_text([p.to_dict() for p in exc.problems])]
+        lines.append(f"reprotrain: {exc.hint}" if exc.hint else "")
+        print("\n".join(line for line in lines if line), file=sys.stderr)
+        return
+    print(f"reprotrain: error: {exc}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    tokens = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if tokens and tokens[0] == "run":
+            return _run(tokens[1:])
+        args = _parser().parse_args(tokens)
+        if args.command == "show":
+            return _show(args.run_id, args.json)
+        _parser().print_help()
+        return 0
+    except ReprotrainError as exc:
+        _report(exc)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("reprotrain: interrupted", file=sys.stderr)
+        return 130
+
+
+def entry() -> None:  # console script
+    raise SystemExit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,229 @@
+"""The pin policy: turn what git and DVC report into problems, each with the command that fixes it."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+
+__all__ = [
+    "GitState",
+    "Problem",
+    "dvc_status_problems",
+    "git_status_problems",
+    "parse_porcelain_v2",
+]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One reason why a run would not be reproducible."""
+
+    kind: str
+    path: str
+    message: str
+    fix: str
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        where = f"{self.path}: " if self.path else ""
+        return f"{where}{self.message} (fix: {self.fix})"
+
+
+@dataclass(frozen=True)
+class StatusEntry:
+    """One line of `git status --porcelain=v2`: XY codes, submodule state, path(s)."""
+
+    code: str  # "1", "2", "u" or "?"
+    xy: str = ".."
+    submodule: str = "N..."
+    path: str = ""
+    orig_path: str = ""
+
+
+@dataclass(frozen=True)
+class GitState:
+    """What one `git status --porcelain=v2 --branch -z` says about the repository."""
+
+    commit: str | None
+    branch: str | None
+    upstream: str | None = None
+    entries: tuple[StatusEntry, ...] = field(default_factory=tuple)
+
+
+def parse_porcelain_v2(output: str) -> GitState:
+    """Parse NUL-separated `git status --porcelain=v2 --branch -z` output."""
+    commit: str | None = None
+    branch: str | None = None
+    upstream: str | None = None
+    entries: list[StatusEntry] = []
+    records = output.split("\0")
+    i = 0
+    while i < len(records):
+        rec = records[i]
+        i += 1
+        if not rec:
+            continue
+        if rec.startswith("# branch.oid "):
+            value = rec[len("# branch.oid ") :]
+            commit = None if value == "(initial)" else value
+        elif rec.startswith("# branch.head "):
+            value = rec[len("# branch.head ") :]
+            branch = None if value == "(detached)" else value
+        elif rec.startswith("# branch.upstream "):
+            upstream = rec[len("# branch.upstream ") :]
+        elif rec.startswith("1 "):
+            parts = rec.split(" ", 8)
+            entries.append(StatusEntry("1", parts[1], parts[2], parts[8]))
+        elif rec.startswith("2 "):
+            parts = rec.split(" ", 9)
+            entries.append(StatusEntry("2", parts[1], parts[2], parts[9], records[i]))
+            i += 1
+        elif rec.startswith("u "):
+            parts = rec.split(" ", 10)
+            entries.append(StatusEntry("u", parts[1], parts[2], parts[10]))
+        elif rec.startswith("? "):
+            entries.append(StatusEntry("?", path=rec[2:]))
+    return GitState(commit, branch, upstream, tuple(entries))
+
+
+def _q(path: str) -> str:
+    return shlex.quote(path)
+
+
+def _entry_problem(entry: StatusEntry) -> Problem:
+    path = entry.path
+    if entry.code == "?":
+        return Problem(
+            "untracked",
+            path,
+            "untracked file (not committed, not ignored)",
+            f"git add {_q(path)} && git commit, or add it to .gitignore",
+        )
+    if entry.code == "u":
+        return Problem("conflict", path, "unresolved merge conflict", f"resolve it, then git add {_q(path)} && git commit")
+    if entry.submodule.startswith("S"):
+        moved, modified, untracked = entry.submodule[1:4]
+        if moved == "C":
+            return Problem(
+                "submodule-moved",
+                path,
+                "submodule checked out at a commit other than the one recorded",
+                f"git add {_q(path)} && git commit, or git submodule update {_q(path)}",
+            )
+        detail = "uncommitted changes" if modified == "M" else "untracked files"
+        return Problem(
+            "submodule-dirty",
+            path,
+            f"submodule has {detail}",
+            f"commit or discard them inside {_q(path)}, then commit the submodule",
+        )
+    staged, unstaged = entry.xy[0], entry.xy[1]
+    if entry.code == "2":
+        return Problem(
+            "staged",
+            path,
+            f"renamed from {entry.orig_path}, not committed",
+            "git commit",
+        )
+    if unstaged != ".":
+        verb = "deleted" if unstaged == "D" else "modified"
+        return Problem(
+            "modified",
+            path,
+            f"tracked file {verb}, not committed",
+            f"git commit {_q(path)}, or git restore {_q(path)}",
+        )
+    verb = {"A": "added", "D": "deleted", "M": "modified", "T": "type changed"}.get(staged, "changed")
+    return Problem("staged", path, f"{verb} in the index, not committed", "git commit")
+
+
+def git_status_problems(state: GitState) -> list[Problem]:
+    """Every reason the git side is not pinned: no commit yet, or anything `git status` shows."""
+    problems: list[Problem] = []
+    if state.commit is None:
+        problems.append(
+            Problem("no-commit", "", "the git repository has no commit yet", "git add -A && git commit")
+        )
+    problems.extend(_entry_problem(entry) for entry in state.entries)
+    return problems
+
+
+def _out_problem(stage: str, path: str, change: str, lock: bool) -> Problem:
+    if lock:
+        repin = f"dvc repro {_q(stage)} && git commit dvc.lock"
+    else:
+        repin = f"dvc add {_q(path)} && git commit {_q(stage)}"
+    if change == "deleted":
+        return Problem(
+            "data-missing",
+            path,
+            f"DVC output pinned by {stage} is missing from the workspace",
+            f"dvc checkout {_q(path)} (or dvc pull {_q(path)})",
+        )
+    if change == "not in cache":
+        return Problem(
+            "data-not-cached",
+            path,
+            f"DVC output pinned by {stage} is not in the DVC cache",
+            f"dvc pull {_q(path)}, or dvc commit {_q(stage)}",
+        )
+    return Problem(
+        "data-modified",
+        path,
+        f"DVC output differs from the version {stage} pins ({change})",
+        f"dvc checkout {_q(path)} to restore it, or {repin} to pin the new version",
+    )
+
+
+def dvc_status_problems(status: Mapping[str, Sequence[object]], lock_stages: Iterable[str] = ()) -> list[Problem]:
+    """Translate `Repo.status()` output into problems.
+
+    ``status`` maps a `.dvc` file or a `dvc.yaml` stage to a list of changes; ``lock_stages``
+    names the keys that are pipeline stages (their outputs are pinned by dvc.lock).
+    """
+    pipeline = set(lock_stages)
+    problems: list[Problem] = []
+    for stage, changes in sorted(status.items()):
+        lock = stage in pipeline or not stage.endswith(".dvc")
+        source = f"dvc.lock stage {stage}" if lock else stage
+        for change in changes:
+            if isinstance(change, str):
+                if change == "always changed":
+                    continue
+                problems.append(
+                    Problem(
+                        "stage-changed",
+                        stage,
+                        f"{source}: {change}",
+                        f"dvc repro {_q(stage)} && git commit dvc.lock" if lock else f"dvc commit {_q(stage)}",
+                    )
+                )
+                continue
+            if not isinstance(change, Mapping):
+                continue
+            for key, items in change.items():
+                if key == "changed outs" and isinstance(items, Mapping):
+                    problems.extend(_out_problem(stage, p, str(c), lock) for p, c in items.items())
+                elif key == "changed deps" and isinstance(items, Mapping):
+                    problems.extend(
+                        Problem(
+                            "stage-dep-changed",
+                            p,
+                            f"dependency of {source} changed since dvc.lock was written ({c})",
+                            f"dvc repro {_q(stage)} && git commit dvc.lock",
+                        )
+                        for p, c in items.items()
+                    )
+                else:
+                    problems.append(
+                        Problem(
+                            "stage-changed",
+                            stage,
+                            f"{source}: {key}",
+                            f"dvc repro {_q(stage)} && git commit dvc.lock" if lock else f"dvc commit {_q(stage)}",
+                        )
+                    )
+    return problems

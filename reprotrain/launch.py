@@ -1,0 +1,418 @@
+"""Orchestration of `reprotrain run`: where the pure core meets the adapters.
+
+The parent process checks the pins, prepares the store, then hands the command line to Hydra.
+Hydra calls :func:`_task` once per job (in this process, or in a launcher's worker), and each job
+opens its own MLflow run, runs the training code and closes the run with the right status.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reprotrain import __version__
+from reprotrain.adapters import git as git_adapter
+from reprotrain.adapters import hydra as hydra_adapter
+from reprotrain.adapters.process import Outcome, load_callable, run_callable, run_command
+from reprotrain.adapters.tracking import Tracker, default_tracking_uri, is_local_store
+from reprotrain.core.config import flatten_params, interpolate_command
+from reprotrain.core.entrypoint import parse_entrypoint
+from reprotrain.core.pin import Problem, git_status_problems
+from reprotrain.core.record import DataOutput, GitInfo, RunRecord, parse_metrics, run_tags
+from reprotrain.errors import NotPinnedError, ReprotrainError, UsageError
+from reprotrain.settings import Project, Settings, find_project
+
+__all__ = ["PinCheck", "RunOptions", "check_pins", "run"]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    allow_unpinned: bool = False
+    timeout: float | None = None
+
+
+@dataclass(frozen=True)
+class PinCheck:
+    """The gate's verdict and what it read on the way."""
+
+    problems: list[Problem]
+    git: GitInfo
+    git_root: Path
+    data: list[DataOutput] = field(default_factory=list)
+
+    @property
+    def pinned(self) -> bool:
+        return not self.problems
+
+
+@dataclass(frozen=True)
+class Session:
+    """What every job of one `reprotrain run` shares; pickled to launcher workers as it is."""
+
+    session_dir: str
+    root: str
+    settings: Settings
+    tracking_uri: str
+    experiment_id: str
+    check: PinCheck
+    argv: list[str]
+    environment: dict[str, Any]
+    options: RunOptions
+
+
+def ensure_state_dir(project: Project) -> Path:
+    """reprotrain's state directory, ignored by git without the user editing any .gitignore."""
+    state = project.state_dir
+    state.mkdir(parents=True, exist_ok=True)
+    ignore = state / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("# reprotrain state (runs, store, outputs): never committed\n*\n", encoding="utf-8")
+    return state
+
+
+def check_pins(project: Project) -> PinCheck:
+    """The pin gate (DESIGN.md §6): every reason the code and data are not pinned, at once."""
+    from reprotrain.adapters import dvc as dvc_adapter
+
+    snap = git_adapter.snapshot(project.root)
+    if snap is None:
+        problems = [
+            Problem(
+                "not-a-repo",
+                str(project.root),
+                "not inside a git repository",
+                'git init && git add -A && git commit -m "initial commit"',
+            )
+        ]
+        return PinCheck(problems, GitInfo("", "", ""), project.root)
+    problems = git_status_problems(snap.state)
+    data = dvc_adapter.snapshot(project.root, snap.root)
+    problems.extend(data.problems)
+    git = GitInfo(snap.state.commit or "", snap.state.branch or "", snap.remote)
+    return PinCheck(problems, git, snap.root, data.outputs)
+
+
+def environment() -> dict[str, Any]:
+    from importlib import metadata
+
+    packages = {}
+    for dist in metadata.distributions():
+        name = dist.metadata.get("Name")
+        if name:
+            packages[name.lower()] = dist.version
+    return {
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "executable": sys.executable,
+        "packages": dict(sorted(packages.items())),
+    }
+
+
+def tracking_uri(project: Project) -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or project.settings.tracking_uri or default_tracking_uri(
+        project.state_dir
+    )
+
+
+def experiment_name(project: Project) -> str:
+    return os.environ.get("MLFLOW_EXPERIMENT_NAME") or project.settings.experiment_name or project.name
+
+
+def artifact_location(uri: str, project: Project, name: str) -> str | None:
+    """Where a new experiment keeps artifacts: never MLflow's default `./mlruns` in the working
+    tree. Beside a SQLite file; in the state directory for other local stores; servers decide."""
+    if not is_local_store(uri):
+        return None
+    if uri.startswith("sqlite:///"):
+        db = Path(uri[len("sqlite:///") :].split("?", 1)[0])
+        return str(db.parent / "artifacts" / _slug(name))
+    return str(project.state_dir / "artifacts" / _slug(name))
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text) or "default"
+
+
+def _output_overrides(project: Project, args: hydra_adapter.HydraArgs, config_name: str, job_name: str) -> list[str]:
+    """Send Hydra's output dirs into the state dir unless the user chose them (config or command)."""
+    extra = []
+    stamp = "${now:%Y-%m-%d}/${now:%H-%M-%S-%f}"
+    for key, sub in (("hydra.run.dir", "outputs"), ("hydra.sweep.dir", "multirun")):
+        if not hydra_adapter.sets_key(args, key) and not hydra_adapter.primary_config_sets(
+            project.config_dir, config_name, key
+        ):
+            extra.append(f"{key}={hydra_adapter.quote_value(str(project.state_dir / sub) + '/' + stamp)}")
+    if not hydra_adapter.sets_key(args, "hydra.job.name"):
+        extra.append(f"hydra.job.name={job_name}")
+    return extra
+
+
+def run(tokens: list[str], options: RunOptions, cwd: Path | None = None) -> int:
+    """`reprotrain run`: returns the exit code (DESIGN.md §7)."""
+    project = find_project(cwd)
+    args = hydra_adapter.parse_args(tokens)
+    config_name = args.config_name or project.settings.config_name
+    ensure_state_dir(project)
+    os.chdir(project.root)
+    if not args.runs_jobs:  # --help, --cfg, --info: Hydra prints; nothing runs, nothing is recorded
+        return _hydra(project, config_name, hydra_adapter.build_argv(args, []), _no_job, None)
+
+    if not project.settings.entrypoint:
+        raise UsageError(
+            f"no entrypoint set for the project at {project.root}",
+            hint='add entrypoint = "python train.py" (or "module:function") under [tool.reprotrain] in pyproject.toml',
+        )
+    entry = parse_entrypoint(project.settings.entrypoint)
+    check = check_pins(project)
+    if not check.pinned and not options.allow_unpinned:
+        raise NotPinnedError(check.problems)
+
+    uri = tracking_uri(project)
+    name = experiment_name(project)
+    experiment_id = os.environ.get("MLFLOW_EXPERIMENT_ID") or Tracker(uri).ensure_experiment(
+        name, artifact_location(uri, project, name)
+    )
+    session_dir = project.state_dir / "sessions" / uuid.uuid4().hex
+    (session_dir / "jobs").mkdir(parents=True)
+    session = Session(
+        session_dir=str(session_dir),
+        root=str(project.root),
+        settings=project.settings,
+        tracking_uri=uri,
+        experiment_id=experiment_id,
+        check=check,
+        argv=["reprotrain", "run", *tokens],
+        environment=environment(),
+        options=options,
+    )
+    task = functools.update_wrapper(functools.partial(_task, session), _task)
+    argv = hydra_adapter.build_argv(args, _output_overrides(project, args, config_name, entry.job_name))
+    try:
+        code = _hydra(project, config_name, argv, task, session_dir)
+        results = _job_results(session_dir)
+        return code if code else next((r["exit_code"] for r in results if r.get("exit_code")), 0)
+    finally:
+        shutil.rmtree(session_dir, ignore_errors=True)
+
+
+def _hydra(project: Project, config_name: str, argv: list[str], task: Any, session_dir: Path | None) -> int:
+    try:
+        hydra_adapter.run_app(project.config_dir, config_name, project.settings.hydra_version_base, argv, task)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        # Hydra reports a bad override or an unknown config group itself, then exits 1 before
+        # any job starts: that is a usage error, exit 2.
+        if code == 1 and (session_dir is None or not any((session_dir / "jobs").iterdir())):
+            return UsageError.exit_code
+        return code
+    return 0
+
+
+def _no_job(cfg: Any) -> None:  # Hydra needs a task function even when it only prints
+    return None
+
+
+def _job_results(session_dir: Path) -> list[dict[str, Any]]:
+    results = []
+    for path in sorted((session_dir / "jobs").glob("*.json"), key=lambda p: int(p.stem)):
+        results.append(json.loads(path.read_text(encoding="utf-8")))
+    return results
+
+
+def _write_result(session: Session, num: int, **values: Any) -> None:
+    path = Path(session.session_dir) / "jobs" / f"{num}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(values), encoding="utf-8")
+    tmp.replace(path)
+
+
+def _task(session: Session, cfg: Any) -> Any:
+    """One Hydra job: open the run, run the training code, log everything, set the status."""
+    ctx = hydra_adapter.job_context()
+    _write_result(session, ctx.num, exit_code=None, started=True)
+    try:
+        job = _Job(session, ctx, cfg)
+        outcome = job.execute()
+    except ReprotrainError as exc:
+        print(f"reprotrain: {exc}", file=sys.stderr)
+        _write_result(session, ctx.num, exit_code=exc.exit_code)
+        return None
+    _write_result(session, ctx.num, exit_code=outcome.exit_code, run_id=job.run_id, status=outcome.status)
+    if outcome.status == "KILLED":
+        raise SystemExit(outcome.exit_code)  # stop the whole sweep, as the user asked
+    return _objective(session.settings, job.metrics, outcome)
+
+
+def _objective(settings: Settings, metrics: dict[str, float], outcome: Outcome) -> Any:
+    if settings.objective:
+        return metrics.get(settings.objective)
+    return outcome.value
+
+
+class _Job:
+    """The life of one run: prepared before the run exists, so bad input creates no run."""
+
+    def __init__(self, session: Session, ctx: hydra_adapter.JobContext, cfg: Any) -> None:
+        self.session = session
+        self.ctx = ctx
+        self.root = Path(session.root)
+        self.entry = parse_entrypoint(session.settings.entrypoint or "")
+        self.resolved = hydra_adapter.resolve(cfg)
+        self.command = None if self.entry.is_callable else interpolate_command(self.entry.text, self.resolved)
+        self.function = (
+            load_callable(self.entry.module, self.entry.function, self.root)
+            if self.entry.module and self.entry.function
+            else None
+        )
+        self.tracker = Tracker(session.tracking_uri)
+        self.run_id = ""
+        self.metrics: dict[str, float] = {}
+
+    def record(self) -> RunRecord:
+        check = self.session.check
+        return RunRecord(
+            run_id=self.run_id,
+            pinned=check.pinned,
+            problems=check.problems,
+            git=check.git,
+            data=check.data,
+            config_name=self.ctx.config_name,
+            config_dir=self.session.settings.config_dir,
+            overrides=self.ctx.overrides,
+            choices=self.ctx.choices,
+            resolved=self.resolved,
+            command={
+                "argv": self.session.argv,
+                "entrypoint": self.entry.text,
+                "executed": self.command if self.command is not None else self.entry.text,
+            },
+            environment=self.session.environment,
+            reprotrain_version=__version__,
+            job={"name": self.ctx.name, "num": self.ctx.num, "sweep_dir": self.ctx.sweep_dir},
+        )
+
+    def execute(self) -> Outcome:
+        record = self.record()
+        tags = run_tags(record) | {
+            "mlflow.source.name": self.entry.text[:500],
+            "mlflow.source.type": "LOCAL",
+            "mlflow.user": _user(),
+            "reprotrain.job.num": str(self.ctx.num),
+        }
+        self.run_id = self.tracker.create_run(self.session.experiment_id, tags)
+        record.run_id = self.run_id
+        staging = Path(self.session.root) / ".reprotrain" / "runs" / self.run_id
+        staging.mkdir(parents=True, exist_ok=True)
+        outcome = Outcome(1, "FAILED", "reprotrain failed before the training code started")
+        try:
+            (staging / "record.json").write_text(record.to_json(), encoding="utf-8")
+            (staging / "config.yaml").write_text(hydra_adapter.to_yaml(self.resolved), encoding="utf-8")
+            self.tracker.log_params(self.run_id, flatten_params(self.resolved))
+            self.tracker.log_data_inputs(self.run_id, record.data)
+            self.tracker.log_artifacts(self.run_id, staging, "reprotrain")
+            outcome = self._run_code(staging)
+        except KeyboardInterrupt:
+            outcome = Outcome(130, "KILLED", "stopped by SIGINT")
+        finally:
+            self._finish(staging, outcome)
+        return outcome
+
+    def _run_code(self, staging: Path) -> Outcome:
+        self.ctx.output_dir.mkdir(parents=True, exist_ok=True)
+        env = {
+            "MLFLOW_TRACKING_URI": self.session.tracking_uri,
+            "MLFLOW_RUN_ID": self.run_id,
+            "MLFLOW_EXPERIMENT_ID": self.session.experiment_id,
+            "REPROTRAIN_CONFIG": str(staging / "config.yaml"),
+            "REPROTRAIN_OUTPUT_DIR": str(self.ctx.output_dir),
+            "REPROTRAIN_RUN_ID": self.run_id,
+        }
+        log = staging / "console.log"
+        if self.function is None:
+            assert self.command is not None
+            return run_command(self.command, self.root, os.environ | env, log, self.session.options.timeout)
+        return _call_in_run(self.function, hydra_adapter.to_config(self.resolved), env, log)
+
+    def _finish(self, staging: Path, outcome: Outcome) -> None:
+        """Log what the job left and set the final status, whatever the code did to the run."""
+        errors = []
+        try:
+            self.metrics = self._read_metrics()
+            if self.metrics:
+                self.tracker.log_metrics(self.run_id, self.metrics, int(time.time() * 1000))
+        except ReprotrainError as exc:
+            errors.append(str(exc))
+        tags = {"reprotrain.exit_code": str(outcome.exit_code)}
+        if outcome.reason:
+            tags["reprotrain.status_reason"] = outcome.reason[:5000]
+        for local, artifact_path in ((self.ctx.output_dir, None), (staging, "reprotrain")):
+            try:
+                self.tracker.log_artifacts(self.run_id, local, artifact_path)
+            except ReprotrainError as exc:
+                errors.append(str(exc))
+        try:
+            self.tracker.set_tags(self.run_id, tags)
+        except ReprotrainError as exc:
+            errors.append(str(exc))
+        self.tracker.terminate(self.run_id, outcome.status)
+        if errors:
+            raise ReprotrainError("; ".join(errors))
+        shutil.rmtree(staging, ignore_errors=True)
+
+    def _read_metrics(self) -> dict[str, float]:
+        metrics: dict[str, float] = {}
+        for name in ("metrics.json", *self.session.settings.metrics_files):
+            path = self.ctx.output_dir / name
+            if not path.is_file():
+                continue
+            try:
+                payload = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                print(f"reprotrain: warning: {path} is not valid JSON ({exc}); its metrics are not logged", file=sys.stderr)
+                continue
+            found, warnings = parse_metrics(payload, str(path))
+            for warning in warnings:
+                print(f"reprotrain: warning: {warning}", file=sys.stderr)
+            metrics.update(found)
+        return metrics
+
+
+def _call_in_run(function: Any, cfg: Any, env: dict[str, str], log: Path) -> Outcome:
+    """Call the function with the run active in-process, as a child process would see it."""
+    import mlflow
+
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+        mlflow.start_run(run_id=env["MLFLOW_RUN_ID"])
+        try:
+            return run_callable(function, cfg, log)
+        finally:
+            while mlflow.active_run() is not None:
+                mlflow.end_run()
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # no user name in a container is not worth failing a run
+        return "unknown"
+

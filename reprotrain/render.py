@@ -1,0 +1,63 @@
+"""Text for people: pure functions from plain data to lines (no I/O, no libraries)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+__all__ = ["problems_text", "run_text"]
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "?"
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return str(n)
+
+
+def _time(ms: int | None) -> str:
+    if not ms:
+        return "-"
+    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def problems_text(problems: Sequence[Mapping[str, str]]) -> list[str]:
+    lines = []
+    for p in problems:
+        where = f"{p['path']}: " if p.get("path") else ""
+        lines.append(f"  - {where}{p['message']}")
+        lines.append(f"      fix: {p['fix']}")
+    return lines
+
+
+def run_text(view: Mapping[str, Any]) -> str:
+    """A run as `reprotrain show` prints it: the record plus status and metrics."""
+    git = view.get("git", {})
+    config = view.get("config", {})
+    lines = [
+        f"run        {view['run_id']}",
+        f"status     {view.get('status', '?')}  exit {view.get('exit_code', '?')}",
+        f"started    {_time(view.get('start_time'))}   ended {_time(view.get('end_time'))}",
+        f"commit     {git.get('commit') or '-'}  branch {git.get('branch') or '(detached)'}",
+        f"pinned     {'yes' if view.get('pinned') else 'NO'}",
+        f"config     {config.get('dir')}/{config.get('name')}  digest {str(config.get('digest', ''))[:12]}",
+        f"overrides  {' '.join(config.get('overrides') or []) or '(none)'}",
+        f"command    {view.get('command', {}).get('executed', '')}",
+        f"data       digest {str(view.get('data_digest', ''))[:12]}",
+    ]
+    for out in view.get("data", []):
+        files = f", {out['nfiles']} files" if out.get("nfiles") else ""
+        lines.append(f"  {out['path']}  {out['hash']}  {_size(out.get('size'))}{files}  ({out['source']})")
+    if not view.get("pinned"):
+        lines.append("problems")
+        lines.extend(problems_text(view.get("problems", [])))
+    metrics = view.get("metrics", {})
+    lines.append("metrics" if metrics else "metrics    (none)")
+    width = max((len(k) for k in metrics), default=0)
+    lines.extend(f"  {k.ljust(width)}  {v:g}" for k, v in sorted(metrics.items()))
+    return "\n".join(lines)

@@ -1,0 +1,125 @@
+"""Project settings: `[tool.reprotrain]` in pyproject.toml, or a reprotrain.toml, at the project root."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from reprotrain.errors import UsageError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+__all__ = ["STATE_DIR", "Project", "Settings", "find_project"]
+
+STATE_DIR = ".reprotrain"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a project may set; see the reference in docs/ for each key."""
+
+    config_dir: str = "conf"  # Hydra config directory, relative to the project root
+    config_name: str = "config"  # primary config name
+    entrypoint: str | None = None  # shell command with ${...} from the config, or module:function
+    tracking_uri: str | None = None  # MLflow tracking URI when MLFLOW_TRACKING_URI is unset
+    experiment_name: str | None = None  # MLflow experiment; default: the project's name
+    metrics_files: tuple[str, ...] = ()  # JSON metric files besides metrics.json, in the output dir
+    objective: str | None = None  # metric returned to Hydra sweepers
+    hydra_version_base: str = "1.3"  # version_base passed to hydra.main
+
+    @classmethod
+    def from_mapping(cls, table: Mapping[str, Any], source: str) -> Settings:
+        known = {f.name: f for f in fields(cls)}
+        values: dict[str, Any] = {}
+        for raw_key, value in table.items():
+            key = raw_key.replace("-", "_")
+            if key not in known:
+                raise UsageError(
+                    f"unknown setting {raw_key!r} in {source}",
+                    hint=f"use one of: {', '.join(sorted(known))}",
+                )
+            values[key] = _check(key, value, source)
+        return cls(**values)
+
+
+def _check(key: str, value: Any, source: str) -> Any:
+    if key == "metrics_files":
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise UsageError(f"setting metrics_files in {source} must be a list of file names, got {value!r}")
+        return tuple(value)
+    if not isinstance(value, str) or not value.strip():
+        raise UsageError(f"setting {key} in {source} must be a non-empty string, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Project:
+    """A project on disk: its root directory, where its settings came from, and the settings."""
+
+    root: Path
+    name: str
+    settings: Settings = field(default_factory=Settings)
+    settings_file: Path | None = None
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / STATE_DIR
+
+    @property
+    def config_dir(self) -> Path:
+        return (self.root / self.settings.config_dir).resolve()
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{path} is not valid TOML: {exc}") from exc
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
+
+
+def _settings_at(directory: Path) -> tuple[Path, Mapping[str, Any], str | None] | None:
+    own = directory / "reprotrain.toml"
+    if own.is_file():
+        return own, _read_toml(own), None
+    pyproject = directory / "pyproject.toml"
+    if pyproject.is_file():
+        data = _read_toml(pyproject)
+        table = data.get("tool", {}).get("reprotrain")
+        if table is not None:
+            if not isinstance(table, Mapping):
+                raise UsageError(f"[tool.reprotrain] in {pyproject} must be a table")
+            name = data.get("project", {}).get("name")
+            return pyproject, table, name if isinstance(name, str) else None
+    return None
+
+
+def find_project(start: Path | None = None) -> Project:
+    """The project containing ``start``: the nearest directory with reprotrain settings, else the
+    git repository's root (every setting then takes its default)."""
+    here = (start or Path.cwd()).resolve()
+    for directory in (here, *here.parents):
+        found = _settings_at(directory)
+        if found is not None:
+            path, table, name = found
+            settings = Settings.from_mapping(table, str(path))
+            return Project(directory, name or directory.name, settings, path)
+        if (directory / ".git").exists():
+            return Project(directory, directory.name)
+    raise UsageError(
+        f"no reprotrain project at {here}: no [tool.reprotrain] in a pyproject.toml and no git repository",
+        hint="cd into your project, or add a [tool.reprotrain] table to its pyproject.toml",
+    )
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
