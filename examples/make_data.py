@@ -1,6 +1,6 @@
 """How data/regression.csv was made (kept for provenance; the file itself is versioned by DVC).
 
-    python examples/make_data.py data/regression.csv && dvc add data/regression.csv
+python examples/make_data.py data/regression.csv && dvc add data/regression.csv
 """
 
 import csv

@@ -9,7 +9,6 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from reprotrain import __version__
 from reprotrain.errors import NotPinnedError, ReprotrainError, UsageError
@@ -44,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     show = sub.add_parser("show", help="show what a run recorded")
-    show.add_argument("run_id", help="MLflow run ID")
+    show.add_argument("run_id", help="MLflow run ID, or `last` for the newest run launched here")
     show.add_argument("--json", action="store_true", help="print the record, status and metrics as JSON")
     return parser
 

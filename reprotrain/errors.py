@@ -51,8 +51,7 @@ class NotPinnedError(ReprotrainError):
         self.problems = list(problems)
         count = len(self.problems)
         super().__init__(
-            f"refusing to run: {count} problem{'s' if count != 1 else ''} "
-            "keep this run from being reproducible",
+            f"refusing to run: {count} problem{'s' if count != 1 else ''} keep this run from being reproducible",
             hint="fix each problem above, or pass --allow-unpinned to record a run marked unpinned",
         )
 

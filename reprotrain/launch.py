@@ -31,7 +31,9 @@ from reprotrain.core.record import DataOutput, GitInfo, RunRecord, parse_metrics
 from reprotrain.errors import NotPinnedError, ReprotrainError, UsageError
 from reprotrain.settings import Project, Settings, find_project
 
-__all__ = ["PinCheck", "RunOptions", "check_pins", "run"]
+__all__ = ["LAST_RUN_FILE", "PinCheck", "RunOptions", "check_pins", "run"]
+
+LAST_RUN_FILE = "last_run"  # run IDs of the newest `reprotrain run`, for `reprotrain show last`
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,7 @@ def environment() -> dict[str, Any]:
 
     packages = {}
     for dist in metadata.distributions():
-        name = dist.metadata.get("Name")
+        name = dist.metadata["Name"]
         if name:
             packages[name.lower()] = dist.version
     return {
@@ -119,8 +121,10 @@ def environment() -> dict[str, Any]:
 
 
 def tracking_uri(project: Project) -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or project.settings.tracking_uri or default_tracking_uri(
-        project.state_dir
+    return (
+        os.environ.get("MLFLOW_TRACKING_URI")
+        or project.settings.tracking_uri
+        or default_tracking_uri(project.state_dir)
     )
 
 
@@ -200,6 +204,9 @@ def run(tokens: list[str], options: RunOptions, cwd: Path | None = None) -> int:
     try:
         code = _hydra(project, config_name, argv, task, session_dir)
         results = _job_results(session_dir)
+        run_ids = [r["run_id"] for r in results if r.get("run_id")]
+        if run_ids:
+            (project.state_dir / LAST_RUN_FILE).write_text("\n".join(run_ids) + "\n", encoding="utf-8")
         return code if code else next((r["exit_code"] for r in results if r.get("exit_code")), 0)
     finally:
         shutil.rmtree(session_dir, ignore_errors=True)
@@ -248,6 +255,12 @@ def _task(session: Session, cfg: Any) -> Any:
         _write_result(session, ctx.num, exit_code=exc.exit_code)
         return None
     _write_result(session, ctx.num, exit_code=outcome.exit_code, run_id=job.run_id, status=outcome.status)
+    reason = f" ({outcome.reason})" if outcome.reason and outcome.status != "FINISHED" else ""
+    print(
+        f"reprotrain: run {job.run_id} {outcome.status}{reason}, exit {outcome.exit_code}; "
+        f"see: reprotrain show {job.run_id}",
+        file=sys.stderr,
+    )
     if outcome.status == "KILLED":
         raise SystemExit(outcome.exit_code)  # stop the whole sweep, as the user asked
     return _objective(session.settings, job.metrics, outcome)
@@ -378,7 +391,10 @@ class _Job:
             try:
                 payload = json.loads(path.read_text(encoding="utf-8"))
             except (OSError, ValueError) as exc:
-                print(f"reprotrain: warning: {path} is not valid JSON ({exc}); its metrics are not logged", file=sys.stderr)
+                print(
+                    f"reprotrain: warning: {path} is not valid JSON ({exc}); its metrics are not logged",
+                    file=sys.stderr,
+                )
                 continue
             found, warnings = parse_metrics(payload, str(path))
             for warning in warnings:
@@ -415,4 +431,3 @@ def _user() -> str:
         return getpass.getuser()
     except Exception:  # no user name in a container is not worth failing a run
         return "unknown"
-

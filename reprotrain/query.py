@@ -9,7 +9,7 @@ from typing import Any
 from reprotrain.errors import ReprotrainError, UsageError
 from reprotrain.settings import find_project
 
-__all__ = ["load_run", "store_uri"]
+__all__ = ["last_run_id", "load_run", "store_uri"]
 
 
 def store_uri(cwd: Path | None = None) -> str:
@@ -32,6 +32,8 @@ def load_run(run_id: str, cwd: Path | None = None) -> dict[str, Any]:
     """The run's record with its status, metrics and times added."""
     from reprotrain.adapters.tracking import Tracker
 
+    if run_id == "last":
+        run_id = last_run_id(cwd)
     tracker = Tracker(store_uri(cwd))
     view = tracker.get_run(run_id)
     if "reprotrain.config.digest" not in view.tags:
@@ -50,6 +52,20 @@ def load_run(run_id: str, cwd: Path | None = None) -> dict[str, Any]:
         tracking_uri=tracker.uri,
     )
     return record
+
+
+def last_run_id(cwd: Path | None = None) -> str:
+    """The newest run launched from this project (the first job of the newest `reprotrain run`)."""
+    from reprotrain.launch import LAST_RUN_FILE
+
+    project = find_project(cwd)
+    path = project.state_dir / LAST_RUN_FILE
+    try:
+        return path.read_text(encoding="utf-8").split()[0]
+    except (OSError, IndexError):
+        raise UsageError(
+            f"no run has been launched from {project.root} yet", hint="reprotrain run ..., or give a run ID"
+        ) from None
 
 
 def _int(text: str | None) -> int | None:

@@ -46,9 +46,7 @@ def snapshot(path: Path, relative_to: Path) -> DataSnapshot:
                     source = f"dvc.lock:{stage.name}"
                     lock_stages.add(stage.addressing)
                 rel = os.path.relpath(out.fs_path, relative_to)
-                outputs.append(
-                    DataOutput(rel, out.hash_info.value, out.meta.size, out.meta.nfiles, source)
-                )
+                outputs.append(DataOutput(rel, out.hash_info.value, out.meta.size, out.meta.nfiles, source))
             status = repo.status()
     except DvcException as exc:
         raise ReprotrainError(f"DVC could not read the pinned data in {path}: {exc}") from exc

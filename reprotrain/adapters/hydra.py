@@ -140,7 +140,7 @@ def job_context() -> JobContext:
     hc = HydraConfig.get()
     choices = OmegaConf.to_container(hc.runtime.choices, resolve=True) or {}
     choices = {k: v for k, v in choices.items() if not str(k).startswith("hydra/")}  # type: ignore[union-attr]
-    num = hc.job.get("num", 0)
+    num = OmegaConf.select(hc, "job.num", default=0)  # type: ignore[arg-type]  # absent in single runs
     sweep_dir = None
     if str(hc.mode) == "RunMode.MULTIRUN":
         sweep_dir = str(hc.sweep.dir)
@@ -149,7 +149,7 @@ def job_context() -> JobContext:
         name=str(hc.job.name),
         num=int(num) if num is not None else 0,
         overrides=list(hc.overrides.task),
-        choices=dict(choices),
+        choices={str(k): v for k, v in choices.items()},
         config_name=str(hc.job.config_name),
         sweep_dir=sweep_dir,
     )
@@ -165,7 +165,7 @@ def resolve(cfg: Any) -> dict[str, Any]:
     except OmegaConfBaseException as exc:
         raise UsageError(f"the config does not resolve: {exc}".splitlines()[0]) from exc
     assert isinstance(container, dict)
-    return container
+    return {str(k): v for k, v in container.items()}
 
 
 def to_config(resolved: dict[str, Any]) -> Any:

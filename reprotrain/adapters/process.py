@@ -241,7 +241,9 @@ def load_callable(module: str, function: str, root: Path) -> Callable[[Any], Any
     if module.endswith(".py"):
         path = (root / module).resolve()
         if not path.is_file():
-            raise UsageError(f"entrypoint file {module} does not exist under {root}", hint="fix entrypoint in [tool.reprotrain]")
+            raise UsageError(
+                f"entrypoint file {module} does not exist under {root}", hint="fix entrypoint in [tool.reprotrain]"
+            )
         name = path.stem if path.stem not in sys.modules else f"_reprotrain_entry_{path.stem}"
         spec = importlib.util.spec_from_file_location(name, path)
         assert spec is not None and spec.loader is not None

@@ -103,9 +103,11 @@ def _entry_problem(entry: StatusEntry) -> Problem:
             f"git add {_q(path)} && git commit, or add it to .gitignore",
         )
     if entry.code == "u":
-        return Problem("conflict", path, "unresolved merge conflict", f"resolve it, then git add {_q(path)} && git commit")
+        return Problem(
+            "conflict", path, "unresolved merge conflict", f"resolve it, then git add {_q(path)} && git commit"
+        )
     if entry.submodule.startswith("S"):
-        moved, modified, untracked = entry.submodule[1:4]
+        moved, modified = entry.submodule[1], entry.submodule[2]
         if moved == "C":
             return Problem(
                 "submodule-moved",
@@ -144,9 +146,7 @@ def git_status_problems(state: GitState) -> list[Problem]:
     """Every reason the git side is not pinned: no commit yet, or anything `git status` shows."""
     problems: list[Problem] = []
     if state.commit is None:
-        problems.append(
-            Problem("no-commit", "", "the git repository has no commit yet", "git add -A && git commit")
-        )
+        problems.append(Problem("no-commit", "", "the git repository has no commit yet", "git add -A && git commit"))
     problems.extend(_entry_problem(entry) for entry in state.entries)
     return problems
 
