@@ -16,7 +16,7 @@ from reprotrain.errors import NotPinnedError, ReprotrainError, UsageError
 __all__ = ["main"]
 
 _RUN_USAGE = """\
-usage: reprotrain run [--allow-unpinned] [--timeout SECONDS] [HYDRA ARGUMENTS ...]
+usage: reprotrain run [--allow-unpinned] [--require-pushed] [--timeout SECONDS] [HYDRA ARGUMENTS ...]
 
 Check that code and data are pinned, then run the training code as a Hydra app and record the
 run in MLflow. Everything else on the line is Hydra's: overrides (key=v, +key=v, ++key=v, ~key,
@@ -24,6 +24,8 @@ run in MLflow. Everything else on the line is Hydra's: overrides (key=v, +key=v,
 
 reprotrain options:
   --allow-unpinned   run even if code or data are not pinned; the run records pinned=false
+  --require-pushed   also refuse unless the commit is on a remote branch and every data object
+                     is in the default DVC remote
   --timeout SECONDS  stop training that runs longer, and mark the run FAILED
 """
 
@@ -42,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
         help="launch a pinned, recorded training run (Hydra arguments follow; see `reprotrain run -h`)",
         add_help=False,
     )
+    check = sub.add_parser("check", help="the pin gate alone: exit 0 when pinned, 3 with every problem")
+    check.add_argument("--require-pushed", action="store_true", help="also require commit and data on the remotes")
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
     show = sub.add_parser("show", help="show what a run recorded")
     show.add_argument("run_id", help="MLflow run ID, or `last` for the newest run launched here")
     show.add_argument("--json", action="store_true", help="print the record, status and metrics as JSON")
@@ -58,6 +63,8 @@ def _split_run_options(tokens: Sequence[str]) -> tuple[dict[str, object], list[s
         token = items[i]
         if token == "--allow-unpinned":
             options["allow_unpinned"] = True
+        elif token == "--require-pushed":
+            options["require_pushed"] = True
         elif token == "--timeout" or token.startswith("--timeout="):
             if "=" in token:
                 value = token.split("=", 1)[1]
@@ -101,6 +108,18 @@ def _show(run_id: str, as_json: bool) -> int:
     return 0
 
 
+def _check(require_pushed: bool, as_json: bool) -> int:
+    from reprotrain.launch import gate
+    from reprotrain.render import check_text
+
+    report = gate(require_pushed=require_pushed)
+    if as_json:
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+    else:
+        print(check_text(report), file=sys.stdout if report["pinned"] else sys.stderr)
+    return 0 if report["pinned"] else NotPinnedError.exit_code
+
+
 def _report(exc: ReprotrainError) -> None:
     if isinstance(exc, NotPinnedError):
         from reprotrain.render import problems_text
@@ -120,6 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(tokens)
         if args.command == "show":
             return _show(args.run_id, args.json)
+        if args.command == "check":
+            return _check(args.require_pushed, args.json)
         _parser().print_help()
         return 0
     except ReprotrainError as exc:

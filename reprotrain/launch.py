@@ -15,7 +15,7 @@ import shutil
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +26,12 @@ from reprotrain.adapters.process import Outcome, load_callable, run_callable, ru
 from reprotrain.adapters.tracking import Tracker, default_tracking_uri, is_local_store
 from reprotrain.core.config import flatten_params, interpolate_command
 from reprotrain.core.entrypoint import parse_entrypoint
-from reprotrain.core.pin import Problem, git_status_problems
-from reprotrain.core.record import DataOutput, GitInfo, RunRecord, parse_metrics, run_tags
+from reprotrain.core.pin import Problem, data_problems, git_status_problems, not_pushed_problem
+from reprotrain.core.record import DataOutput, GitInfo, RunRecord, data_digest, parse_metrics, run_tags
 from reprotrain.errors import NotPinnedError, ReprotrainError, UsageError
 from reprotrain.settings import Project, Settings, find_project
 
-__all__ = ["LAST_RUN_FILE", "PinCheck", "RunOptions", "check_pins", "run"]
+__all__ = ["LAST_RUN_FILE", "PinCheck", "RunOptions", "check_pins", "gate", "run"]
 
 LAST_RUN_FILE = "last_run"  # run IDs of the newest `reprotrain run`, for `reprotrain show last`
 
@@ -40,6 +40,7 @@ LAST_RUN_FILE = "last_run"  # run IDs of the newest `reprotrain run`, for `repro
 class RunOptions:
     allow_unpinned: bool = False
     timeout: float | None = None
+    require_pushed: bool = False
 
 
 @dataclass(frozen=True)
@@ -81,9 +82,15 @@ def ensure_state_dir(project: Project) -> Path:
     return state
 
 
-def check_pins(project: Project) -> PinCheck:
-    """The pin gate (DESIGN.md §6): every reason the code and data are not pinned, at once."""
+def check_pins(project: Project, require_pushed: bool = False) -> PinCheck:
+    """The pin gate (DESIGN.md §6): every reason the code and data are not pinned, at once.
+
+    git is asked once (`git status --porcelain=v2 --branch`), DVC once for its status (reusing its
+    stored hashes) and once for the cache's object ids; the remotes only when ``require_pushed``.
+    """
     from reprotrain.adapters import dvc as dvc_adapter
+
+    require_pushed = require_pushed or project.settings.require_pushed
 
     snap = git_adapter.snapshot(project.root)
     if snap is None:
@@ -97,10 +104,32 @@ def check_pins(project: Project) -> PinCheck:
         ]
         return PinCheck(problems, GitInfo("", "", ""), project.root)
     problems = git_status_problems(snap.state)
-    data = dvc_adapter.snapshot(project.root, snap.root)
+    if require_pushed and snap.state.commit:
+        has_remote, pushed = git_adapter.commit_on_remote(snap.root)
+        if not pushed:
+            problems.append(not_pushed_problem(snap.state.branch, has_remote))
+    data = dvc_adapter.snapshot(project.root, snap.root, check_remote=require_pushed)
     problems.extend(data.problems)
+    declared = [os.path.relpath(project.root / p, snap.root) for p in project.settings.inputs]
+    problems.extend(
+        data_problems([(o.path, o.source) for o in data.outputs], declared, project.settings.has_data, data.is_dvc_repo)
+    )
     git = GitInfo(snap.state.commit or "", snap.state.branch or "", snap.remote)
     return PinCheck(problems, git, snap.root, data.outputs)
+
+
+def gate(cwd: Path | None = None, require_pushed: bool = False) -> dict[str, Any]:
+    """`reprotrain check`: the gate alone, as plain data (pinned, problems, git, data)."""
+    project = find_project(cwd)
+    check = check_pins(project, require_pushed)
+    return {
+        "pinned": check.pinned,
+        "problems": [p.to_dict() for p in check.problems],
+        "git": {"commit": check.git.commit, "branch": check.git.branch, "remote": check.git.remote},
+        "data": [asdict(o) for o in check.data],
+        "data_digest": data_digest(check.data),
+        "project": str(project.root),
+    }
 
 
 def environment() -> dict[str, Any]:
@@ -166,7 +195,6 @@ def run(tokens: list[str], options: RunOptions, cwd: Path | None = None) -> int:
     project = find_project(cwd)
     args = hydra_adapter.parse_args(tokens)
     config_name = args.config_name or project.settings.config_name
-    ensure_state_dir(project)
     os.chdir(project.root)
     if not args.runs_jobs:  # --help, --cfg, --info: Hydra prints; nothing runs, nothing is recorded
         return _hydra(project, config_name, hydra_adapter.build_argv(args, []), _no_job, None)
@@ -177,9 +205,10 @@ def run(tokens: list[str], options: RunOptions, cwd: Path | None = None) -> int:
             hint='add entrypoint = "python train.py" (or "module:function") under [tool.reprotrain] in pyproject.toml',
         )
     entry = parse_entrypoint(project.settings.entrypoint)
-    check = check_pins(project)
+    check = check_pins(project, options.require_pushed)
     if not check.pinned and not options.allow_unpinned:
-        raise NotPinnedError(check.problems)
+        raise NotPinnedError(check.problems)  # before anything is written: no run, no output dir
+    ensure_state_dir(project)
 
     uri = tracking_uri(project)
     name = experiment_name(project)
@@ -188,6 +217,8 @@ def run(tokens: list[str], options: RunOptions, cwd: Path | None = None) -> int:
     )
     session_dir = project.state_dir / "sessions" / uuid.uuid4().hex
     (session_dir / "jobs").mkdir(parents=True)
+    if not check.pinned and (check.git_root / ".git").exists():
+        git_adapter.save_unpinned_evidence(check.git_root, session_dir / "unpinned")
     session = Session(
         session_dir=str(session_dir),
         root=str(project.root),
@@ -333,6 +364,7 @@ class _Job:
             self.tracker.log_params(self.run_id, flatten_params(self.resolved))
             self.tracker.log_data_inputs(self.run_id, record.data)
             self.tracker.log_artifacts(self.run_id, staging, "reprotrain")
+            self.tracker.log_artifacts(self.run_id, Path(self.session.session_dir) / "unpinned", "reprotrain/unpinned")
             outcome = self._run_code(staging)
         except KeyboardInterrupt:
             outcome = Outcome(130, "KILLED", "stopped by SIGINT")
@@ -351,10 +383,11 @@ class _Job:
             "REPROTRAIN_RUN_ID": self.run_id,
         }
         log = staging / "console.log"
+        timeout = self.session.options.timeout or self.session.settings.timeout
         if self.function is None:
             assert self.command is not None
-            return run_command(self.command, self.root, os.environ | env, log, self.session.options.timeout)
-        return _call_in_run(self.function, hydra_adapter.to_config(self.resolved), env, log)
+            return run_command(self.command, self.root, os.environ | env, log, timeout)
+        return _call_in_run(self.function, hydra_adapter.to_config(self.resolved), env, log, timeout)
 
     def _finish(self, staging: Path, outcome: Outcome) -> None:
         """Log what the job left and set the final status, whatever the code did to the run."""
@@ -403,7 +436,7 @@ class _Job:
         return metrics
 
 
-def _call_in_run(function: Any, cfg: Any, env: dict[str, str], log: Path) -> Outcome:
+def _call_in_run(function: Any, cfg: Any, env: dict[str, str], log: Path, timeout: float | None) -> Outcome:
     """Call the function with the run active in-process, as a child process would see it."""
     import mlflow
 
@@ -412,7 +445,7 @@ def _call_in_run(function: Any, cfg: Any, env: dict[str, str], log: Path) -> Out
     try:
         mlflow.start_run(run_id=env["MLFLOW_RUN_ID"])
         try:
-            return run_callable(function, cfg, log)
+            return run_callable(function, cfg, log, timeout)
         finally:
             while mlflow.active_run() is not None:
                 mlflow.end_run()

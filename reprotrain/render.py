@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["problems_text", "run_text"]
+__all__ = ["check_text", "problems_text", "run_text"]
 
 
 def _size(n: int | None) -> str:
@@ -60,4 +60,20 @@ def run_text(view: Mapping[str, Any]) -> str:
     lines.append("metrics" if metrics else "metrics    (none)")
     width = max((len(k) for k in metrics), default=0)
     lines.extend(f"  {k.ljust(width)}  {v:g}" for k, v in sorted(metrics.items()))
+    return "\n".join(lines)
+
+
+def check_text(report: Mapping[str, Any]) -> str:
+    """`reprotrain check` for people: what is pinned, or every problem with its fix."""
+    git = report.get("git", {})
+    data = report.get("data", [])
+    if not report.get("pinned"):
+        count = len(report.get("problems", []))
+        head = f"NOT pinned: {count} problem{'s' if count != 1 else ''}"
+        return "\n".join([head, *problems_text(report.get("problems", []))])
+    lines = [
+        f"pinned: commit {git.get('commit', '')[:12]} on {git.get('branch') or '(detached HEAD)'}, "
+        f"{len(data)} DVC output{'s' if len(data) != 1 else ''} (data digest {str(report.get('data_digest'))[:12]})"
+    ]
+    lines.extend(f"  {o['path']}  {o['hash']}  ({o['source']})" for o in data)
     return "\n".join(lines)

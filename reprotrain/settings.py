@@ -33,6 +33,10 @@ class Settings:
     metrics_files: tuple[str, ...] = ()  # JSON metric files besides metrics.json, in the output dir
     objective: str | None = None  # metric returned to Hydra sweepers
     hydra_version_base: str = "1.3"  # version_base passed to hydra.main
+    inputs: tuple[str, ...] = ()  # data paths the training reads: each must be tracked by DVC
+    has_data: bool = True  # false declares a project without DVC-tracked data
+    require_pushed: bool = False  # refuse unless the commit and every data object are on the remotes
+    timeout: float | None = None  # seconds before training is stopped and the run marked FAILED
 
     @classmethod
     def from_mapping(cls, table: Mapping[str, Any], source: str) -> Settings:
@@ -49,11 +53,23 @@ class Settings:
         return cls(**values)
 
 
+_LISTS = {"metrics_files", "inputs"}
+_BOOLS = {"has_data", "require_pushed"}
+
+
 def _check(key: str, value: Any, source: str) -> Any:
-    if key == "metrics_files":
-        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            raise UsageError(f"setting metrics_files in {source} must be a list of file names, got {value!r}")
-        return tuple(value)
+    if key in _LISTS:
+        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+            raise UsageError(f"setting {key} in {source} must be a list of paths, got {value!r}")
+        return tuple(v.strip().rstrip("/") for v in value)
+    if key in _BOOLS:
+        if not isinstance(value, bool):
+            raise UsageError(f"setting {key} in {source} must be true or false, got {value!r}")
+        return value
+    if key == "timeout":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise UsageError(f"setting timeout in {source} must be a positive number of seconds, got {value!r}")
+        return float(value)
     if not isinstance(value, str) or not value.strip():
         raise UsageError(f"setting {key} in {source} must be a non-empty string, got {value!r}")
     return value

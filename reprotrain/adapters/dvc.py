@@ -1,13 +1,15 @@
-"""DVC, through its Python API: what the `.dvc` files and `dvc.lock` pin, and whether the
-workspace holds exactly that (DVC's stored hashes are reused: unchanged data is not re-hashed)."""
+"""DVC, through its Python API: what the `.dvc` files and `dvc.lock` pin, whether the workspace
+holds exactly that, and whether every pinned object is in the cache (and, if asked, the remote).
+DVC's stored hashes are reused, so unchanged data is not re-hashed."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from reprotrain.core.pin import Problem, dvc_status_problems
+from reprotrain.core.pin import Problem, dvc_status_problems, missing_object_problems
 from reprotrain.core.record import DataOutput
 from reprotrain.errors import ReprotrainError
 
@@ -21,8 +23,8 @@ class DataSnapshot:
     problems: list[Problem] = field(default_factory=list)
 
 
-def snapshot(path: Path, relative_to: Path) -> DataSnapshot:
-    """Pinned outputs (path relative to ``relative_to``) and their problems; empty outside DVC."""
+def snapshot(path: Path, relative_to: Path, check_remote: bool = False) -> DataSnapshot:
+    """Pinned outputs (paths relative to ``relative_to``) and every problem with them."""
     from dvc.exceptions import DvcException, NotDvcRepoError
     from dvc.repo import Repo
 
@@ -34,7 +36,7 @@ def snapshot(path: Path, relative_to: Path) -> DataSnapshot:
         raise ReprotrainError(f"cannot open the DVC repository at {path}: {exc}") from exc
     try:
         with repo:
-            outputs = []
+            pinned: list[tuple[DataOutput, Any]] = []
             lock_stages = set()
             for out in repo.index.outs:
                 if not out.use_cache or out.hash_info is None or not out.hash_info.value:
@@ -46,9 +48,71 @@ def snapshot(path: Path, relative_to: Path) -> DataSnapshot:
                     source = f"dvc.lock:{stage.name}"
                     lock_stages.add(stage.addressing)
                 rel = os.path.relpath(out.fs_path, relative_to)
-                outputs.append(DataOutput(rel, out.hash_info.value, out.meta.size, out.meta.nfiles, source))
-            status = repo.status()
+                pinned.append((DataOutput(rel, out.hash_info.value, out.meta.size, out.meta.nfiles, source), out))
+            problems = dvc_status_problems(repo.status(), lock_stages)
+            sources = {o.path: o.source for o, _ in pinned}
+            oids, missing_dirs = _object_ids(repo, pinned)
+            cache_missing = _count_missing(repo.cache.local, oids)
+            for p in missing_dirs:
+                cache_missing[p] = cache_missing.get(p, 0) + 1
+            problems.extend(missing_object_problems(cache_missing, sources, "cache"))
+            if check_remote and pinned:
+                problems.extend(_remote_problems(repo, oids, sources))
     except DvcException as exc:
         raise ReprotrainError(f"DVC could not read the pinned data in {path}: {exc}") from exc
-    outputs.sort(key=lambda o: o.path)
-    return DataSnapshot(True, outputs, dvc_status_problems(status, lock_stages))
+    outputs = sorted((o for o, _ in pinned), key=lambda o: o.path)
+    return DataSnapshot(True, outputs, problems)
+
+
+def _object_ids(repo: Any, pinned: list[tuple[DataOutput, Any]]) -> tuple[dict[str, list[str]], list[str]]:
+    """Every object id behind each output: the file's, or a directory's manifest and entries."""
+    from dvc_data.hashfile.tree import Tree
+
+    oids: dict[str, list[str]] = {}
+    missing_manifest = []
+    for data, out in pinned:
+        ids = [out.hash_info.value]
+        if out.hash_info.isdir:
+            try:
+                tree = Tree.load(repo.cache.local, out.hash_info)
+            except (FileNotFoundError, ValueError, OSError):
+                missing_manifest.append(data.path)  # its entries are unknown: counted as one
+                oids[data.path] = []
+                continue
+            ids.extend(entry.value for _key, (_meta, entry) in tree.iteritems() if entry and entry.value)
+        oids[data.path] = ids
+    return oids, missing_manifest
+
+
+def _count_missing(odb: Any, oids: dict[str, list[str]]) -> dict[str, int]:
+    """Ask the object database once for every id; count what is absent, per output."""
+    wanted = {oid for ids in oids.values() for oid in ids}
+    present = set(odb.oids_exist(list(wanted))) if wanted else set()
+    counts = {}
+    for path, ids in oids.items():
+        absent = sum(1 for oid in set(ids) if oid not in present)
+        if absent:
+            counts[path] = absent
+    return counts
+
+
+def _remote_problems(repo: Any, oids: dict[str, list[str]], sources: dict[str, str]) -> list[Problem]:
+    """Check each object id on the default remote (DVC's own cloud status misses deleted ones)."""
+    from dvc.exceptions import DvcException
+
+    try:
+        remote = repo.cloud.get_remote_odb(None, "reprotrain check")
+    except DvcException as exc:
+        return [
+            Problem(
+                "no-dvc-remote",
+                "",
+                f"cannot check the DVC remote: {exc}",
+                "dvc remote add -d <name> <url> && git commit .dvc/config",
+            )
+        ]
+    try:
+        missing = _count_missing(remote, oids)
+    except Exception as exc:  # network and credential errors come from many fsspec backends
+        return [Problem("dvc-remote-unreachable", "", f"the DVC remote cannot be read: {exc}", "check the remote")]
+    return missing_object_problems(missing, sources, "remote")

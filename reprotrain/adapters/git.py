@@ -50,3 +50,52 @@ def _remote_url(repo: object) -> str:
     except Exception:  # a remote without url: nothing to record
         return ""
     return strip_credentials(urls[0]) if urls else ""
+
+
+def commit_on_remote(path: Path) -> tuple[bool, bool]:
+    """(has a remote, HEAD is contained in some remote-tracking branch) as of the last fetch."""
+    import git
+
+    with git.Repo(path, search_parent_directories=True) as repo:
+        if not repo.remotes:
+            return False, False
+        try:
+            out = repo.git.branch("-r", "--contains", "HEAD")
+        except git.GitCommandError:
+            return True, False
+        return True, bool(out.strip())
+
+
+def save_unpinned_evidence(path: Path, dest: Path, max_file: int = 1 << 20, max_total: int = 20 << 20) -> None:
+    """What makes the tree unpinned, kept with the run: `git diff HEAD` of tracked files, the list
+    of untracked files, and copies of the untracked files themselves up to a size limit."""
+    import shutil
+
+    import git
+
+    dest.mkdir(parents=True, exist_ok=True)
+    with git.Repo(path, search_parent_directories=True) as repo:
+        root = Path(repo.working_tree_dir or path)
+        has_head = repo.head.is_valid()
+        diff = repo.git.diff("HEAD", "--binary") if has_head else repo.git.diff("--cached", "--binary")
+        (dest / "diff.patch").write_text(diff + ("\n" if diff else ""), encoding="utf-8")
+        listed = repo.git.ls_files("--others", "--exclude-standard", "-z")
+    untracked = [p for p in listed.split("\0") if p]
+    (dest / "untracked.txt").write_text("".join(f"{p}\n" for p in untracked), encoding="utf-8")
+    total = 0
+    skipped = []
+    for rel in untracked:
+        source = root / rel
+        try:
+            size = source.stat().st_size
+        except OSError:
+            continue
+        if size > max_file or total + size > max_total:
+            skipped.append(f"{rel}\t{size} bytes")
+            continue
+        target = dest / "untracked" / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
+        total += size
+    if skipped:
+        (dest / "untracked-not-copied.txt").write_text("\n".join(skipped) + "\n", encoding="utf-8")

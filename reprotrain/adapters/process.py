@@ -34,6 +34,10 @@ class _Terminated(BaseException):
     """Raised in the main thread on SIGTERM while a callable entrypoint runs."""
 
 
+class _TimedOut(BaseException):
+    """Raised in the main thread when a callable entrypoint outlives its timeout."""
+
+
 def _outcome(code: int, signals: list[int], timed_out: bool, timeout: float | None) -> Outcome:
     if signals:
         name = signal.Signals(signals[0]).name
@@ -182,11 +186,14 @@ def run_command(
     return _outcome(code, received, timed_out, timeout)
 
 
-def run_callable(function: Callable[[Any], Any], cfg: Any, log_path: Path) -> Outcome:
+def run_callable(function: Callable[[Any], Any], cfg: Any, log_path: Path, timeout: float | None = None) -> Outcome:
     """Call ``function(cfg)`` in-process with file descriptors 1 and 2 teed into ``log_path``."""
 
     def terminate(signum: int, _frame: Any) -> None:
         raise _Terminated(signum)
+
+    def expire(_signum: int, _frame: Any) -> None:
+        raise _TimedOut()
 
     sys.stdout.flush()
     sys.stderr.flush()
@@ -199,9 +206,12 @@ def run_callable(function: Callable[[Any], Any], cfg: Any, log_path: Path) -> Ou
             os.close(write_end)
             tee.start(read_end, _fd_sink(saved[fd]))
         try:
-            old_term = None
+            old_term = old_alarm = None
             if threading.current_thread() is threading.main_thread():
                 old_term = signal.signal(signal.SIGTERM, terminate)
+                if timeout:
+                    old_alarm = signal.signal(signal.SIGALRM, expire)
+                    signal.setitimer(signal.ITIMER_REAL, timeout)
             try:
                 value = function(cfg)
                 outcome = Outcome(0, "FINISHED", value=value)
@@ -214,10 +224,15 @@ def run_callable(function: Callable[[Any], Any], cfg: Any, log_path: Path) -> Ou
                 outcome = _outcome(0, [signal.SIGINT], False, None)
             except _Terminated:
                 outcome = _outcome(0, [signal.SIGTERM], False, None)
+            except _TimedOut:
+                outcome = _outcome(0, [], True, timeout)
             except BaseException as exc:
                 traceback.print_exc()
                 outcome = Outcome(1, "FAILED", f"{type(exc).__name__}: {exc}".splitlines()[0][:500])
             finally:
+                if old_alarm is not None:
+                    signal.setitimer(signal.ITIMER_REAL, 0)
+                    signal.signal(signal.SIGALRM, old_alarm)
                 if old_term is not None:
                     signal.signal(signal.SIGTERM, old_term)
         finally:

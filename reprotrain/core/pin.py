@@ -9,8 +9,11 @@ from dataclasses import asdict, dataclass, field
 __all__ = [
     "GitState",
     "Problem",
+    "data_problems",
     "dvc_status_problems",
     "git_status_problems",
+    "missing_object_problems",
+    "not_pushed_problem",
     "parse_porcelain_v2",
 ]
 
@@ -227,3 +230,74 @@ def dvc_status_problems(status: Mapping[str, Sequence[object]], lock_stages: Ite
                         )
                     )
     return problems
+
+
+def data_problems(
+    outputs: Sequence[tuple[str, str]],
+    inputs: Iterable[str],
+    has_data: bool,
+    is_dvc_repo: bool,
+) -> list[Problem]:
+    """Policy over the pinned outputs (`(path, source)` pairs): the project must pin some data
+    (unless it declares it has none), and every declared input must lie in a pinned output."""
+    problems: list[Problem] = []
+    if has_data and not outputs:
+        what = "no DVC-tracked data" if is_dvc_repo else "not a DVC repository, so no data is pinned"
+        first = "dvc add <data> && git add <data>.dvc && git commit"
+        if not is_dvc_repo:
+            first = "dvc init && " + first
+        problems.append(Problem("no-data", "", f"{what}", f"{first}, or set has_data = false under [tool.reprotrain]"))
+    for path in inputs:
+        norm = path.strip("/")
+        if not any(norm == out or norm.startswith(out.rstrip("/") + "/") for out, _ in outputs):
+            problems.append(
+                Problem(
+                    "input-not-tracked",
+                    norm,
+                    "declared input is not tracked by DVC",
+                    f"dvc add {_q(norm)} && git add {_q(norm)}.dvc && git commit",
+                )
+            )
+    return problems
+
+
+def missing_object_problems(missing: Mapping[str, int], source: Mapping[str, str], where: str) -> list[Problem]:
+    """One problem per output with objects absent from ``where`` (`cache` or `remote`)."""
+    problems = []
+    for path, count in sorted(missing.items()):
+        what = f"{count} object{'s' if count != 1 else ''}"
+        if where == "cache":
+            problems.append(
+                Problem(
+                    "data-not-cached",
+                    path,
+                    f"{what} of this DVC output missing from the local DVC cache (a rerun could not restore it)",
+                    f"dvc pull {_q(path)}, or dvc commit {_q(source.get(path, path))}",
+                )
+            )
+        else:
+            problems.append(
+                Problem(
+                    "data-not-pushed",
+                    path,
+                    f"{what} of this DVC output missing from the default DVC remote",
+                    f"dvc push {_q(path)}",
+                )
+            )
+    return problems
+
+
+def not_pushed_problem(branch: str | None, has_remote: bool) -> Problem:
+    if not has_remote:
+        return Problem(
+            "commit-not-pushed",
+            "",
+            "the repository has no git remote, so the commit is on no remote branch",
+            f"git remote add origin <url> && git push -u origin {branch or 'HEAD'}",
+        )
+    return Problem(
+        "commit-not-pushed",
+        "",
+        "HEAD is on no remote branch (as of the last fetch)",
+        f"git push -u origin {branch}" if branch else "git push origin HEAD:<branch>",
+    )
