@@ -47,10 +47,29 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="the pin gate alone: exit 0 when pinned, 3 with every problem")
     check.add_argument("--require-pushed", action="store_true", help="also require commit and data on the remotes")
     check.add_argument("--json", action="store_true", help="print the report as JSON")
+    sub.add_parser("rerun", help="rebuild a run's code, data and config in a worktree and run it again", add_help=False)
     show = sub.add_parser("show", help="show what a run recorded")
     show.add_argument("run_id", help="MLflow run ID, or `last` for the newest run launched here")
     show.add_argument("--json", action="store_true", help="print the record, status and metrics as JSON")
     return parser
+
+
+def _rerun_parser() -> argparse.ArgumentParser:
+    rerun = argparse.ArgumentParser(
+        prog="reprotrain rerun",
+        description="Rerun RUN_ID from its recorded commit, data and config, in a separate git worktree "
+        "(your working copy is untouched). With overrides, start a derived run instead.",
+    )
+    rerun.add_argument("run_id", help="the run to rerun, or `last`")
+    rerun.add_argument("overrides", nargs="*", help="Hydra overrides for a derived run (never a reproduction)")
+    rerun.add_argument("--verify", action="store_true", help="compare metrics and output files; exit 4 if they differ")
+    rerun.add_argument("--rtol", type=float, default=0.0, help="relative tolerance for metrics (default: exact)")
+    rerun.add_argument("--atol", type=float, default=0.0, help="absolute tolerance for metrics (default: exact)")
+    rerun.add_argument("--strict-env", action="store_true", help="refuse when Python or package versions differ")
+    rerun.add_argument("--force", action="store_true", help="rerun a run that was launched unpinned")
+    rerun.add_argument("--keep", action="store_true", help="keep the worktree afterwards")
+    rerun.add_argument("--timeout", type=float, default=None, help="stop training after this many seconds")
+    return rerun
 
 
 def _split_run_options(tokens: Sequence[str]) -> tuple[dict[str, object], list[str]]:
@@ -108,6 +127,23 @@ def _show(run_id: str, as_json: bool) -> int:
     return 0
 
 
+def _rerun(args: argparse.Namespace) -> int:
+    from reprotrain.rerun import RerunOptions, rerun
+
+    if args.rtol < 0 or args.atol < 0:
+        raise UsageError("--rtol and --atol must not be negative")
+    options = RerunOptions(
+        verify=args.verify,
+        rtol=args.rtol,
+        atol=args.atol,
+        strict_env=args.strict_env,
+        force=args.force,
+        keep=args.keep,
+        timeout=args.timeout,
+    )
+    return rerun(args.run_id, list(args.overrides), options)
+
+
 def _check(require_pushed: bool, as_json: bool) -> int:
     from reprotrain.launch import gate
     from reprotrain.render import check_text
@@ -136,6 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if tokens and tokens[0] == "run":
             return _run(tokens[1:])
+        if tokens and tokens[0] == "rerun":
+            return _rerun(_rerun_parser().parse_intermixed_args(tokens[1:]))
         args = _parser().parse_args(tokens)
         if args.command == "show":
             return _show(args.run_id, args.json)

@@ -24,14 +24,14 @@ from reprotrain.adapters import git as git_adapter
 from reprotrain.adapters import hydra as hydra_adapter
 from reprotrain.adapters.process import Outcome, load_callable, run_callable, run_command
 from reprotrain.adapters.tracking import Tracker, default_tracking_uri, is_local_store
-from reprotrain.core.config import flatten_params, interpolate_command
+from reprotrain.core.config import config_differences, flatten_params, interpolate_command
 from reprotrain.core.entrypoint import parse_entrypoint
 from reprotrain.core.pin import Problem, data_problems, git_status_problems, not_pushed_problem
 from reprotrain.core.record import DataOutput, GitInfo, RunRecord, data_digest, parse_metrics, run_tags
 from reprotrain.errors import NotPinnedError, ReprotrainError, UsageError
 from reprotrain.settings import Project, Settings, find_project
 
-__all__ = ["LAST_RUN_FILE", "PinCheck", "RunOptions", "check_pins", "gate", "run"]
+__all__ = ["LAST_RUN_FILE", "LaunchResult", "Lineage", "PinCheck", "RunOptions", "check_pins", "gate", "launch", "run"]
 
 LAST_RUN_FILE = "last_run"  # run IDs of the newest `reprotrain run`, for `reprotrain show last`
 
@@ -58,6 +58,16 @@ class PinCheck:
 
 
 @dataclass(frozen=True)
+class Lineage:
+    """How a launch relates to an earlier run: extra tags, and for a rerun the recorded resolved
+    config that composition at the same commit must give again (volatile keys aside)."""
+
+    tags: dict[str, str] = field(default_factory=dict)
+    expected: dict[str, Any] | None = None
+    expected_volatile: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Session:
     """What every job of one `reprotrain run` shares; pickled to launcher workers as it is."""
 
@@ -70,6 +80,7 @@ class Session:
     argv: list[str]
     environment: dict[str, Any]
     options: RunOptions
+    lineage: Lineage = field(default_factory=Lineage)
 
 
 def ensure_state_dir(project: Project) -> Path:
@@ -190,14 +201,41 @@ def _output_overrides(project: Project, args: hydra_adapter.HydraArgs, config_na
     return extra
 
 
+@dataclass(frozen=True)
+class LaunchResult:
+    exit_code: int
+    results: list[dict[str, Any]]
+
+    @property
+    def run_ids(self) -> list[str]:
+        return [r["run_id"] for r in self.results if r.get("run_id")]
+
+
 def run(tokens: list[str], options: RunOptions, cwd: Path | None = None) -> int:
     """`reprotrain run`: returns the exit code (DESIGN.md §7)."""
     project = find_project(cwd)
+    result = launch(project, tokens, options)
+    if result.run_ids:
+        (project.state_dir / LAST_RUN_FILE).write_text("\n".join(result.run_ids) + "\n", encoding="utf-8")
+    return result.exit_code
+
+
+def launch(
+    project: Project,
+    tokens: list[str],
+    options: RunOptions,
+    *,
+    uri: str | None = None,
+    experiment_id: str | None = None,
+    lineage: Lineage | None = None,
+    argv0: tuple[str, ...] = ("reprotrain", "run"),
+) -> LaunchResult:
+    """Gate, prepare the store, and run every Hydra job of ``tokens`` in ``project``."""
     args = hydra_adapter.parse_args(tokens)
     config_name = args.config_name or project.settings.config_name
     os.chdir(project.root)
     if not args.runs_jobs:  # --help, --cfg, --info: Hydra prints; nothing runs, nothing is recorded
-        return _hydra(project, config_name, hydra_adapter.build_argv(args, []), _no_job, None)
+        return LaunchResult(_hydra(project, config_name, hydra_adapter.build_argv(args, []), _no_job, None), [])
 
     if not project.settings.entrypoint:
         raise UsageError(
@@ -210,10 +248,12 @@ def run(tokens: list[str], options: RunOptions, cwd: Path | None = None) -> int:
         raise NotPinnedError(check.problems)  # before anything is written: no run, no output dir
     ensure_state_dir(project)
 
-    uri = tracking_uri(project)
+    uri = uri or tracking_uri(project)
     name = experiment_name(project)
-    experiment_id = os.environ.get("MLFLOW_EXPERIMENT_ID") or Tracker(uri).ensure_experiment(
-        name, artifact_location(uri, project, name)
+    experiment_id = (
+        experiment_id
+        or os.environ.get("MLFLOW_EXPERIMENT_ID")
+        or Tracker(uri).ensure_experiment(name, artifact_location(uri, project, name))
     )
     session_dir = project.state_dir / "sessions" / uuid.uuid4().hex
     (session_dir / "jobs").mkdir(parents=True)
@@ -226,19 +266,17 @@ def run(tokens: list[str], options: RunOptions, cwd: Path | None = None) -> int:
         tracking_uri=uri,
         experiment_id=experiment_id,
         check=check,
-        argv=["reprotrain", "run", *tokens],
+        argv=[*argv0, *tokens],
         environment=environment(),
         options=options,
+        lineage=lineage or Lineage(),
     )
     task = functools.update_wrapper(functools.partial(_task, session), _task)
     argv = hydra_adapter.build_argv(args, _output_overrides(project, args, config_name, entry.job_name))
     try:
         code = _hydra(project, config_name, argv, task, session_dir)
         results = _job_results(session_dir)
-        run_ids = [r["run_id"] for r in results if r.get("run_id")]
-        if run_ids:
-            (project.state_dir / LAST_RUN_FILE).write_text("\n".join(run_ids) + "\n", encoding="utf-8")
-        return code if code else next((r["exit_code"] for r in results if r.get("exit_code")), 0)
+        return LaunchResult(code or next((r["exit_code"] for r in results if r.get("exit_code")), 0), results)
     finally:
         shutil.rmtree(session_dir, ignore_errors=True)
 
@@ -312,6 +350,19 @@ class _Job:
         self.root = Path(session.root)
         self.entry = parse_entrypoint(session.settings.entrypoint or "")
         self.resolved = hydra_adapter.resolve(cfg)
+        self.volatile = hydra_adapter.volatile_keys(cfg, self.resolved, ctx.output_dir)
+        expected = session.lineage.expected
+        if expected is not None:
+            ignore = set(self.volatile) | set(session.lineage.expected_volatile)
+            differences = config_differences(expected, self.resolved, ignore)
+            if differences:
+                raise ReprotrainError(
+                    "the config composed at the recorded commit differs from the recorded one: "
+                    + "; ".join(f"{k}: recorded {a!r}, now {b!r}" for k, a, b in differences[:5])
+                    + (f" (and {len(differences) - 5} more)" if len(differences) > 5 else ""),
+                    hint="a value read from the environment (${oc.env:...}) changed: set it as it was, "
+                    "or start a derived run with `reprotrain rerun RUN_ID key=value`",
+                )
         self.command = None if self.entry.is_callable else interpolate_command(self.entry.text, self.resolved)
         self.function = (
             load_callable(self.entry.module, self.entry.function, self.root)
@@ -333,8 +384,10 @@ class _Job:
             config_name=self.ctx.config_name,
             config_dir=self.session.settings.config_dir,
             overrides=self.ctx.overrides,
+            hydra_overrides=self.ctx.hydra_overrides,
             choices=self.ctx.choices,
             resolved=self.resolved,
+            volatile=self.volatile,
             command={
                 "argv": self.session.argv,
                 "entrypoint": self.entry.text,
@@ -347,12 +400,16 @@ class _Job:
 
     def execute(self) -> Outcome:
         record = self.record()
-        tags = run_tags(record) | {
-            "mlflow.source.name": self.entry.text[:500],
-            "mlflow.source.type": "LOCAL",
-            "mlflow.user": _user(),
-            "reprotrain.job.num": str(self.ctx.num),
-        }
+        tags = (
+            run_tags(record)
+            | {
+                "mlflow.source.name": self.entry.text[:500],
+                "mlflow.source.type": "LOCAL",
+                "mlflow.user": _user(),
+                "reprotrain.job.num": str(self.ctx.num),
+            }
+            | self.session.lineage.tags
+        )
         self.run_id = self.tracker.create_run(self.session.experiment_id, tags)
         record.run_id = self.run_id
         staging = Path(self.session.root) / ".reprotrain" / "runs" / self.run_id
@@ -392,6 +449,12 @@ class _Job:
     def _finish(self, staging: Path, outcome: Outcome) -> None:
         """Log what the job left and set the final status, whatever the code did to the run."""
         errors = []
+        outputs = {
+            p.relative_to(self.ctx.output_dir).as_posix(): file_sha256(p)
+            for p in sorted(self.ctx.output_dir.rglob("*"))
+            if p.is_file()
+        }
+        (staging / "outputs.json").write_text(json.dumps(outputs, indent=2) + "\n", encoding="utf-8")
         try:
             self.metrics = self._read_metrics()
             if self.metrics:
@@ -455,6 +518,16 @@ def _call_in_run(function: Any, cfg: Any, env: dict[str, str], log: Path, timeou
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def file_sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _user() -> str:

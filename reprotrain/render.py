@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["check_text", "problems_text", "run_text"]
+__all__ = ["check_text", "drift_text", "problems_text", "run_text", "verdict_text"]
 
 
 def _size(n: int | None) -> str:
@@ -76,4 +76,35 @@ def check_text(report: Mapping[str, Any]) -> str:
         f"{len(data)} DVC output{'s' if len(data) != 1 else ''} (data digest {str(report.get('data_digest'))[:12]})"
     ]
     lines.extend(f"  {o['path']}  {o['hash']}  ({o['source']})" for o in data)
+    return "\n".join(lines)
+
+
+def drift_text(drift: Sequence[tuple[str, str | None, str | None]]) -> str:
+    """The environment differences found before a rerun."""
+    width = max(len(name) for name, _, _ in drift)
+    lines = [f"reprotrain: the environment differs from the recorded one in {len(drift)} place(s):"]
+    lines += [f"  {n.ljust(width)}  {a or '(absent)'} -> {b or '(absent)'}" for n, a, b in drift]
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.10g}"
+    text = str(value)
+    return text[:16] if len(text) == 64 else text
+
+
+def verdict_text(verdict: Any, original: str, rerun: str) -> str:
+    """The table `rerun --verify` prints: each metric and file, original against rerun."""
+    rows = [("", "name", "original", "rerun", "")]
+    for c in verdict.checks:
+        rows.append((c.kind, c.name, _cell(c.original), _cell(c.rerun), "ok" if c.ok else "DIFFERS"))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines = [f"verify: rerun {rerun} against original {original}"]
+    lines += ["  " + "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(r)).rstrip() for r in rows]
+    if not verdict.checks:
+        lines.append("  nothing to compare: the original logged no metrics and verify_files names no output")
+    lines.append("REPRODUCED" if verdict.reproduced else f"NOT REPRODUCED ({len(verdict.failures)} difference(s))")
     return "\n".join(lines)

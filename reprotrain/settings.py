@@ -37,6 +37,7 @@ class Settings:
     has_data: bool = True  # false declares a project without DVC-tracked data
     require_pushed: bool = False  # refuse unless the commit and every data object are on the remotes
     timeout: float | None = None  # seconds before training is stopped and the run marked FAILED
+    verify_files: tuple[str, ...] = ()  # output files (globs) whose hashes `rerun --verify` compares
 
     @classmethod
     def from_mapping(cls, table: Mapping[str, Any], source: str) -> Settings:
@@ -53,7 +54,7 @@ class Settings:
         return cls(**values)
 
 
-_LISTS = {"metrics_files", "inputs"}
+_LISTS = {"metrics_files", "inputs", "verify_files"}
 _BOOLS = {"has_data", "require_pushed"}
 
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The bundled example on a fresh machine: set up, restore the example data offline, and launch a
-# pinned run with the embedded store (no server). Safe to run again; leaves `git status` clean.
+# pinned run with the embedded store (no server), then rerun it from its record and verify that
+# it reproduced. Safe to run again; leaves `git status` clean.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DVC_NO_ANALYTICS=1 MLFLOW_DISABLE_TELEMETRY=true
@@ -21,3 +22,6 @@ reprotrain run +experiment=baseline
 
 echo "==> reprotrain show last"
 reprotrain show last
+
+echo "==> reprotrain rerun last --verify   (same commit, data and config, in a separate worktree)"
+reprotrain rerun last --verify

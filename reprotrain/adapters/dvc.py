@@ -116,3 +116,83 @@ def _remote_problems(repo: Any, oids: dict[str, list[str]], sources: dict[str, s
     except Exception as exc:  # network and credential errors come from many fsspec backends
         return [Problem("dvc-remote-unreachable", "", f"the DVC remote cannot be read: {exc}", "check the remote")]
     return missing_object_problems(missing, sources, "remote")
+
+
+def cache_dir(path: Path) -> Path:
+    """The local DVC cache directory of the repository at ``path`` (the one holding `files/`)."""
+    from dvc.repo import Repo
+
+    with Repo(os.fspath(path)) as repo:
+        return Path(repo.cache.local.path).parents[1]
+
+
+def restore(worktree: Path, shared_cache: Path, local_config: Path | None) -> list[str]:
+    """Check out every DVC output of ``worktree`` from the shared cache, pulling from the DVC remote
+    only what the cache lacks, then verify the hash of every restored file. Returns what was
+    fetched from the remote."""
+    from dvc.exceptions import CheckoutError, DvcException
+    from dvc.repo import Repo
+
+    dvc_dir = worktree / ".dvc"
+    if local_config is not None and local_config.is_file():  # remotes' credentials live here
+        (dvc_dir / "config.local").write_bytes(local_config.read_bytes())
+    try:
+        with Repo(os.fspath(worktree)) as repo, repo.config.edit("local") as conf:
+            conf["cache"]["dir"] = os.fspath(shared_cache)
+    except DvcException as exc:
+        raise ReprotrainError(f"cannot configure DVC in the worktree {worktree}: {exc}") from exc
+    fetched: list[str] = []
+    with Repo(os.fspath(worktree)) as repo:
+        try:
+            repo.checkout(force=True)
+        except CheckoutError as exc:
+            missing = sorted(os.path.relpath(p, worktree) for p in exc.target_infos) or ["(some outputs)"]
+            try:
+                repo.fetch()
+                repo.checkout(force=True)
+            except DvcException as fetch_exc:
+                raise ReprotrainError(
+                    f"the data {', '.join(missing)} is in neither the DVC cache nor the DVC remote: {fetch_exc}",
+                    hint="dvc push from a clone that has it, or point the DVC remote at the right store",
+                ) from fetch_exc
+            fetched = missing
+        except DvcException as exc:
+            raise ReprotrainError(f"restoring the data in {worktree} failed: {exc}") from exc
+        _verify_restored(repo, worktree)
+    return fetched
+
+
+def _verify_restored(repo: Any, worktree: Path) -> None:
+    """Hash every restored file ourselves: a corrupted cache object (possible with link cache
+    types) would otherwise pass, since DVC records the expected hash for what it checks out."""
+    from dvc_data.hashfile.tree import Tree
+
+    bad = []
+    for out in repo.index.outs:
+        if not out.use_cache or out.hash_info is None or not out.hash_info.value:
+            continue
+        base = Path(out.fs_path)
+        if out.hash_info.isdir:
+            tree = Tree.load(repo.cache.local, out.hash_info)
+            entries = [(base.joinpath(*key), hi.value) for key, (_meta, hi) in tree.iteritems() if hi]
+        else:
+            entries = [(base, out.hash_info.value)]
+        for file, expected in entries:
+            if not file.is_file() or _md5(file) != expected:
+                bad.append(os.path.relpath(file, worktree))
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise ReprotrainError(
+            f"restored data does not match its pinned hash (corrupted DVC cache object?): {shown}",
+            hint="dvc cache dir; remove the bad objects from the cache and dvc pull them again",
+        )
+
+
+def _md5(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.md5()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -99,3 +99,57 @@ def save_unpinned_evidence(path: Path, dest: Path, max_file: int = 1 << 20, max_
         total += size
     if skipped:
         (dest / "untracked-not-copied.txt").write_text("\n".join(skipped) + "\n", encoding="utf-8")
+
+
+def has_commit(path: Path, sha: str) -> bool:
+    import git
+
+    with git.Repo(path, search_parent_directories=True) as repo:
+        try:
+            repo.git.cat_file("-e", f"{sha}^{{commit}}")
+            return True
+        except git.GitCommandError:
+            return False
+
+
+def fetch_commit(path: Path, sha: str) -> list[str]:
+    """Fetch from the repository's own configured remotes (never a URL from run metadata) until
+    ``sha`` is present. Returns the remotes tried."""
+    import git
+
+    tried = []
+    with git.Repo(path, search_parent_directories=True) as repo:
+        for remote in repo.remotes:
+            tried.append(remote.name)
+            for refspec in ((), (sha,)):  # branches first; then the commit itself, if the server allows
+                try:
+                    repo.git.fetch("--quiet", remote.name, *refspec)
+                except git.GitCommandError:
+                    continue
+                if has_commit(path, sha):
+                    return tried
+    return tried
+
+
+def add_worktree(path: Path, target: Path, sha: str) -> None:
+    import git
+
+    with git.Repo(path, search_parent_directories=True) as repo:
+        try:
+            repo.git.worktree("add", "--detach", "--quiet", str(target), sha)
+        except git.GitCommandError as exc:
+            raise ReprotrainError(f"cannot create a worktree of {sha[:12]} at {target}: {exc.stderr.strip()}") from exc
+
+
+def remove_worktree(path: Path, target: Path) -> None:
+    """Remove the worktree and its registration, even when its directory is already gone."""
+    import shutil
+
+    import git
+
+    with git.Repo(path, search_parent_directories=True) as repo:
+        try:
+            repo.git.worktree("remove", "--force", "--force", str(target))
+        except git.GitCommandError:
+            shutil.rmtree(target, ignore_errors=True)
+        repo.git.worktree("prune")

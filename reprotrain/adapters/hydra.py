@@ -16,7 +16,7 @@ from typing import Any
 
 from reprotrain.errors import UsageError
 
-__all__ = ["HydraArgs", "JobContext", "job_context", "parse_args", "resolve", "run_app"]
+__all__ = ["HydraArgs", "JobContext", "job_context", "parse_args", "resolve", "run_app", "volatile_keys"]
 
 # Flags after which Hydra composes and prints, or prints help, without running any job.
 _NO_JOB_FLAGS = ("help", "hydra_help", "cfg", "info", "shell_completion")
@@ -130,6 +130,7 @@ class JobContext:
     choices: dict[str, Any]
     config_name: str
     sweep_dir: str | None
+    hydra_overrides: list[str]
 
 
 def job_context() -> JobContext:
@@ -152,6 +153,7 @@ def job_context() -> JobContext:
         choices={str(k): v for k, v in choices.items()},
         config_name=str(hc.job.config_name),
         sweep_dir=sweep_dir,
+        hydra_overrides=[o for o in hc.overrides.hydra if o.split("=", 1)[0].lstrip("+~") not in _OWN_KEYS],
     )
 
 
@@ -166,6 +168,34 @@ def resolve(cfg: Any) -> dict[str, Any]:
         raise UsageError(f"the config does not resolve: {exc}".splitlines()[0]) from exc
     assert isinstance(container, dict)
     return {str(k): v for k, v in container.items()}
+
+
+# hydra.* overrides that reprotrain sets itself, or that only describe this invocation
+_OWN_KEYS = {"hydra.run.dir", "hydra.sweep.dir", "hydra.job.name", "hydra.mode"}
+_VOLATILE_MARKERS = ("${now:", "${hydra:runtime.output_dir", "${hydra:run.", "${hydra:sweep.")
+
+
+def volatile_keys(cfg: Any, resolved: dict[str, Any], output_dir: Path) -> list[str]:
+    """Dotted keys whose value comes from the time or the job's output directory: they differ on
+    every run by design, so digests and rerun checks leave them out."""
+    from omegaconf import OmegaConf
+
+    raw = OmegaConf.to_container(cfg, resolve=False)
+    found = set()
+
+    def walk(node: Any, resolved_node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for key, child in node.items():
+                sub = resolved_node.get(key) if isinstance(resolved_node, dict) else None
+                walk(child, sub, f"{prefix}.{key}" if prefix else str(key))
+        elif isinstance(node, str) and (
+            any(m in node for m in _VOLATILE_MARKERS)
+            or (isinstance(resolved_node, str) and str(output_dir) in resolved_node)
+        ):
+            found.add(prefix)
+
+    walk(raw, resolved, "")
+    return sorted(found)
 
 
 def to_config(resolved: dict[str, Any]) -> Any:

@@ -11,7 +11,7 @@ import json
 import math
 import re
 import shlex
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from reprotrain.errors import UsageError
@@ -20,6 +20,7 @@ __all__ = [
     "MAX_PARAM_KEY",
     "MAX_PARAM_VALUE",
     "canonical_json",
+    "config_differences",
     "config_digest",
     "flatten_params",
     "interpolate_command",
@@ -48,9 +49,37 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def config_digest(resolved: Mapping[str, Any]) -> str:
-    """sha256 of the canonical resolved config."""
-    return hashlib.sha256(canonical_json(resolved).encode("utf-8")).hexdigest()
+def config_digest(resolved: Mapping[str, Any], volatile: Iterable[str] = ()) -> str:
+    """sha256 of the canonical resolved config, with values that come from the time or the output
+    directory (``volatile`` dotted keys) left out: a rerun of the same config has the same digest."""
+    stable = _without(resolved, set(volatile))
+    return hashlib.sha256(canonical_json(stable).encode("utf-8")).hexdigest()
+
+
+def _without(value: Any, keys: set[str], prefix: str = "") -> Any:
+    if not keys or not isinstance(value, Mapping):
+        return value
+    out = {}
+    for key, child in value.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        out[key] = "<volatile>" if dotted in keys else _without(child, keys, dotted)
+    return out
+
+
+def config_differences(
+    expected: Mapping[str, Any], actual: Mapping[str, Any], ignore: Iterable[str] = ()
+) -> list[tuple[str, Any, Any]]:
+    """(key, expected, actual) for every leaf that differs, keys in ``ignore`` aside."""
+    skip = set(ignore)
+    left = {k: v for k, v in _walk(expected, "") if k not in skip}
+    right = {k: v for k, v in _walk(actual, "") if k not in skip}
+    missing = object()
+    rows = []
+    for key in sorted(set(left) | set(right)):
+        a, b = left.get(key, missing), right.get(key, missing)
+        if a is missing or b is missing or canonical_json(a) != canonical_json(b):
+            rows.append((key, None if a is missing else a, None if b is missing else b))
+    return rows
 
 
 def _walk(value: Any, prefix: str) -> Iterator[tuple[str, Any]]:

@@ -78,12 +78,14 @@ class RunRecord:
     config_name: str
     config_dir: str
     overrides: list[str]
+    hydra_overrides: list[str]
     choices: dict[str, Any]
     resolved: dict[str, Any]
     command: dict[str, Any]
     environment: dict[str, Any]
     reprotrain_version: str
     job: dict[str, Any] = field(default_factory=dict)
+    volatile: list[str] = field(default_factory=list)  # keys from the time or the output dir
 
     @property
     def data_digest(self) -> str:
@@ -91,7 +93,7 @@ class RunRecord:
 
     @property
     def config_digest(self) -> str:
-        return config_digest(self.resolved)
+        return config_digest(self.resolved, self.volatile)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -106,8 +108,10 @@ class RunRecord:
                 "name": self.config_name,
                 "dir": self.config_dir,
                 "overrides": list(self.overrides),
+                "hydra_overrides": list(self.hydra_overrides),
                 "choices": dict(self.choices),
                 "resolved": self.resolved,
+                "volatile": list(self.volatile),
                 "digest": self.config_digest,
             },
             "seeds": seeds(self.resolved),

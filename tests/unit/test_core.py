@@ -136,6 +136,7 @@ def test_record_and_tags_agree():
         config_name="config",
         config_dir="conf",
         overrides=["+experiment=x"],
+        hydra_overrides=[],
         choices={"experiment": "x"},
         resolved={"seed": 3, "model": {"init_seed": 4, "lr": 0.1}},
         command={"argv": ["reprotrain", "run"]},
