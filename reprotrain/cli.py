@@ -48,6 +48,22 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--require-pushed", action="store_true", help="also require commit and data on the remotes")
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     sub.add_parser("rerun", help="rebuild a run's code, data and config in a worktree and run it again", add_help=False)
+    runs = sub.add_parser("runs", help="list recorded runs, newest first; filter by status, commit, data, sweep")
+    runs.add_argument("--experiment", help="MLflow experiment (default: the project's)")
+    runs.add_argument("--status", choices=["RUNNING", "FINISHED", "FAILED", "KILLED", "SCHEDULED"], type=str.upper)
+    runs.add_argument("--commit", help="git commit (full SHA or a prefix)")
+    runs.add_argument(
+        "--data", metavar="PATH", help="runs that trained on this DVC output (with --data-hash: that version)"
+    )
+    runs.add_argument("--data-hash", metavar="HASH", help="runs that used a DVC output with this hash")
+    runs.add_argument("--sweep", metavar="RUN_ID", help="the jobs of this sweep")
+    runs.add_argument(
+        "--stale", action="store_true", help="RUNNING runs whose launcher died (then: reprotrain runs --reap)"
+    )
+    runs.add_argument("--reap", action="store_true", help="mark stale runs KILLED")
+    runs.add_argument("--limit", type=int, default=100)
+    runs.add_argument("--json", action="store_true", help="print the rows as JSON")
+    sub.add_parser("sync", help="deliver what runs could not log while the tracking store was unreachable")
     show = sub.add_parser("show", help="show what a run recorded")
     show.add_argument("run_id", help="MLflow run ID, or `last` for the newest run launched here")
     show.add_argument("--json", action="store_true", help="print the record, status and metrics as JSON")
@@ -144,6 +160,49 @@ def _rerun(args: argparse.Namespace) -> int:
     return rerun(args.run_id, list(args.overrides), options)
 
 
+def _runs(args: argparse.Namespace) -> int:
+    from reprotrain.query import list_runs, reap_stale, store_uri
+    from reprotrain.render import runs_text
+
+    if args.reap:
+        from reprotrain.adapters.tracking import Tracker
+        from reprotrain.launch import experiment_name
+        from reprotrain.settings import find_project
+
+        tracker = Tracker(store_uri())
+        experiment_id = tracker.experiment_id(args.experiment or experiment_name(find_project()))
+        reaped = reap_stale(tracker, [experiment_id] if experiment_id else [])
+        print(f"marked {len(reaped)} stale run(s) KILLED" + "".join(f"\n  {r}" for r in reaped))
+        return 0
+    rows = list_runs(
+        experiment=args.experiment,
+        status=args.status,
+        commit=args.commit,
+        data_path=args.data,
+        data_hash=args.data_hash,
+        sweep=args.sweep,
+        stale=args.stale,
+        limit=args.limit,
+    )
+    print(json.dumps(rows, indent=2) if args.json else runs_text(rows))
+    return 0
+
+
+def _sync() -> int:
+    from reprotrain.launch import ensure_state_dir
+    from reprotrain.settings import find_project
+    from reprotrain.spool import sync
+
+    done, failed = sync(ensure_state_dir(find_project()))
+    for run_id in done:
+        print(f"delivered run {run_id}")
+    for run_id, error in failed:
+        print(f"reprotrain: error: run {run_id} still not delivered: {error}", file=sys.stderr)
+    if not done and not failed:
+        print("nothing to sync")
+    return 1 if failed else 0
+
+
 def _check(require_pushed: bool, as_json: bool) -> int:
     from reprotrain.launch import gate
     from reprotrain.render import check_text
@@ -177,6 +236,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(tokens)
         if args.command == "show":
             return _show(args.run_id, args.json)
+        if args.command == "runs":
+            return _runs(args)
+        if args.command == "sync":
+            return _sync()
         if args.command == "check":
             return _check(args.require_pushed, args.json)
         _parser().print_help()

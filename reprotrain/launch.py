@@ -13,22 +13,18 @@ import os
 import platform
 import shutil
 import sys
-import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reprotrain import __version__
 from reprotrain.adapters import git as git_adapter
 from reprotrain.adapters import hydra as hydra_adapter
-from reprotrain.adapters.process import Outcome, load_callable, run_callable, run_command
-from reprotrain.adapters.tracking import Tracker, default_tracking_uri, is_local_store
-from reprotrain.core.config import config_differences, flatten_params, interpolate_command
+from reprotrain.adapters.tracking import Tracker, default_tracking_uri, is_local_store, quick_failure
 from reprotrain.core.entrypoint import parse_entrypoint
 from reprotrain.core.pin import Problem, data_problems, git_status_problems, not_pushed_problem
-from reprotrain.core.record import DataOutput, GitInfo, RunRecord, data_digest, parse_metrics, run_tags
-from reprotrain.errors import NotPinnedError, ReprotrainError, UsageError
+from reprotrain.core.record import DataOutput, GitInfo, data_digest
+from reprotrain.errors import NotPinnedError, UsageError
 from reprotrain.settings import Project, Settings, find_project
 
 __all__ = ["LAST_RUN_FILE", "LaunchResult", "Lineage", "PinCheck", "RunOptions", "check_pins", "gate", "launch", "run"]
@@ -187,6 +183,18 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text) or "default"
 
 
+def _prepare_store(uri: str, name: str, location: str | None) -> str:
+    """Reach the store before any job starts (failing within seconds if it is down), create and
+    migrate it once, and mark runs left RUNNING by a launcher that died as KILLED."""
+    from reprotrain.query import reap_stale
+
+    with quick_failure():
+        tracker = Tracker(uri)
+        experiment_id = tracker.ensure_experiment(name, location)
+        reap_stale(tracker, [experiment_id])
+    return experiment_id
+
+
 def _output_overrides(project: Project, args: hydra_adapter.HydraArgs, config_name: str, job_name: str) -> list[str]:
     """Send Hydra's output dirs into the state dir unless the user chose them (config or command)."""
     extra = []
@@ -253,7 +261,7 @@ def launch(
     experiment_id = (
         experiment_id
         or os.environ.get("MLFLOW_EXPERIMENT_ID")
-        or Tracker(uri).ensure_experiment(name, artifact_location(uri, project, name))
+        or _prepare_store(uri, name, artifact_location(uri, project, name))
     )
     session_dir = project.state_dir / "sessions" / uuid.uuid4().hex
     (session_dir / "jobs").mkdir(parents=True)
@@ -305,7 +313,7 @@ def _job_results(session_dir: Path) -> list[dict[str, Any]]:
     return results
 
 
-def _write_result(session: Session, num: int, **values: Any) -> None:
+def write_result(session: Session, num: int, **values: Any) -> None:
     path = Path(session.session_dir) / "jobs" / f"{num}.json"
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(values), encoding="utf-8")
@@ -313,227 +321,7 @@ def _write_result(session: Session, num: int, **values: Any) -> None:
 
 
 def _task(session: Session, cfg: Any) -> Any:
-    """One Hydra job: open the run, run the training code, log everything, set the status."""
-    ctx = hydra_adapter.job_context()
-    _write_result(session, ctx.num, exit_code=None, started=True)
-    try:
-        job = _Job(session, ctx, cfg)
-        outcome = job.execute()
-    except ReprotrainError as exc:
-        print(f"reprotrain: {exc}", file=sys.stderr)
-        _write_result(session, ctx.num, exit_code=exc.exit_code)
-        return None
-    _write_result(session, ctx.num, exit_code=outcome.exit_code, run_id=job.run_id, status=outcome.status)
-    reason = f" ({outcome.reason})" if outcome.reason and outcome.status != "FINISHED" else ""
-    print(
-        f"reprotrain: run {job.run_id} {outcome.status}{reason}, exit {outcome.exit_code}; "
-        f"see: reprotrain show {job.run_id}",
-        file=sys.stderr,
-    )
-    if outcome.status == "KILLED":
-        raise SystemExit(outcome.exit_code)  # stop the whole sweep, as the user asked
-    return _objective(session.settings, job.metrics, outcome)
+    """One Hydra job (called by Hydra, possibly in a launcher's worker process)."""
+    from reprotrain.job import run_job
 
-
-def _objective(settings: Settings, metrics: dict[str, float], outcome: Outcome) -> Any:
-    if settings.objective:
-        return metrics.get(settings.objective)
-    return outcome.value
-
-
-class _Job:
-    """The life of one run: prepared before the run exists, so bad input creates no run."""
-
-    def __init__(self, session: Session, ctx: hydra_adapter.JobContext, cfg: Any) -> None:
-        self.session = session
-        self.ctx = ctx
-        self.root = Path(session.root)
-        self.entry = parse_entrypoint(session.settings.entrypoint or "")
-        self.resolved = hydra_adapter.resolve(cfg)
-        self.volatile = hydra_adapter.volatile_keys(cfg, self.resolved, ctx.output_dir)
-        expected = session.lineage.expected
-        if expected is not None:
-            ignore = set(self.volatile) | set(session.lineage.expected_volatile)
-            differences = config_differences(expected, self.resolved, ignore)
-            if differences:
-                raise ReprotrainError(
-                    "the config composed at the recorded commit differs from the recorded one: "
-                    + "; ".join(f"{k}: recorded {a!r}, now {b!r}" for k, a, b in differences[:5])
-                    + (f" (and {len(differences) - 5} more)" if len(differences) > 5 else ""),
-                    hint="a value read from the environment (${oc.env:...}) changed: set it as it was, "
-                    "or start a derived run with `reprotrain rerun RUN_ID key=value`",
-                )
-        self.command = None if self.entry.is_callable else interpolate_command(self.entry.text, self.resolved)
-        self.function = (
-            load_callable(self.entry.module, self.entry.function, self.root)
-            if self.entry.module and self.entry.function
-            else None
-        )
-        self.tracker = Tracker(session.tracking_uri)
-        self.run_id = ""
-        self.metrics: dict[str, float] = {}
-
-    def record(self) -> RunRecord:
-        check = self.session.check
-        return RunRecord(
-            run_id=self.run_id,
-            pinned=check.pinned,
-            problems=check.problems,
-            git=check.git,
-            data=check.data,
-            config_name=self.ctx.config_name,
-            config_dir=self.session.settings.config_dir,
-            overrides=self.ctx.overrides,
-            hydra_overrides=self.ctx.hydra_overrides,
-            choices=self.ctx.choices,
-            resolved=self.resolved,
-            volatile=self.volatile,
-            command={
-                "argv": self.session.argv,
-                "entrypoint": self.entry.text,
-                "executed": self.command if self.command is not None else self.entry.text,
-            },
-            environment=self.session.environment,
-            reprotrain_version=__version__,
-            job={"name": self.ctx.name, "num": self.ctx.num, "sweep_dir": self.ctx.sweep_dir},
-        )
-
-    def execute(self) -> Outcome:
-        record = self.record()
-        tags = (
-            run_tags(record)
-            | {
-                "mlflow.source.name": self.entry.text[:500],
-                "mlflow.source.type": "LOCAL",
-                "mlflow.user": _user(),
-                "reprotrain.job.num": str(self.ctx.num),
-            }
-            | self.session.lineage.tags
-        )
-        self.run_id = self.tracker.create_run(self.session.experiment_id, tags)
-        record.run_id = self.run_id
-        staging = Path(self.session.root) / ".reprotrain" / "runs" / self.run_id
-        staging.mkdir(parents=True, exist_ok=True)
-        outcome = Outcome(1, "FAILED", "reprotrain failed before the training code started")
-        try:
-            (staging / "record.json").write_text(record.to_json(), encoding="utf-8")
-            (staging / "config.yaml").write_text(hydra_adapter.to_yaml(self.resolved), encoding="utf-8")
-            self.tracker.log_params(self.run_id, flatten_params(self.resolved))
-            self.tracker.log_data_inputs(self.run_id, record.data)
-            self.tracker.log_artifacts(self.run_id, staging, "reprotrain")
-            self.tracker.log_artifacts(self.run_id, Path(self.session.session_dir) / "unpinned", "reprotrain/unpinned")
-            outcome = self._run_code(staging)
-        except KeyboardInterrupt:
-            outcome = Outcome(130, "KILLED", "stopped by SIGINT")
-        finally:
-            self._finish(staging, outcome)
-        return outcome
-
-    def _run_code(self, staging: Path) -> Outcome:
-        self.ctx.output_dir.mkdir(parents=True, exist_ok=True)
-        env = {
-            "MLFLOW_TRACKING_URI": self.session.tracking_uri,
-            "MLFLOW_RUN_ID": self.run_id,
-            "MLFLOW_EXPERIMENT_ID": self.session.experiment_id,
-            "REPROTRAIN_CONFIG": str(staging / "config.yaml"),
-            "REPROTRAIN_OUTPUT_DIR": str(self.ctx.output_dir),
-            "REPROTRAIN_RUN_ID": self.run_id,
-        }
-        log = staging / "console.log"
-        timeout = self.session.options.timeout or self.session.settings.timeout
-        if self.function is None:
-            assert self.command is not None
-            return run_command(self.command, self.root, os.environ | env, log, timeout)
-        return _call_in_run(self.function, hydra_adapter.to_config(self.resolved), env, log, timeout)
-
-    def _finish(self, staging: Path, outcome: Outcome) -> None:
-        """Log what the job left and set the final status, whatever the code did to the run."""
-        errors = []
-        outputs = {
-            p.relative_to(self.ctx.output_dir).as_posix(): file_sha256(p)
-            for p in sorted(self.ctx.output_dir.rglob("*"))
-            if p.is_file()
-        }
-        (staging / "outputs.json").write_text(json.dumps(outputs, indent=2) + "\n", encoding="utf-8")
-        try:
-            self.metrics = self._read_metrics()
-            if self.metrics:
-                self.tracker.log_metrics(self.run_id, self.metrics, int(time.time() * 1000))
-        except ReprotrainError as exc:
-            errors.append(str(exc))
-        tags = {"reprotrain.exit_code": str(outcome.exit_code)}
-        if outcome.reason:
-            tags["reprotrain.status_reason"] = outcome.reason[:5000]
-        for local, artifact_path in ((self.ctx.output_dir, None), (staging, "reprotrain")):
-            try:
-                self.tracker.log_artifacts(self.run_id, local, artifact_path)
-            except ReprotrainError as exc:
-                errors.append(str(exc))
-        try:
-            self.tracker.set_tags(self.run_id, tags)
-        except ReprotrainError as exc:
-            errors.append(str(exc))
-        self.tracker.terminate(self.run_id, outcome.status)
-        if errors:
-            raise ReprotrainError("; ".join(errors))
-        shutil.rmtree(staging, ignore_errors=True)
-
-    def _read_metrics(self) -> dict[str, float]:
-        metrics: dict[str, float] = {}
-        for name in ("metrics.json", *self.session.settings.metrics_files):
-            path = self.ctx.output_dir / name
-            if not path.is_file():
-                continue
-            try:
-                payload = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as exc:
-                print(
-                    f"reprotrain: warning: {path} is not valid JSON ({exc}); its metrics are not logged",
-                    file=sys.stderr,
-                )
-                continue
-            found, warnings = parse_metrics(payload, str(path))
-            for warning in warnings:
-                print(f"reprotrain: warning: {warning}", file=sys.stderr)
-            metrics.update(found)
-        return metrics
-
-
-def _call_in_run(function: Any, cfg: Any, env: dict[str, str], log: Path, timeout: float | None) -> Outcome:
-    """Call the function with the run active in-process, as a child process would see it."""
-    import mlflow
-
-    saved = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)
-    try:
-        mlflow.start_run(run_id=env["MLFLOW_RUN_ID"])
-        try:
-            return run_callable(function, cfg, log, timeout)
-        finally:
-            while mlflow.active_run() is not None:
-                mlflow.end_run()
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-def file_sha256(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _user() -> str:
-    import getpass
-
-    try:
-        return getpass.getuser()
-    except Exception:  # no user name in a container is not worth failing a run
-        return "unknown"
+    return run_job(session, cfg)

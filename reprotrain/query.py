@@ -9,7 +9,7 @@ from typing import Any
 from reprotrain.errors import ReprotrainError, UsageError
 from reprotrain.settings import find_project
 
-__all__ = ["last_run_id", "load_run", "store_uri"]
+__all__ = ["last_run_id", "launcher_alive", "list_runs", "load_run", "reap_stale", "stale_runs", "store_uri"]
 
 
 def store_uri(cwd: Path | None = None) -> str:
@@ -73,3 +73,115 @@ def _int(text: str | None) -> int | None:
         return int(text) if text is not None else None
     except ValueError:
         return None
+
+
+def launcher_alive(tag: str, host: str | None = None) -> bool | None:
+    """Whether the launcher process named by a `reprotrain.launcher` tag (`host:pid:start`) is still
+    running: True/False on this host, None when it ran elsewhere (it cannot be known from here)."""
+    import socket
+
+    try:
+        launcher_host, pid, start = tag.rsplit(":", 2)
+    except ValueError:
+        return None
+    if launcher_host != (host or socket.gethostname()):
+        return None
+    try:
+        fields = Path(f"/proc/{int(pid)}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, ValueError, IndexError):
+        return False
+    return fields[19] == start  # same PID and same start time: the very same process
+
+
+def stale_runs(tracker: Any, experiment_ids: list[str]) -> list[Any]:
+    """RUNNING runs whose launcher on this host is gone (killed with SIGKILL, machine crash)."""
+    running = tracker.search(experiment_ids, "attributes.status = 'RUNNING'")
+    return [r for r in running if launcher_alive(r.tags.get("reprotrain.launcher", "")) is False]
+
+
+def reap_stale(tracker: Any, experiment_ids: list[str]) -> list[str]:
+    """Mark stale runs KILLED, with the reason; returns their IDs."""
+    reaped = []
+    for view in stale_runs(tracker, experiment_ids):
+        tracker.set_tags(
+            view.run_id,
+            {"reprotrain.status_reason": "its launcher died without closing it (found by a later reprotrain command)"},
+        )
+        tracker.terminate(view.run_id, "KILLED")
+        reaped.append(view.run_id)
+    return reaped
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "\\'") + "'"
+
+
+def list_runs(
+    cwd: Path | None = None,
+    *,
+    experiment: str | None = None,
+    status: str | None = None,
+    commit: str | None = None,
+    data_path: str | None = None,
+    data_hash: str | None = None,
+    sweep: str | None = None,
+    stale: bool = False,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """Runs of the project's experiment (or ``experiment``), newest first, as plain rows."""
+    from reprotrain.adapters.tracking import Tracker
+    from reprotrain.launch import experiment_name
+
+    uri = store_uri(cwd)
+    tracker = Tracker(uri)
+    if experiment is None:
+        experiment = experiment_name(find_project(cwd))
+    experiment_id = tracker.experiment_id(experiment)
+    if experiment_id is None:
+        raise ReprotrainError(f"no experiment {experiment!r} in the tracking store {uri}", hint="reprotrain run ...")
+    if stale:
+        views = stale_runs(tracker, [experiment_id])
+    else:
+        clauses = []
+        if status:
+            clauses.append(f"attributes.status = {_quote(status.upper())}")
+        if commit:
+            clauses.append(
+                f"tags.`reprotrain.git.commit` = {_quote(commit)}"
+                if len(commit) == 40
+                else f"tags.`reprotrain.git.commit` LIKE {_quote(commit + '%')}"
+            )
+        if data_path:
+            clauses.append(f"datasets.name = {_quote(data_path)}")
+        if data_hash:
+            clauses.append(f"datasets.digest = {_quote(data_hash[:36])}")
+        if sweep:
+            clauses.append(f"tags.`mlflow.parentRunId` = {_quote(sweep)}")
+        views = tracker.search([experiment_id], " AND ".join(clauses), max_results=limit)
+    if data_path and data_hash:  # both on one dataset, not one each on two
+        views = [v for v in views if (data_path, data_hash[:36]) in v.datasets]
+    return [_row(v) for v in views]
+
+
+def _row(view: Any) -> dict[str, Any]:
+    import json
+
+    tags = view.tags
+    try:
+        overrides = json.loads(tags.get("reprotrain.overrides", "[]"))
+    except ValueError:
+        overrides = []
+    return {
+        "run_id": view.run_id,
+        "status": view.status,
+        "start_time": view.start_time,
+        "overrides": overrides,
+        "commit": tags.get("reprotrain.git.commit", ""),
+        "data_digest": tags.get("reprotrain.data.digest", ""),
+        "config_digest": tags.get("reprotrain.config.digest", ""),
+        "pinned": tags.get("reprotrain.pinned") == "true",
+        "metrics": view.metrics,
+        "reproduced": tags.get("reprotrain.reproduced"),
+        "rerun_of": tags.get("reprotrain.rerun_of"),
+        "parent": tags.get("mlflow.parentRunId"),
+    }

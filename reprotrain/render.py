@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["check_text", "drift_text", "problems_text", "run_text", "verdict_text"]
+__all__ = ["check_text", "drift_text", "problems_text", "run_text", "runs_text", "verdict_text"]
 
 
 def _size(n: int | None) -> str:
@@ -107,4 +107,31 @@ def verdict_text(verdict: Any, original: str, rerun: str) -> str:
     if not verdict.checks:
         lines.append("  nothing to compare: the original logged no metrics and verify_files names no output")
     lines.append("REPRODUCED" if verdict.reproduced else f"NOT REPRODUCED ({len(verdict.failures)} difference(s))")
+    return "\n".join(lines)
+
+
+def runs_text(rows: Sequence[Mapping[str, Any]], metric_count: int = 3) -> str:
+    """The `reprotrain runs` table: one line a run, newest first."""
+    if not rows:
+        return "no runs"
+    table = [("RUN", "STATUS", "STARTED", "COMMIT", "DATA", "REPRO", "OVERRIDES", "METRICS")]
+    for r in rows:
+        metrics = " ".join(f"{k}={v:.4g}" for k, v in sorted(r.get("metrics", {}).items())[:metric_count])
+        repro = {"true": "yes", "false": "NO"}.get(str(r.get("reproduced")), "-")
+        table.append(
+            (
+                r["run_id"][:12],
+                r["status"],
+                _time(r.get("start_time")).replace(" UTC", ""),
+                (r.get("commit") or "-")[:8] + ("" if r.get("pinned") else "*"),
+                (r.get("data_digest") or "-")[:8],
+                repro,
+                " ".join(r.get("overrides") or []) or "-",
+                metrics or "-",
+            )
+        )
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in table]
+    if any(not r.get("pinned") for r in rows):
+        lines.append("* launched unpinned")
     return "\n".join(lines)

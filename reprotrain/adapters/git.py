@@ -85,6 +85,9 @@ def save_unpinned_evidence(path: Path, dest: Path, max_file: int = 1 << 20, max_
     total = 0
     skipped = []
     for rel in untracked:
+        if _looks_secret(rel):
+            skipped.append(f"{rel}\tnot copied: its name suggests it holds secrets")
+            continue
         source = root / rel
         try:
             size = source.stat().st_size
@@ -153,3 +156,12 @@ def remove_worktree(path: Path, target: Path) -> None:
         except git.GitCommandError:
             shutil.rmtree(target, ignore_errors=True)
         repo.git.worktree("prune")
+
+
+_SECRET_FILES = (".env", ".netrc", ".pgpass", "id_rsa", "id_ed25519", "credentials", "secrets")
+_SECRET_SUFFIXES = (".pem", ".key", ".p12", ".pfx", ".keystore")
+
+
+def _looks_secret(rel: str) -> bool:
+    name = rel.rsplit("/", 1)[-1].lower()
+    return name.startswith(_SECRET_FILES) or name.endswith(_SECRET_SUFFIXES) or "secret" in name

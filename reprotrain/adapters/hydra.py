@@ -16,7 +16,7 @@ from typing import Any
 
 from reprotrain.errors import UsageError
 
-__all__ = ["HydraArgs", "JobContext", "job_context", "parse_args", "resolve", "run_app", "volatile_keys"]
+__all__ = ["HydraArgs", "JobContext", "job_context", "parse_args", "env_keys", "resolve", "run_app", "volatile_keys"]
 
 # Flags after which Hydra composes and prints, or prints help, without running any job.
 _NO_JOB_FLAGS = ("help", "hydra_help", "cfg", "info", "shell_completion")
@@ -196,6 +196,24 @@ def volatile_keys(cfg: Any, resolved: dict[str, Any], output_dir: Path) -> list[
 
     walk(raw, resolved, "")
     return sorted(found)
+
+
+def env_keys(cfg: Any) -> list[str]:
+    """Dotted keys whose value comes from `${oc.env:...}`: treated as secrets wherever written."""
+    from omegaconf import OmegaConf
+
+    raw = OmegaConf.to_container(cfg, resolve=False)
+    found: list[str] = []
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for key, child in node.items():
+                walk(child, f"{prefix}.{key}" if prefix else str(key))
+        elif isinstance(node, str) and "${oc.env:" in node:
+            found.append(prefix)
+
+    walk(raw, "")
+    return found
 
 
 def to_config(resolved: dict[str, Any]) -> Any:

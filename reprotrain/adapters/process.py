@@ -28,6 +28,12 @@ class Outcome:
     status: str  # FINISHED, FAILED or KILLED
     reason: str = ""
     value: Any = None
+    stderr_tail: bytes = b""
+
+    def with_tail(self, tail: bytes) -> Outcome:
+        from dataclasses import replace
+
+        return replace(self, stderr_tail=tail)
 
 
 class _Terminated(BaseException):
@@ -52,17 +58,19 @@ def _outcome(code: int, signals: list[int], timed_out: bool, timeout: float | No
 class _Tee:
     """Copies bytes from a pipe to a terminal stream and a shared log file."""
 
-    def __init__(self, log: BinaryIO) -> None:
+    def __init__(self, log: BinaryIO, tail_size: int = 0) -> None:
         self.log = log
         self.lock = threading.Lock()
         self.threads: list[threading.Thread] = []
+        self.tail_size = tail_size
+        self.tail = bytearray()  # the last bytes of the stream started with keep_tail=True
 
-    def start(self, source_fd: int, sink: Callable[[bytes], None]) -> None:
-        thread = threading.Thread(target=self._pump, args=(source_fd, sink), daemon=True)
+    def start(self, source_fd: int, sink: Callable[[bytes], None], keep_tail: bool = False) -> None:
+        thread = threading.Thread(target=self._pump, args=(source_fd, sink, keep_tail), daemon=True)
         thread.start()
         self.threads.append(thread)
 
-    def _pump(self, source_fd: int, sink: Callable[[bytes], None]) -> None:
+    def _pump(self, source_fd: int, sink: Callable[[bytes], None], keep_tail: bool) -> None:
         while True:
             try:
                 chunk = os.read(source_fd, 65536)
@@ -73,6 +81,9 @@ class _Tee:
             with self.lock:
                 self.log.write(chunk)
                 self.log.flush()
+                if keep_tail and self.tail_size:
+                    self.tail += chunk
+                    del self.tail[: max(0, len(self.tail) - self.tail_size)]
             try:
                 sink(chunk)
             except (OSError, ValueError):  # the terminal went away: keep logging to the file
@@ -136,6 +147,7 @@ def run_command(
     env: Mapping[str, str],
     log_path: Path,
     timeout: float | None = None,
+    tail_size: int = 0,
 ) -> Outcome:
     """Run ``command`` with /bin/sh in its own process group; tee its output into ``log_path``."""
     sys.stdout.flush()
@@ -151,9 +163,9 @@ def run_command(
             start_new_session=True,  # signals reach it only through us, so we know why it stopped
         )
         assert proc.stdout is not None and proc.stderr is not None
-        tee = _Tee(log)
+        tee = _Tee(log, tail_size)
         tee.start(os.dup(proc.stdout.fileno()), _stream_sink(sys.stdout))
-        tee.start(os.dup(proc.stderr.fileno()), _stream_sink(sys.stderr))
+        tee.start(os.dup(proc.stderr.fileno()), _stream_sink(sys.stderr), keep_tail=True)
         proc.stdout.close()
         proc.stderr.close()
         received: list[int] = []
@@ -183,10 +195,12 @@ def run_command(
         if received or timed_out:
             _killpg(proc.pid, signal.SIGKILL)  # whatever the code started is gone too
         tee.join()
-    return _outcome(code, received, timed_out, timeout)
+    return _outcome(code, received, timed_out, timeout).with_tail(bytes(tee.tail))
 
 
-def run_callable(function: Callable[[Any], Any], cfg: Any, log_path: Path, timeout: float | None = None) -> Outcome:
+def run_callable(
+    function: Callable[[Any], Any], cfg: Any, log_path: Path, timeout: float | None = None, tail_size: int = 0
+) -> Outcome:
     """Call ``function(cfg)`` in-process with file descriptors 1 and 2 teed into ``log_path``."""
 
     def terminate(signum: int, _frame: Any) -> None:
@@ -199,12 +213,12 @@ def run_callable(function: Callable[[Any], Any], cfg: Any, log_path: Path, timeo
     sys.stderr.flush()
     saved = {fd: os.dup(fd) for fd in (1, 2)}
     with log_path.open("ab") as log:
-        tee = _Tee(log)
+        tee = _Tee(log, tail_size)
         for fd in (1, 2):
             read_end, write_end = os.pipe()
             os.dup2(write_end, fd)
             os.close(write_end)
-            tee.start(read_end, _fd_sink(saved[fd]))
+            tee.start(read_end, _fd_sink(saved[fd]), keep_tail=fd == 2)
         try:
             old_term = old_alarm = None
             if threading.current_thread() is threading.main_thread():
@@ -243,7 +257,7 @@ def run_callable(function: Callable[[Any], Any], cfg: Any, log_path: Path, timeo
             tee.join()
             for copy in saved.values():
                 os.close(copy)
-    return outcome
+    return outcome.with_tail(bytes(tee.tail))
 
 
 def load_callable(module: str, function: str, root: Path) -> Callable[[Any], Any]:
@@ -259,10 +273,13 @@ def load_callable(module: str, function: str, root: Path) -> Callable[[Any], Any
             raise UsageError(
                 f"entrypoint file {module} does not exist under {root}", hint="fix entrypoint in [tool.reprotrain]"
             )
-        name = path.stem if path.stem not in sys.modules else f"_reprotrain_entry_{path.stem}"
+        name = path.stem
+        if name in sys.modules and not getattr(sys.modules[name], "__reprotrain_entry__", False):
+            name = f"_reprotrain_entry_{path.stem}"  # never shadow an unrelated module
         spec = importlib.util.spec_from_file_location(name, path)
         assert spec is not None and spec.loader is not None
-        mod = importlib.util.module_from_spec(spec)
+        mod = importlib.util.module_from_spec(spec)  # a fresh module for every job: no state leaks
+        mod.__reprotrain_entry__ = True  # type: ignore[attr-defined]
         sys.path.insert(0, str(path.parent))  # the file imports its neighbours, as when run directly
         sys.modules[name] = mod
         try:
@@ -273,8 +290,12 @@ def load_callable(module: str, function: str, root: Path) -> Callable[[Any], Any
     else:
         if str(root) not in sys.path:
             sys.path.insert(0, str(root))
+        previous = sys.modules.get(module)
+        if previous is not None and getattr(previous, "__reprotrain_entry__", False):
+            del sys.modules[module]  # imported by an earlier job in this worker: import it afresh
         try:
             mod = importlib.import_module(module)
+            mod.__reprotrain_entry__ = True  # type: ignore[attr-defined]
         except ImportError as exc:
             raise UsageError(
                 f"entrypoint module {module!r} cannot be imported: {exc}",

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from reprotrain.core.record import DataOutput
+from reprotrain.core.secrets import Masker
 from reprotrain.errors import ReprotrainError
 
-__all__ = ["RunView", "Tracker", "default_tracking_uri", "is_local_store"]
+__all__ = ["RunView", "Tracker", "default_tracking_uri", "is_local_store", "quick_failure"]
 
 _BATCH = 100  # MLflow's limit of params per log_batch call
 TERMINAL = {"FINISHED", "FAILED", "KILLED"}
@@ -30,6 +31,21 @@ def default_tracking_uri(state_dir: Path) -> str:
 def is_local_store(uri: str) -> bool:
     """A store MLflow opens in-process (database or file), as opposed to a tracking server."""
     return not uri.startswith(("http://", "https://", "databricks"))
+
+
+@contextmanager
+def quick_failure(retries: int = 1, timeout: int = 10) -> Iterator[None]:
+    """Fail fast on an unreachable tracking server instead of MLflow's minutes of retries
+    (unless the user set MLflow's own retry variables)."""
+    wanted = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(retries), "MLFLOW_HTTP_REQUEST_TIMEOUT": str(timeout)}
+    added = [key for key in wanted if key not in os.environ]
+    for key in added:
+        os.environ[key] = wanted[key]
+    try:
+        yield
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
 
 
 @contextmanager
@@ -65,6 +81,10 @@ class RunView:
         self.tags: dict[str, str] = dict(run.data.tags)
         self.metrics: dict[str, float] = dict(run.data.metrics)
         self.params: dict[str, str] = dict(run.data.params)
+        inputs = getattr(run, "inputs", None)
+        self.datasets: list[tuple[str, str]] = [
+            (d.dataset.name, d.dataset.digest) for d in (inputs.dataset_inputs if inputs else [])
+        ]
 
 
 class Tracker:
@@ -151,11 +171,36 @@ class Tracker:
         with _mlflow_errors("logging dataset inputs", self.uri):
             self.client.log_inputs(run_id, datasets=inputs)
 
-    def log_artifacts(self, run_id: str, local_dir: Path, artifact_path: str | None = None) -> None:
+    def log_artifacts(
+        self, run_id: str, local_dir: Path, artifact_path: str | None = None, masker: Masker | None = None
+    ) -> None:
+        """Upload a directory; with a masker, files holding a secret are uploaded masked (the
+        local files are left as they are: other files are hard-linked into the upload tree)."""
         if not local_dir.is_dir() or not any(local_dir.iterdir()):
             return
-        with _mlflow_errors(f"uploading artifacts from {local_dir}", self.uri):
-            self.client.log_artifacts(run_id, os.fspath(local_dir), artifact_path)
+        with tempfile.TemporaryDirectory(prefix="upload-", dir=local_dir.parent) as tmp:
+            source = _masked_tree(local_dir, Path(tmp) / local_dir.name, masker) if masker else local_dir
+            with _mlflow_errors(f"uploading artifacts from {local_dir}", self.uri):
+                self.client.log_artifacts(run_id, os.fspath(source), artifact_path)
+
+    def runs_tagged(self, key: str, value: str) -> list[str]:
+        """IDs of the runs, in any experiment, whose tag ``key`` equals ``value``."""
+        from mlflow.entities import ViewType
+
+        with _mlflow_errors(f"searching runs tagged {key}", self.uri):
+            experiments = [e.experiment_id for e in self.client.search_experiments(view_type=ViewType.ALL)]
+            found = self.client.search_runs(experiments, filter_string=f"tags.`{key}` = '{value}'", max_results=100)
+        return [r.info.run_id for r in found]
+
+    def search(self, experiment_ids: Sequence[str], filter_string: str = "", max_results: int = 1000) -> list[RunView]:
+        with _mlflow_errors("searching runs", self.uri):
+            runs = self.client.search_runs(list(experiment_ids), filter_string=filter_string, max_results=max_results)
+        return [RunView(r) for r in runs]
+
+    def experiment_id(self, name: str) -> str | None:
+        with _mlflow_errors(f"experiment {name!r}", self.uri):
+            experiment = self.client.get_experiment_by_name(name)
+        return None if experiment is None else str(experiment.experiment_id)
 
     def terminate(self, run_id: str, status: str) -> None:
         with _mlflow_errors(f"marking run {run_id} {status}", self.uri):
@@ -169,3 +214,28 @@ class Tracker:
         with _mlflow_errors(f"artifact {path} of run {run_id}", self.uri), tempfile.TemporaryDirectory() as tmp:
             local = self.client.download_artifacts(run_id, path, tmp)
             return json.loads(Path(local).read_text(encoding="utf-8"))
+
+
+MASK_LIMIT = 16 << 20  # larger files (checkpoints) are not scanned for secrets
+
+
+def _masked_tree(source: Path, target: Path, masker: Masker) -> Path:
+    """A copy of ``source`` with secrets masked in the files that hold one; every other file is
+    a hard link (no copy), or a copy where links are impossible."""
+    import shutil
+
+    for path in sorted(source.rglob("*")):
+        dest = target / path.relative_to(source)
+        if path.is_dir():
+            dest.mkdir(parents=True, exist_ok=True)
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        masked = masker.data(path.read_bytes()) if path.stat().st_size <= MASK_LIMIT else None
+        if masked is not None:
+            dest.write_bytes(masked)
+            continue
+        try:
+            os.link(path, dest)
+        except OSError:
+            shutil.copy2(path, dest)
+    return target

@@ -1,0 +1,140 @@
+"""Secrets: which names hold them, which values to mask, and masking text, configs and overrides.
+
+A secret is never written to a tag, param, artifact or captured console log: its value becomes
+`****` and its key stays, so a reader still sees that the value was set.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+__all__ = ["MASK", "Masker", "is_secret_name", "secret_env_values"]
+
+MASK = "****"
+# Substrings that name a secret wherever they appear, and words that do so only as a whole word
+# (`token` is a secret, `tokenizer` and `max_tokens` are not).
+_SECRET_PARTS = (
+    "password",
+    "passwd",
+    "passphrase",
+    "secret",
+    "credential",
+    "apikey",
+    "privatekey",
+    "accesskey",
+    "connectionstring",
+)
+_SECRET_WORDS = {"token", "auth", "pass", "pwd", "dsn", "cookie"}
+_SECRET_PAIRS = {("api", "key"), ("access", "key"), ("private", "key"), ("session", "key"), ("connection", "string")}
+_WORD = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
+_URL_IN_TEXT = re.compile(r"[a-zA-Z][\w+.-]*://[^\s'\"]+")
+_MIN_SECRET = 4  # shorter values would mask ordinary text everywhere
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a variable or config key name says it holds a secret (`db.password`, `HF_TOKEN`)."""
+    last = name.rsplit(".", 1)[-1]
+    flat = re.sub(r"[^a-z0-9]", "", last.lower())
+    if any(part in flat for part in _SECRET_PARTS):
+        return True
+    words = [w.lower() for w in _WORD.findall(last)]
+    return bool(_SECRET_WORDS.intersection(words)) or any(pair in _SECRET_PAIRS for pair in zip(words, words[1:]))
+
+
+def _url_passwords(text: str) -> set[str]:
+    found = set()
+    for url in _URL_IN_TEXT.findall(text):
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            continue
+        if parts.password:
+            found.add(parts.password)
+        elif parts.username and parts.scheme in {"http", "https"}:
+            found.add(parts.username)  # `https://<token>@host`: a lone user part is a token
+    return found
+
+
+def secret_env_values(environ: Mapping[str, str]) -> set[str]:
+    """Values of secret-named variables, and passwords or tokens embedded in any variable's URL."""
+    values = set()
+    for name, value in environ.items():
+        if is_secret_name(name) or name in {"AWS_ACCESS_KEY_ID", "MLFLOW_TRACKING_USERNAME"}:
+            values.add(value)
+        values |= _url_passwords(value)
+    return {v for v in values if len(v) >= _MIN_SECRET}
+
+
+class Masker:
+    """Masks known secret values in text, secret keys in configs, and secret override values."""
+
+    def __init__(self, values: Iterable[str] = (), keys: Iterable[str] = ()) -> None:
+        self.values = sorted({v for v in values if len(v) >= _MIN_SECRET}, key=len, reverse=True)
+        self.keys = set(keys)  # dotted config keys to mask whatever their name
+        self._pattern = re.compile("|".join(re.escape(v) for v in self.values)) if self.values else None
+
+    def __bool__(self) -> bool:
+        return bool(self.values or self.keys)
+
+    def text(self, text: str) -> str:
+        if self._pattern is None:
+            return text
+        return self._pattern.sub(MASK, text)
+
+    def data(self, data: bytes) -> bytes | None:
+        """Masked bytes, or None when nothing needed masking (binary-safe, UTF-8 values)."""
+        if self._pattern is None:
+            return None
+        changed = data
+        for value in self.values:
+            changed = changed.replace(value.encode("utf-8"), MASK.encode())
+        return None if changed == data else changed
+
+    def config(self, resolved: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in resolved.items():
+            dotted = f"{prefix}.{key}" if prefix else str(key)
+            if dotted in self.keys or (is_secret_name(str(key)) and not isinstance(value, Mapping)):
+                out[key] = MASK if value is not None else None
+            elif isinstance(value, Mapping):
+                out[key] = self.config(value, dotted)
+            elif isinstance(value, str):
+                out[key] = self.text(value)
+            elif isinstance(value, list):
+                out[key] = [self.text(v) if isinstance(v, str) else v for v in value]
+            else:
+                out[key] = value
+        return out
+
+    def overrides(self, overrides: Iterable[str]) -> list[str]:
+        masked = []
+        for override in overrides:
+            key, sep, value = override.partition("=")
+            bare = key.lstrip("+~")
+            if sep and (is_secret_name(bare) or bare in self.keys):
+                masked.append(f"{key}={MASK}")
+            else:
+                masked.append(self.text(override))
+        return masked
+
+    @staticmethod
+    def secret_config_values(resolved: Mapping[str, Any], keys: Iterable[str]) -> set[str]:
+        """Values to mask in text: those under secret-named keys or the given keys."""
+        wanted = set(keys)
+        found: set[str] = set()
+
+        def walk(node: Any, prefix: str) -> None:
+            if isinstance(node, Mapping):
+                for key, child in node.items():
+                    dotted = f"{prefix}.{key}" if prefix else str(key)
+                    if (dotted in wanted or is_secret_name(str(key))) and isinstance(child, (str, int, float)):
+                        if not isinstance(child, bool):
+                            found.add(str(child))
+                    else:
+                        walk(child, dotted)
+
+        walk(resolved, "")
+        return found

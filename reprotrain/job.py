@@ -1,0 +1,332 @@
+"""One Hydra job: prepare everything that can fail on bad input before the MLflow run exists,
+open the run, run the training code, then log what it left and set the final status.
+
+If the tracking store fails at the end, what was still to be logged is spooled in the state
+directory and `reprotrain sync` delivers it later: nothing is lost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from reprotrain import __version__
+from reprotrain.adapters import hydra as hydra_adapter
+from reprotrain.adapters.process import Outcome, load_callable, run_callable, run_command
+from reprotrain.adapters.tracking import Tracker, quick_failure
+from reprotrain.core.config import config_differences, flatten_params, interpolate_command
+from reprotrain.core.entrypoint import parse_entrypoint
+from reprotrain.core.record import RunRecord, parse_metrics, run_tags
+from reprotrain.core.secrets import Masker, secret_env_values
+from reprotrain.errors import ReprotrainError
+from reprotrain.spool import Delivery, deliver, spool
+
+if TYPE_CHECKING:
+    from reprotrain.launch import Session
+
+__all__ = ["run_job"]
+
+STDERR_TAIL = 64 * 1024  # bytes of stderr kept as `reprotrain/stderr-tail.txt`
+
+
+def run_job(session: Session, cfg: Any) -> Any:
+    from reprotrain.launch import write_result
+
+    ctx = hydra_adapter.job_context()
+    write_result(session, ctx.num, exit_code=None, started=True)
+    cwd = os.getcwd()
+    try:
+        job = Job(session, ctx, cfg)
+        outcome = job.execute()
+    except ReprotrainError as exc:
+        print(f"reprotrain: error: {exc}", file=sys.stderr)
+        write_result(session, ctx.num, exit_code=exc.exit_code)
+        return None
+    finally:
+        os.chdir(cwd)  # a reused launcher worker starts the next job where this one started
+    write_result(session, ctx.num, exit_code=outcome.exit_code, run_id=job.run_id, status=outcome.status)
+    reason = f" ({outcome.reason})" if outcome.reason and outcome.status != "FINISHED" else ""
+    print(
+        f"reprotrain: run {job.run_id} {outcome.status}{reason}, exit {outcome.exit_code}; "
+        f"see: reprotrain show {job.run_id}",
+        file=sys.stderr,
+    )
+    if outcome.status == "KILLED":
+        raise SystemExit(outcome.exit_code)  # stop the whole sweep, as the user asked
+    if session.settings.objective:
+        return job.metrics.get(session.settings.objective)
+    return outcome.value
+
+
+class Job:
+    """The life of one run: everything that bad input can break happens before the run exists."""
+
+    def __init__(self, session: Session, ctx: hydra_adapter.JobContext, cfg: Any) -> None:
+        self.session = session
+        self.ctx = ctx
+        self.root = Path(session.root)
+        self.entry = parse_entrypoint(session.settings.entrypoint or "")
+        self.resolved = hydra_adapter.resolve(cfg)
+        self.volatile = hydra_adapter.volatile_keys(cfg, self.resolved, ctx.output_dir)
+        env_keys = hydra_adapter.env_keys(cfg)
+        self.masker = Masker(
+            secret_env_values(os.environ) | Masker.secret_config_values(self.resolved, env_keys), keys=env_keys
+        )
+        self.public = self.masker.config(self.resolved)  # what is written anywhere but the code's copy
+        self._check_expected()
+        self.command = None if self.entry.is_callable else interpolate_command(self.entry.text, self.resolved)
+        self.function = (
+            load_callable(self.entry.module, self.entry.function, self.root)
+            if self.entry.module and self.entry.function
+            else None
+        )
+        self.tracker = Tracker(session.tracking_uri)
+        self.run_id = ""
+        self.metrics: dict[str, float] = {}
+
+    def _check_expected(self) -> None:
+        expected = self.session.lineage.expected
+        if expected is None:
+            return
+        ignore = set(self.volatile) | set(self.session.lineage.expected_volatile)
+        differences = config_differences(expected, self.public, ignore)
+        if differences:
+            raise ReprotrainError(
+                "the config composed at the recorded commit differs from the recorded one: "
+                + "; ".join(f"{k}: recorded {a!r}, now {b!r}" for k, a, b in differences[:5])
+                + (f" (and {len(differences) - 5} more)" if len(differences) > 5 else ""),
+                hint="a value read from the environment (${oc.env:...}) changed: set it as it was, "
+                "or start a derived run with `reprotrain rerun RUN_ID key=value`",
+            )
+
+    def record(self) -> RunRecord:
+        check = self.session.check
+        mask = self.masker
+        executed = self.command if self.command is not None else self.entry.text
+        return RunRecord(
+            run_id=self.run_id,
+            pinned=check.pinned,
+            problems=check.problems,
+            git=check.git,
+            data=check.data,
+            config_name=self.ctx.config_name,
+            config_dir=self.session.settings.config_dir,
+            overrides=mask.overrides(self.ctx.overrides),
+            hydra_overrides=mask.overrides(self.ctx.hydra_overrides),
+            choices=self.ctx.choices,
+            resolved=self.public,
+            volatile=self.volatile,
+            command={
+                "argv": mask.overrides(self.session.argv),
+                "entrypoint": self.entry.text,
+                "executed": mask.text(executed),
+            },
+            environment=self.session.environment,
+            reprotrain_version=__version__,
+            job={"name": self.ctx.name, "num": self.ctx.num, "sweep_dir": self.ctx.sweep_dir},
+        )
+
+    def execute(self) -> Outcome:
+        record = self.record()
+        tags = (
+            run_tags(record)
+            | {
+                "mlflow.source.name": self.entry.text[:500],
+                "mlflow.source.type": "LOCAL",
+                "mlflow.user": _user(),
+                "reprotrain.job.num": str(self.ctx.num),
+                "reprotrain.launcher": f"{socket.gethostname()}:{os.getpid()}:{_process_start()}",
+            }
+            | self.session.lineage.tags
+        )
+        self.run_id = self.tracker.create_run(self.session.experiment_id, tags)
+        record.run_id = self.run_id
+        staging = Path(self.session.root) / ".reprotrain" / "runs" / self.run_id
+        private = staging.with_name(self.run_id + ".private")  # never uploaded: the code's own copy
+        staging.mkdir(parents=True, exist_ok=True)
+        private.mkdir(parents=True, exist_ok=True)
+        outcome = Outcome(1, "FAILED", "reprotrain failed before the training code started")
+        try:
+            (staging / "record.json").write_text(record.to_json(), encoding="utf-8")
+            (staging / "config.yaml").write_text(hydra_adapter.to_yaml(self.public), encoding="utf-8")
+            (private / "config.yaml").write_text(hydra_adapter.to_yaml(self.resolved), encoding="utf-8")
+            self.tracker.log_params(self.run_id, flatten_params(self.public))
+            self.tracker.log_data_inputs(self.run_id, record.data)
+            self.tracker.log_artifacts(self.run_id, staging, "reprotrain", self.masker)
+            unpinned = Path(self.session.session_dir) / "unpinned"
+            self.tracker.log_artifacts(self.run_id, unpinned, "reprotrain/unpinned", self.masker)
+            outcome = self._run_code(staging, private)
+        except KeyboardInterrupt:
+            outcome = Outcome(130, "KILLED", "stopped by SIGINT")
+        finally:
+            self._finish(staging, private, outcome)
+        return outcome
+
+    def _run_code(self, staging: Path, private: Path) -> Outcome:
+        self.ctx.output_dir.mkdir(parents=True, exist_ok=True)
+        env = {
+            "MLFLOW_TRACKING_URI": self.session.tracking_uri,
+            "MLFLOW_RUN_ID": self.run_id,
+            "MLFLOW_EXPERIMENT_ID": self.session.experiment_id,
+            # any other run the code creates through MLflow's fluent API carries this tag
+            "MLFLOW_RUN_CONTEXT": json.dumps({"reprotrain.launched_by": self.run_id}),
+            "REPROTRAIN_CONFIG": str(private / "config.yaml"),
+            "REPROTRAIN_OUTPUT_DIR": str(self.ctx.output_dir),
+            "REPROTRAIN_RUN_ID": self.run_id,
+        }
+        log = staging / "console.log"
+        timeout = self.session.options.timeout or self.session.settings.timeout
+        if self.function is None:
+            assert self.command is not None
+            outcome = run_command(self.command, self.root, os.environ | env, log, timeout, STDERR_TAIL)
+        else:
+            outcome = _call_in_run(self.function, hydra_adapter.to_config(self.resolved), env, log, timeout)
+        if outcome.stderr_tail:
+            (staging / "stderr-tail.txt").write_bytes(outcome.stderr_tail)
+        return outcome
+
+    def _finish(self, staging: Path, private: Path, outcome: Outcome) -> None:
+        """Log what the job left and set the final status, whatever the code did to the run."""
+        import shutil
+
+        shutil.rmtree(private, ignore_errors=True)
+        for name in ("console.log", "stderr-tail.txt"):
+            path = staging / name
+            if path.is_file() and (masked := self.masker.data(path.read_bytes())) is not None:
+                path.write_bytes(masked)
+        outputs = {
+            p.relative_to(self.ctx.output_dir).as_posix(): file_sha256(p)
+            for p in sorted(self.ctx.output_dir.rglob("*"))
+            if p.is_file()
+        }
+        (staging / "outputs.json").write_text(json.dumps(outputs, indent=2) + "\n", encoding="utf-8")
+        self.metrics = self._read_metrics()
+        tags = {"reprotrain.exit_code": str(outcome.exit_code)}
+        if outcome.reason:
+            tags["reprotrain.status_reason"] = self.masker.text(outcome.reason)[:5000]
+        tags |= self._foreign_runs()
+        delivery = Delivery(
+            tracking_uri=self.session.tracking_uri,
+            run_id=self.run_id,
+            metrics=self.metrics,
+            timestamp_ms=int(time.time() * 1000),
+            tags=tags,
+            status=outcome.status,
+            artifacts=[(str(self.ctx.output_dir), None), (str(staging), "reprotrain")],
+            mask_values=list(self.masker.values),
+        )
+        try:
+            with quick_failure():
+                deliver(self.tracker, delivery)
+        except ReprotrainError as exc:
+            where = spool(Path(self.session.root) / ".reprotrain", delivery)
+            print(
+                f"reprotrain: warning: could not finish logging run {self.run_id} ({exc}); "
+                f"saved in {where}: run `reprotrain sync` when the store is back",
+                file=sys.stderr,
+            )
+            return
+        shutil.rmtree(staging, ignore_errors=True)
+
+    def _foreign_runs(self) -> dict[str, str]:
+        """Runs the training code opened itself (MLflow's fluent API tags them with our run ID)."""
+        try:
+            others = [r for r in self.tracker.runs_tagged("reprotrain.launched_by", self.run_id) if r != self.run_id]
+        except ReprotrainError:
+            return {}
+        if not others:
+            return {}
+        print(
+            f"reprotrain: warning: the training code opened {len(others)} MLflow run(s) of its own "
+            f"({', '.join(others)}) instead of logging into run {self.run_id}; they are linked by tags",
+            file=sys.stderr,
+        )
+        for other in others:
+            try:
+                self.tracker.set_tags(other, {"reprotrain.opened_during": self.run_id})
+            except ReprotrainError:
+                pass
+        return {"reprotrain.foreign_runs": json.dumps(others)}
+
+    def _read_metrics(self) -> dict[str, float]:
+        metrics: dict[str, float] = {}
+        for name in ("metrics.json", *self.session.settings.metrics_files):
+            path = self.ctx.output_dir / name
+            if not path.is_file():
+                continue
+            try:
+                payload = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                print(
+                    f"reprotrain: warning: {path} is not valid JSON ({exc}); its metrics are not logged",
+                    file=sys.stderr,
+                )
+                continue
+            found, warnings = parse_metrics(payload, str(path))
+            for warning in warnings:
+                print(f"reprotrain: warning: {warning}", file=sys.stderr)
+            metrics.update(found)
+        return metrics
+
+
+def _call_in_run(function: Any, cfg: Any, env: dict[str, str], log: Path, timeout: float | None) -> Outcome:
+    """Call the function with the run active in-process, as a child process would see it."""
+    import mlflow
+
+    saved = {key: os.environ.get(key) for key in env}
+    uri_before = mlflow.get_tracking_uri()
+    os.environ.update(env)
+    try:
+        mlflow.start_run(run_id=env["MLFLOW_RUN_ID"])
+        try:
+            outcome = run_callable(function, cfg, log, timeout, STDERR_TAIL)
+        finally:
+            while mlflow.active_run() is not None:
+                mlflow.end_run()
+        if mlflow.get_tracking_uri() not in {env["MLFLOW_TRACKING_URI"], uri_before}:
+            print(
+                "reprotrain: warning: the training code switched MLflow's tracking URI to "
+                f"{mlflow.get_tracking_uri()}; what it logged there is not in run {env['MLFLOW_RUN_ID']}",
+                file=sys.stderr,
+            )
+        return outcome
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def file_sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _process_start() -> str:
+    """This process's start time (clock ticks since boot): with the PID, it names this process
+    uniquely, so a later command can tell a crashed launcher from a live one."""
+    try:
+        fields = Path(f"/proc/{os.getpid()}/stat").read_text().rsplit(")", 1)[1].split()
+        return fields[19]
+    except (OSError, IndexError):
+        return "0"
+
+
+def _user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # no user name in a container is not worth failing a run
+        return "unknown"

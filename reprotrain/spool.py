@@ -1,0 +1,80 @@
+"""What a job still has to log when it ends, delivered now or, if the tracking store is gone,
+spooled in the state directory and delivered later by `reprotrain sync`."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from reprotrain.adapters.tracking import Tracker
+from reprotrain.core.secrets import Masker
+from reprotrain.errors import ReprotrainError
+
+__all__ = ["Delivery", "deliver", "pending", "spool", "sync"]
+
+SPOOL = "spool"
+
+
+@dataclass
+class Delivery:
+    tracking_uri: str
+    run_id: str
+    metrics: dict[str, float]
+    timestamp_ms: int
+    tags: dict[str, str]
+    status: str
+    artifacts: list[tuple[str, str | None]] = field(default_factory=list)  # (local dir, artifact path)
+    mask_values: list[str] = field(default_factory=list)
+
+
+def deliver(tracker: Tracker, delivery: Delivery) -> None:
+    """Log metrics, artifacts and tags, then set the final status last: a run marked finished
+    has everything. Each step is idempotent, so a delivery can be retried."""
+    masker = Masker(delivery.mask_values)
+    if delivery.metrics:
+        tracker.log_metrics(delivery.run_id, delivery.metrics, delivery.timestamp_ms)
+    for local, artifact_path in delivery.artifacts:
+        tracker.log_artifacts(delivery.run_id, Path(local), artifact_path, masker)
+    tracker.set_tags(delivery.run_id, delivery.tags)
+    tracker.terminate(delivery.run_id, delivery.status)
+
+
+def spool(state_dir: Path, delivery: Delivery) -> Path:
+    """Keep the delivery on disk (its artifact dirs stay where they are) for `reprotrain sync`."""
+    directory = state_dir / SPOOL
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{delivery.run_id}-{uuid.uuid4().hex[:8]}.json"
+    tmp = path.with_suffix(".tmp")
+    # mask values are secrets: they stay in the state dir only, which nothing uploads
+    tmp.write_text(json.dumps(asdict(delivery), indent=2), encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def pending(state_dir: Path) -> list[Path]:
+    return sorted((state_dir / SPOOL).glob("*.json"))
+
+
+def sync(state_dir: Path) -> tuple[list[str], list[tuple[str, str]]]:
+    """Deliver every spooled job. Returns (delivered run IDs, [(run ID, error)])."""
+    import shutil
+
+    done: list[str] = []
+    failed: list[tuple[str, str]] = []
+    for path in pending(state_dir):
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw["artifacts"] = [tuple(a) for a in raw.get("artifacts", [])]
+        delivery = Delivery(**raw)
+        try:
+            deliver(Tracker(delivery.tracking_uri), delivery)
+        except ReprotrainError as exc:
+            failed.append((delivery.run_id, str(exc)))
+            continue
+        path.unlink()
+        for local, artifact_path in delivery.artifacts:
+            if artifact_path == "reprotrain":  # the staging dir is ours to clean; outputs are not
+                shutil.rmtree(local, ignore_errors=True)
+        done.append(delivery.run_id)
+    return done, failed
