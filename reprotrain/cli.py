@@ -250,6 +250,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("reprotrain: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `reprotrain runs | head`: the reader left; not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def entry() -> None:  # console script

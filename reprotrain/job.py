@@ -144,6 +144,11 @@ class Job:
             }
             | self.session.lineage.tags
         )
+        if self.session.sweep_overrides is not None:
+            from reprotrain.sweep import parent_for_job
+
+            tags["mlflow.parentRunId"] = parent_for_job(self.session, self.tracker)
+            tags["reprotrain.sweep_id"] = tags["mlflow.parentRunId"]
         self.run_id = self.tracker.create_run(self.session.experiment_id, tags)
         record.run_id = self.run_id
         staging = Path(self.session.root) / ".reprotrain" / "runs" / self.run_id

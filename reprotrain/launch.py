@@ -77,6 +77,7 @@ class Session:
     environment: dict[str, Any]
     options: RunOptions
     lineage: Lineage = field(default_factory=Lineage)
+    sweep_overrides: list[str] | None = None  # set for `-m`: the jobs share one parent run
 
 
 def ensure_state_dir(project: Project) -> Path:
@@ -213,6 +214,7 @@ def _output_overrides(project: Project, args: hydra_adapter.HydraArgs, config_na
 class LaunchResult:
     exit_code: int
     results: list[dict[str, Any]]
+    sweep_run_id: str | None = None
 
     @property
     def run_ids(self) -> list[str]:
@@ -278,13 +280,24 @@ def launch(
         environment=environment(),
         options=options,
         lineage=lineage or Lineage(),
+        sweep_overrides=list(args.overrides) if args.multirun else None,
     )
     task = functools.update_wrapper(functools.partial(_task, session), _task)
     argv = hydra_adapter.build_argv(args, _output_overrides(project, args, config_name, entry.job_name))
     try:
         code = _hydra(project, config_name, argv, task, session_dir)
         results = _job_results(session_dir)
-        return LaunchResult(code or next((r["exit_code"] for r in results if r.get("exit_code")), 0), results)
+        exit_code = code or next((r["exit_code"] for r in results if r.get("exit_code")), 0)
+        parent = sweep_parent_id(session)
+        if parent is not None:
+            from reprotrain.sweep import finish_parent
+
+            finish_parent(session, parent, results, exit_code)
+            print(
+                f"reprotrain: sweep {parent}: {len(results)} job(s); see: reprotrain runs --sweep {parent}",
+                file=sys.stderr,
+            )
+        return LaunchResult(exit_code, results, parent)
     finally:
         shutil.rmtree(session_dir, ignore_errors=True)
 
@@ -300,6 +313,11 @@ def _hydra(project: Project, config_name: str, argv: list[str], task: Any, sessi
             return UsageError.exit_code
         return code
     return 0
+
+
+def sweep_parent_id(session: Session) -> str | None:
+    path = Path(session.session_dir) / "parent.json"
+    return json.loads(path.read_text(encoding="utf-8"))["run_id"] if path.is_file() else None
 
 
 def _no_job(cfg: Any) -> None:  # Hydra needs a task function even when it only prints
