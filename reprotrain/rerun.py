@@ -14,8 +14,9 @@ from typing import Any
 from reprotrain.adapters import dvc as dvc_adapter
 from reprotrain.adapters import git as git_adapter
 from reprotrain.adapters.tracking import Tracker
+from reprotrain.core.secrets import MASK
 from reprotrain.core.verify import Verdict, compare, env_drift
-from reprotrain.errors import ReprotrainError
+from reprotrain.errors import ReprotrainError, UsageError
 from reprotrain.launch import Lineage, RunOptions, ensure_state_dir, environment, launch, tracking_uri
 from reprotrain.render import drift_text, verdict_text
 from reprotrain.settings import find_project
@@ -46,7 +47,10 @@ def _progress(message: str) -> None:
 
 
 def rerun(run_id: str, overrides: list[str], options: RerunOptions, cwd: Path | None = None) -> int:
-    """`reprotrain rerun`: returns the exit code (0, 4 when --verify finds a difference, ...)."""
+    """`reprotrain rerun`: returns the exit code (0, 4 when --verify finds a difference, ...).
+
+    A sweep's parent run reruns every job of the sweep, under a new parent run.
+    """
     from reprotrain.query import last_run_id
 
     project = find_project(cwd)
@@ -55,16 +59,16 @@ def rerun(run_id: str, overrides: list[str], options: RerunOptions, cwd: Path | 
     uri = tracking_uri(project)
     tracker = Tracker(uri)
     original = tracker.get_run(run_id)
-    if "reprotrain.config.digest" not in original.tags:
-        raise ReprotrainError(f"run {run_id} in {uri} was not launched by reprotrain: nothing to rebuild it from")
-    record: dict[str, Any] = tracker.read_json_artifact(run_id, "reprotrain/record.json")
-    if not record.get("pinned") and not options.force:
-        raise UnpinnedRunError(
-            f"run {run_id} was launched unpinned ({len(record.get('problems', []))} problems recorded): "
-            "its code or data cannot be rebuilt exactly",
-            hint=f"reprotrain rerun {run_id} --force to rerun it from its commit anyway",
-        )
-    drift = env_drift(record.get("environment", {}), environment())
+    sweep = original.tags.get("reprotrain.sweep") == "true"
+    jobs = _sweep_jobs(tracker, original, overrides) if sweep else [(original, _record(tracker, original, uri))]
+    for view, record in jobs:
+        if not record.get("pinned") and not options.force:
+            raise UnpinnedRunError(
+                f"run {view.run_id} was launched unpinned ({len(record.get('problems', []))} problems recorded): "
+                "its code or data cannot be rebuilt exactly",
+                hint=f"reprotrain rerun {run_id} --force to rerun it from its commit anyway",
+            )
+    drift = env_drift(jobs[0][1].get("environment", {}), environment())
     if drift:
         print(drift_text(drift), file=sys.stderr)
         if options.strict_env:
@@ -72,73 +76,166 @@ def rerun(run_id: str, overrides: list[str], options: RerunOptions, cwd: Path | 
                 f"the environment differs from run {run_id}'s in {len(drift)} place(s) and --strict-env is set",
                 hint="install the recorded versions (see above), or rerun without --strict-env",
             )
-
+    commits = {record["git"]["commit"] for _, record in jobs}
+    if len(commits) != 1:
+        raise ReprotrainError(f"the jobs of sweep {run_id} ran at different commits: {', '.join(sorted(commits))}")
+    sha = commits.pop()
     git = git_adapter.snapshot(project.root)
     if git is None:
         raise ReprotrainError(f"{project.root} is not inside a git repository: cannot check out the run's commit")
-    sha = record["git"]["commit"]
-    if not git_adapter.has_commit(git.root, sha):
-        _progress(f"commit {sha[:12]} is not here: fetching from the configured git remotes")
-        tried = git_adapter.fetch_commit(git.root, sha)
-        if not git_adapter.has_commit(git.root, sha):
-            raise ReprotrainError(
-                f"commit {sha} of run {run_id} is not in this repository"
-                + (f" nor on its remotes ({', '.join(tried)})" if tried else " and it has no git remote"),
-                hint="git fetch <remote> from a remote that has it, then rerun",
-            )
+    _ensure_commit(git.root, sha, run_id)
 
-    derived = bool(overrides)
     state = ensure_state_dir(project)
     worktree = state / "worktrees" / uuid.uuid4().hex[:12]
     worktree.parent.mkdir(parents=True, exist_ok=True)
     _progress(f"checking out {sha[:12]} in {worktree}")
     git_adapter.add_worktree(git.root, worktree, sha)
     try:
-        if record.get("data"):
-            _progress(f"restoring {len(record['data'])} DVC output(s) from the cache")
+        if jobs[0][1].get("data"):
+            _progress(f"restoring {len(jobs[0][1]['data'])} DVC output(s) from the cache")
             fetched = dvc_adapter.restore(
                 worktree, dvc_adapter.cache_dir(project.root), project.root / ".dvc" / "config.local"
             )
             if fetched:
                 _progress(f"pulled from the DVC remote: {', '.join(fetched)}")
-        rel = project.root.relative_to(git.root)
-        target = find_project(worktree / rel)
-        config = record["config"]
-        tokens = [f"--config-name={config['name']}", *config.get("hydra_overrides", []), *config["overrides"]]
-        tokens += overrides
-        tag = "reprotrain.derived_from" if derived else "reprotrain.rerun_of"
-        lineage = Lineage(
-            tags={tag: run_id, "reprotrain.env_drift": str(len(drift))},
-            expected=None if derived else config["resolved"],
-            expected_volatile=tuple(config.get("volatile", [])),
-        )
-        result = launch(
-            target,
-            tokens,
-            RunOptions(timeout=options.timeout),
-            uri=uri,
-            experiment_id=original.experiment_id,
-            lineage=lineage,
-            argv0=("reprotrain", "rerun", run_id),
-        )
-        if not result.run_ids:
-            return result.exit_code or 1
-        new_id = result.run_ids[0]
-        _log_drift(tracker, new_id, drift)
-        if not derived:
-            _check_identity(tracker, original.tags, new_id)
-        if result.exit_code != 0:
-            return result.exit_code
-        if options.verify and not derived:
-            verdict = _verify(tracker, run_id, new_id, target.settings.verify_files, options)
-            print(verdict_text(verdict, run_id, new_id))
-            return 0 if verdict.reproduced else 4
+        target = find_project(worktree / project.root.relative_to(git.root))
+        parent = _new_parent(tracker, original) if sweep else None
+        outcomes = [
+            _rerun_one(tracker, uri, target, view, record, overrides, drift, options, parent) for view, record in jobs
+        ]
+        failed = next((code for code, _, _ in outcomes if code not in (0, 4)), None)
+        verdicts = [(new_id, v) for _, new_id, v in outcomes if v is not None]
+        reproduced = bool(verdicts) and len(verdicts) == len(jobs) and all(v.reproduced for _, v in verdicts)
+        if parent is not None:
+            tags = {"reprotrain.sweep.jobs": str(len(outcomes))}
+            if options.verify:
+                tags["reprotrain.reproduced"] = "true" if reproduced else "false"
+            tracker.set_tags(parent, tags)
+            tracker.terminate(parent, "FINISHED" if failed is None else "FAILED")
+            if options.verify:
+                print(
+                    f"sweep {run_id} rerun as {parent}: {'REPRODUCED' if reproduced else 'NOT REPRODUCED'} "
+                    f"({sum(v.reproduced for _, v in verdicts)} of {len(jobs)} jobs reproduced)"
+                )
+        if failed is not None:
+            return failed
+        if options.verify and not overrides:
+            return 0 if reproduced else 4
         return 0
     finally:
         if options.keep:
             print(f"reprotrain: kept the worktree at {worktree}", file=sys.stderr)
         else:
             git_adapter.remove_worktree(git.root, worktree)
+
+
+def _record(tracker: Tracker, view: Any, uri: str) -> dict[str, Any]:
+    if "reprotrain.config.digest" not in view.tags:
+        raise ReprotrainError(f"run {view.run_id} in {uri} was not launched by reprotrain: nothing to rebuild it from")
+    record: dict[str, Any] = tracker.read_json_artifact(view.run_id, "reprotrain/record.json")
+    return record
+
+
+def _sweep_jobs(tracker: Tracker, parent: Any, overrides: list[str]) -> list[tuple[Any, dict[str, Any]]]:
+    if overrides:
+        raise UsageError(
+            f"run {parent.run_id} is a sweep: a derived run needs one job",
+            hint=f"reprotrain runs --sweep {parent.run_id}, then reprotrain rerun JOB_RUN_ID key=value",
+        )
+    children = tracker.search([parent.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.run_id}'")
+    children = [
+        c for c in children if "reprotrain.rerun_of" not in c.tags or c.tags.get("mlflow.parentRunId") == parent.run_id
+    ]
+    if not children:
+        raise ReprotrainError(f"sweep {parent.run_id} has no recorded jobs to rerun")
+    children.sort(key=lambda c: int(c.tags.get("reprotrain.job.num", "0")))
+    return [(c, _record(tracker, c, tracker.uri)) for c in children]
+
+
+def _ensure_commit(root: Path, sha: str, run_id: str) -> None:
+    if git_adapter.has_commit(root, sha):
+        return
+    _progress(f"commit {sha[:12]} is not here: fetching from the configured git remotes")
+    tried = git_adapter.fetch_commit(root, sha)
+    if not git_adapter.has_commit(root, sha):
+        raise ReprotrainError(
+            f"commit {sha} of run {run_id} is not in this repository"
+            + (f" nor on its remotes ({', '.join(tried)})" if tried else " and it has no git remote"),
+            hint="git fetch <remote> from a remote that has it, then rerun",
+        )
+
+
+def _new_parent(tracker: Tracker, original: Any) -> str:
+    keep = (
+        "mlflow.source.git.commit",
+        "reprotrain.git.commit",
+        "reprotrain.git.branch",
+        "reprotrain.git.remote",
+        "reprotrain.pinned",
+        "reprotrain.data.digest",
+        "reprotrain.overrides",
+        "reprotrain.sweep",
+    )
+    tags = {k: original.tags[k] for k in keep if k in original.tags}
+    tags |= {"reprotrain.rerun_of": original.run_id, "mlflow.runName": "sweep-rerun"}
+    return tracker.create_run(original.experiment_id, tags)
+
+
+def _rerun_one(
+    tracker: Tracker,
+    uri: str,
+    target: Any,
+    original: Any,
+    record: dict[str, Any],
+    overrides: list[str],
+    drift: list[tuple[str, str | None, str | None]],
+    options: RerunOptions,
+    parent: str | None,
+) -> tuple[int, str | None, Verdict | None]:
+    """Rerun one recorded job in the prepared worktree: (exit code, new run ID, verdict)."""
+    derived = bool(overrides)
+    config = record["config"]
+    masked = [o for o in config["overrides"] if o.endswith("=" + MASK)]
+    if masked:
+        print(
+            f"reprotrain: warning: run {original.run_id} was given secret value(s) on the command line "
+            f"({', '.join(o.split('=', 1)[0] for o in masked)}); they were never stored, so the rerun uses the "
+            "config's own values: pass them through the environment (${oc.env:...}) instead",
+            file=sys.stderr,
+        )
+    recorded = [o for o in config["overrides"] if o not in masked]
+    tokens = [f"--config-name={config['name']}", *config.get("hydra_overrides", []), *recorded, *overrides]
+    tag = "reprotrain.derived_from" if derived else "reprotrain.rerun_of"
+    tags = {tag: original.run_id, "reprotrain.env_drift": str(len(drift))}
+    if parent is not None:
+        tags |= {"mlflow.parentRunId": parent, "reprotrain.sweep_id": parent}
+    lineage = Lineage(
+        tags=tags,
+        expected=None if derived else config["resolved"],
+        expected_volatile=tuple(config.get("volatile", [])),
+    )
+    result = launch(
+        target,
+        tokens,
+        RunOptions(timeout=options.timeout),
+        uri=uri,
+        experiment_id=original.experiment_id,
+        lineage=lineage,
+        argv0=("reprotrain", "rerun", original.run_id),
+    )
+    if not result.run_ids:
+        return result.exit_code or 1, None, None
+    new_id = result.run_ids[0]
+    _log_drift(tracker, new_id, drift)
+    if not derived:
+        _check_identity(tracker, original.tags, new_id)
+    if result.exit_code != 0:
+        return result.exit_code, new_id, None
+    if options.verify and not derived:
+        verdict = _verify(tracker, original.run_id, new_id, target.settings.verify_files, options)
+        print(verdict_text(verdict, original.run_id, new_id))
+        return (0 if verdict.reproduced else 4), new_id, verdict
+    return 0, new_id, None
 
 
 def _log_drift(tracker: Tracker, run_id: str, drift: list[tuple[str, str | None, str | None]]) -> None:
