@@ -143,9 +143,6 @@ def _sweep_jobs(tracker: Tracker, parent: Any, overrides: list[str]) -> list[tup
             hint=f"reprotrain runs --sweep {parent.run_id}, then reprotrain rerun JOB_RUN_ID key=value",
         )
     children = tracker.search([parent.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.run_id}'")
-    children = [
-        c for c in children if "reprotrain.rerun_of" not in c.tags or c.tags.get("mlflow.parentRunId") == parent.run_id
-    ]
     if not children:
         raise ReprotrainError(f"sweep {parent.run_id} has no recorded jobs to rerun")
     children.sort(key=lambda c: int(c.tags.get("reprotrain.job.num", "0")))
