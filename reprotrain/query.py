@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from reprotrain.core.record import strip_credentials
 from reprotrain.errors import ReprotrainError, UsageError
 from reprotrain.settings import find_project
 
@@ -36,7 +37,7 @@ def load_run(run_id: str, cwd: Path | None = None) -> dict[str, Any]:
         run_id = last_run_id(cwd)
     tracker = Tracker(store_uri(cwd))
     view = tracker.get_run(run_id)
-    if "reprotrain.config.digest" not in view.tags:
+    if "reprotrain.config.digest" not in view.tags and view.tags.get("reprotrain.sweep") != "true":
         raise ReprotrainError(
             f"run {run_id} in {tracker.uri} was not launched by reprotrain (it has no reprotrain record)"
         )
@@ -49,8 +50,11 @@ def load_run(run_id: str, cwd: Path | None = None) -> dict[str, Any]:
         start_time=view.start_time,
         end_time=view.end_time,
         experiment_id=view.experiment_id,
-        tracking_uri=tracker.uri,
+        tracking_uri=strip_credentials(tracker.uri),
     )
+    if view.tags.get("reprotrain.sweep") == "true":
+        jobs = tracker.search([view.experiment_id], f"tags.`mlflow.parentRunId` = '{run_id}'")
+        record["jobs"] = [_row(j) for j in sorted(jobs, key=lambda j: int(j.tags.get("reprotrain.job.num", "0")))]
     return record
 
 

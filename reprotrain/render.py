@@ -37,6 +37,8 @@ def problems_text(problems: Sequence[Mapping[str, str]]) -> list[str]:
 
 def run_text(view: Mapping[str, Any]) -> str:
     """A run as `reprotrain show` prints it: the record plus status and metrics."""
+    if view.get("kind") == "sweep":
+        return _sweep_text(view)
     git = view.get("git", {})
     config = view.get("config", {})
     lines = [
@@ -135,3 +137,18 @@ def runs_text(rows: Sequence[Mapping[str, Any]], metric_count: int = 3) -> str:
     if any(not r.get("pinned") for r in rows):
         lines.append("* launched unpinned")
     return "\n".join(lines)
+
+
+def _sweep_text(view: Mapping[str, Any]) -> str:
+    git = view.get("git", {})
+    lines = [
+        f"sweep      {view['run_id']}",
+        f"status     {view.get('status', '?')}  exit {view.get('exit_code', '?')}",
+        f"started    {_time(view.get('start_time'))}   ended {_time(view.get('end_time'))}",
+        f"commit     {git.get('commit') or '-'}  branch {git.get('branch') or '(detached)'}",
+        f"pinned     {'yes' if view.get('pinned') else 'NO'}",
+        f"overrides  {' '.join(view.get('overrides') or []) or '(none)'}",
+        f"data       digest {str(view.get('data_digest', ''))[:12]}",
+        f"jobs       {len(view.get('jobs', []))}",
+    ]
+    return "\n".join(lines) + "\n" + runs_text(view.get("jobs", []))
