@@ -63,6 +63,14 @@ def _parser() -> argparse.ArgumentParser:
     runs.add_argument("--reap", action="store_true", help="mark stale runs KILLED")
     runs.add_argument("--limit", type=int, default=100)
     runs.add_argument("--json", action="store_true", help="print the rows as JSON")
+    diff = sub.add_parser("diff", help="what changed between two runs: config, data, code, environment, metrics")
+    diff.add_argument("run_a")
+    diff.add_argument("run_b")
+    diff.add_argument("--json", action="store_true", help="print the differences as JSON")
+    ui = sub.add_parser("ui", help="open the MLflow UI on the project's tracking store")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--host", default="127.0.0.1")
+    sub.add_parser("init", help="add reprotrain to the repository here: writes [tool.reprotrain] in pyproject.toml")
     sub.add_parser("sync", help="deliver what runs could not log while the tracking store was unreachable")
     show = sub.add_parser("show", help="show what a run recorded")
     show.add_argument("run_id", help="MLflow run ID, or `last` for the newest run launched here")
@@ -188,6 +196,60 @@ def _runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _diff(run_a: str, run_b: str, as_json: bool) -> int:
+    from reprotrain.query import diff_runs
+    from reprotrain.render import diff_text
+
+    diff = diff_runs(run_a, run_b)
+    print(json.dumps(diff, indent=2, default=str) if as_json else diff_text(diff))
+    return 0
+
+
+def _ui(host: str, port: int) -> int:
+    import shutil
+    import subprocess
+
+    from reprotrain.query import store_uri
+
+    uri = store_uri()
+    if uri.startswith(("http://", "https://")):
+        import webbrowser
+
+        print(f"the project's store is a tracking server: {uri}")
+        webbrowser.open(uri)
+        return 0
+    mlflow = shutil.which("mlflow")
+    if mlflow is None or subprocess.run([mlflow, "server", "--help"], capture_output=True).returncode != 0:
+        raise ReprotrainError(
+            "the MLflow UI needs the full mlflow package (reprotrain installs mlflow-skinny)",
+            hint="pip install 'reprotrain[team]'  (or: pip install mlflow)",
+        )
+    print(f"MLflow UI for {uri} at http://{host}:{port} (Ctrl-C to stop)", flush=True)
+    try:
+        return subprocess.call([mlflow, "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)])
+    except KeyboardInterrupt:
+        return 0
+
+
+def _init() -> int:
+    from pathlib import Path
+
+    from reprotrain.init import init
+
+    report = init(Path.cwd())
+    if report.written:
+        print(f"wrote [tool.reprotrain] to {report.written}:")
+        for key, value in report.settings.items():
+            print(f"  {key} = {value}")
+    for note in report.notes:
+        print(note)
+    if report.todo:
+        print("to do:")
+        for step in report.todo:
+            print(f"  {step}")
+    return 0
+
+
 def _sync() -> int:
     from reprotrain.launch import ensure_state_dir
     from reprotrain.settings import find_project
@@ -238,6 +300,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _show(args.run_id, args.json)
         if args.command == "runs":
             return _runs(args)
+        if args.command == "diff":
+            return _diff(args.run_a, args.run_b, args.json)
+        if args.command == "ui":
+            return _ui(args.host, args.port)
+        if args.command == "init":
+            return _init()
         if args.command == "sync":
             return _sync()
         if args.command == "check":

@@ -189,3 +189,32 @@ def _row(view: Any) -> dict[str, Any]:
         "rerun_of": tags.get("reprotrain.rerun_of"),
         "parent": tags.get("mlflow.parentRunId"),
     }
+
+
+def diff_runs(run_a: str, run_b: str, cwd: Path | None = None) -> dict[str, Any]:
+    """`reprotrain diff`: config, data, code, environment and metric differences of two runs."""
+    from reprotrain.adapters import dvc as dvc_adapter
+    from reprotrain.adapters import git as git_adapter
+    from reprotrain.core.diff import diff_config, diff_data, diff_metrics
+    from reprotrain.core.verify import env_drift
+
+    a, b = load_run(run_a, cwd), load_run(run_b, cwd)
+    project = find_project(cwd)
+    dirs = sorted({o["hash"] for o in a.get("data", []) + b.get("data", []) if o["hash"].endswith(".dir")})
+    manifests = dvc_adapter.dir_manifests(project.root, dirs) if dirs else {}
+    commit_a, commit_b = a.get("git", {}).get("commit", ""), b.get("git", {}).get("commit", "")
+    code: dict[str, Any] = {"a": commit_a, "b": commit_b, "same": commit_a == commit_b}
+    if commit_a != commit_b and git_adapter.snapshot(project.root) is not None:
+        code |= git_adapter.code_changes(project.root, commit_a, commit_b)
+    return {
+        "a": a["run_id"],
+        "b": b["run_id"],
+        "config": diff_config(a.get("config", {}).get("resolved", {}), b.get("config", {}).get("resolved", {})),
+        "overrides": {"a": a.get("config", {}).get("overrides"), "b": b.get("config", {}).get("overrides")},
+        "data": diff_data(a.get("data", []), b.get("data", []), manifests),
+        "code": code,
+        "environment": [
+            {"name": n, "a": va, "b": vb} for n, va, vb in env_drift(a.get("environment", {}), b.get("environment", {}))
+        ],
+        "metrics": diff_metrics(a.get("metrics", {}), b.get("metrics", {})),
+    }

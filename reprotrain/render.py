@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["check_text", "drift_text", "problems_text", "run_text", "runs_text", "verdict_text"]
+__all__ = ["check_text", "drift_text", "problems_text", "diff_text", "run_text", "runs_text", "verdict_text"]
 
 
 def _size(n: int | None) -> str:
@@ -152,3 +152,45 @@ def _sweep_text(view: Mapping[str, Any]) -> str:
         f"jobs       {len(view.get('jobs', []))}",
     ]
     return "\n".join(lines) + "\n" + runs_text(view.get("jobs", []))
+
+
+def diff_text(diff: Mapping[str, Any]) -> str:
+    """`reprotrain diff` for people: one section per kind of difference, `(same)` when none."""
+    lines = [f"diff {diff['a']} (a) -> {diff['b']} (b)"]
+    lines.append("config" + ("" if diff["config"] else "       (same)"))
+    lines += [f"  {r['key']}: {_cell(r['a'])} -> {_cell(r['b'])}" for r in diff["config"]]
+    lines.append("data" + ("" if diff["data"] else "         (same)"))
+    for r in diff["data"]:
+        a, b = r["a"], r["b"]
+        lines.append(
+            f"  {r['path']}: {a['hash'] if a else '(absent)'} ({_size(a and a.get('size'))}) -> "
+            f"{b['hash'] if b else '(absent)'} ({_size(b and b.get('size'))})"
+        )
+        files = r.get("files")
+        if files:
+            for kind in ("added", "removed", "changed"):
+                if files[kind]:
+                    shown = ", ".join(files[kind][:10]) + (" ..." if len(files[kind]) > 10 else "")
+                    lines.append(f"    {kind} {len(files[kind])}: {shown}")
+        elif files is None and a and b and a["hash"].endswith(".dir"):
+            lines.append("    (file lists unknown: a directory manifest is not in the local DVC cache)")
+    code = diff["code"]
+    if code.get("same"):
+        lines.append(f"code         (same commit {str(code['a'])[:12]})")
+    elif code.get("available"):
+        lines.append(
+            f"code         {str(code['a'])[:12]} -> {str(code['b'])[:12]}: {code['commits_a_to_b']} commit(s) ahead, "
+            f"{code['commits_b_to_a']} behind, {len(code['files'])} file(s) changed"
+        )
+        lines += [f"  {f['status']}  {f['path']}" for f in code["files"][:50]]
+    else:
+        lines.append(
+            f"code         {str(code['a'])[:12]} -> {str(code['b'])[:12]} (a commit is not in this repository)"
+        )
+    lines.append("environment" + ("" if diff["environment"] else "  (same)"))
+    lines += [f"  {r['name']}: {r['a'] or '(absent)'} -> {r['b'] or '(absent)'}" for r in diff["environment"]]
+    lines.append("metrics" + ("" if diff["metrics"] else "      (same)"))
+    for r in diff["metrics"]:
+        delta = f"  ({r['delta']:+.6g})" if r["delta"] is not None else ""
+        lines.append(f"  {r['name']}: {_cell(r['a'])} -> {_cell(r['b'])}{delta}")
+    return "\n".join(lines)

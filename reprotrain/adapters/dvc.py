@@ -196,3 +196,25 @@ def _md5(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def dir_manifests(path: Path, hashes: list[str]) -> dict[str, dict[str, str] | None]:
+    """Entries (relative path -> md5) of each `.dir` hash found in the local cache; None if absent."""
+    from dvc.repo import Repo
+    from dvc_data.hashfile.hash_info import HashInfo
+    from dvc_data.hashfile.tree import Tree
+
+    found: dict[str, dict[str, str] | None] = {}
+    try:
+        repo = Repo(os.fspath(path))
+    except Exception:  # not a DVC repo here: nothing to list
+        return dict.fromkeys(hashes)
+    with repo:
+        for value in hashes:
+            try:
+                tree = Tree.load(repo.cache.local, HashInfo("md5", value))
+            except (FileNotFoundError, ValueError, OSError):
+                found[value] = None
+                continue
+            found[value] = {"/".join(key): hi.value for key, (_meta, hi) in tree.iteritems() if hi}
+    return found

@@ -165,3 +165,28 @@ _SECRET_SUFFIXES = (".pem", ".key", ".p12", ".pfx", ".keystore")
 def _looks_secret(rel: str) -> bool:
     name = rel.rsplit("/", 1)[-1].lower()
     return name.startswith(_SECRET_FILES) or name.endswith(_SECRET_SUFFIXES) or "secret" in name
+
+
+def code_changes(path: Path, a: str, b: str, limit: int = 20) -> dict[str, object]:
+    """Commits between two commits (both directions) and the files changed between them."""
+    import git
+
+    with git.Repo(path, search_parent_directories=True) as repo:
+        missing = [sha for sha in (a, b) if sha and not has_commit(path, sha)]
+        if missing or not a or not b:
+            return {"available": False, "missing": missing}
+        ahead = repo.git.rev_list("--count", f"{a}..{b}")
+        behind = repo.git.rev_list("--count", f"{b}..{a}")
+        log = repo.git.log("--format=%h %s", f"-{limit}", f"{a}..{b}")
+        status = repo.git.diff("--name-status", a, b)
+    files = []
+    for line in status.splitlines():
+        code, _, name = line.partition("\t")
+        files.append({"status": code, "path": name.replace("\t", " -> ")})
+    return {
+        "available": True,
+        "commits_a_to_b": int(ahead),
+        "commits_b_to_a": int(behind),
+        "log": log.splitlines(),
+        "files": files,
+    }
