@@ -24,6 +24,7 @@ from reprotrain.core.entrypoint import parse_entrypoint
 from reprotrain.core.record import RunRecord, parse_metrics, run_tags
 from reprotrain.core.secrets import Masker, secret_env_values
 from reprotrain.errors import ReprotrainError
+from reprotrain.progress import progress, tree_size
 from reprotrain.spool import Delivery, deliver, spool
 
 if TYPE_CHECKING:
@@ -225,6 +226,8 @@ class Job:
             artifacts=[(str(self.ctx.output_dir), None), (str(staging), "reprotrain")],
             mask_values=list(self.masker.values),
         )
+        files, size = tree_size(self.ctx.output_dir, staging)
+        progress(f"uploading {files} file(s), {size / 1e6:.1f} MB, to run {self.run_id}")
         try:
             with quick_failure():
                 deliver(self.tracker, delivery)

@@ -18,6 +18,7 @@ from reprotrain.core.secrets import MASK
 from reprotrain.core.verify import Verdict, compare, env_drift
 from reprotrain.errors import ReprotrainError, UsageError
 from reprotrain.launch import Lineage, RunOptions, ensure_state_dir, environment, launch, tracking_uri
+from reprotrain.progress import progress
 from reprotrain.render import drift_text, verdict_text
 from reprotrain.settings import find_project
 
@@ -39,11 +40,6 @@ class RerunOptions:
     force: bool = False
     keep: bool = False
     timeout: float | None = None
-
-
-def _progress(message: str) -> None:
-    if sys.stderr.isatty():
-        print(f"reprotrain: {message}", file=sys.stderr, flush=True)
 
 
 def rerun(run_id: str, overrides: list[str], options: RerunOptions, cwd: Path | None = None) -> int:
@@ -88,16 +84,16 @@ def rerun(run_id: str, overrides: list[str], options: RerunOptions, cwd: Path | 
     state = ensure_state_dir(project)
     worktree = state / "worktrees" / uuid.uuid4().hex[:12]
     worktree.parent.mkdir(parents=True, exist_ok=True)
-    _progress(f"checking out {sha[:12]} in {worktree}")
+    progress(f"checking out {sha[:12]} in {worktree}")
     git_adapter.add_worktree(git.root, worktree, sha)
     try:
         if jobs[0][1].get("data"):
-            _progress(f"restoring {len(jobs[0][1]['data'])} DVC output(s) from the cache")
+            progress(f"restoring {len(jobs[0][1]['data'])} DVC output(s) from the cache")
             fetched = dvc_adapter.restore(
                 worktree, dvc_adapter.cache_dir(project.root), project.root / ".dvc" / "config.local"
             )
             if fetched:
-                _progress(f"pulled from the DVC remote: {', '.join(fetched)}")
+                progress(f"pulled from the DVC remote: {', '.join(fetched)}")
         target = find_project(worktree / project.root.relative_to(git.root))
         parent = _new_parent(tracker, original) if sweep else None
         outcomes = [
@@ -152,7 +148,7 @@ def _sweep_jobs(tracker: Tracker, parent: Any, overrides: list[str]) -> list[tup
 def _ensure_commit(root: Path, sha: str, run_id: str) -> None:
     if git_adapter.has_commit(root, sha):
         return
-    _progress(f"commit {sha[:12]} is not here: fetching from the configured git remotes")
+    progress(f"commit {sha[:12]} is not here: fetching from the configured git remotes")
     tried = git_adapter.fetch_commit(root, sha)
     if not git_adapter.has_commit(root, sha):
         raise ReprotrainError(
