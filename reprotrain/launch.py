@@ -184,6 +184,26 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text) or "default"
 
 
+def _gate_and_environment(project: Project, require_pushed: bool) -> tuple[PinCheck, dict[str, Any]]:
+    return check_pins(project, require_pushed), environment()
+
+
+def _gate_while_importing(project: Project, require_pushed: bool) -> tuple[PinCheck, dict[str, Any]]:
+    """Run the gate (git, DVC) in a forked process while this one imports MLflow and Hydra: on
+    two cores the gate then costs no wall time. Nothing is written before the gate's verdict."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    if (os.cpu_count() or 1) < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return _gate_and_environment(project, require_pushed)
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork")) as pool:
+        pending = pool.submit(_gate_and_environment, project, require_pushed)
+        hydra_adapter.warm_imports()
+        import mlflow.tracking  # noqa: F401  (the import, not the store: nothing is opened yet)
+
+        return pending.result()
+
+
 def _prepare_store(uri: str, name: str, location: str | None) -> str:
     """Reach the store before any job starts (failing within seconds if it is down), create and
     migrate it once, and mark runs left RUNNING by a launcher that died as KILLED."""
@@ -253,7 +273,7 @@ def launch(
             hint='add entrypoint = "python train.py" (or "module:function") under [tool.reprotrain] in pyproject.toml',
         )
     entry = parse_entrypoint(project.settings.entrypoint)
-    check = check_pins(project, options.require_pushed)
+    check, env_record = _gate_while_importing(project, options.require_pushed)
     if not check.pinned and not options.allow_unpinned:
         raise NotPinnedError(check.problems)  # before anything is written: no run, no output dir
     ensure_state_dir(project)
@@ -277,7 +297,7 @@ def launch(
         experiment_id=experiment_id,
         check=check,
         argv=[*argv0, *tokens],
-        environment=environment(),
+        environment=env_record,
         options=options,
         lineage=lineage or Lineage(),
         sweep_overrides=list(args.overrides) if args.multirun else None,

@@ -98,6 +98,13 @@ def primary_config_sets(config_dir: Path, config_name: str, dotted: str) -> bool
     return OmegaConf.select(cfg, dotted, default=None, throw_on_missing=False) is not None
 
 
+def warm_imports() -> None:
+    """Import what running the app needs, ahead of time (see launch._gate_while_importing)."""
+    import hydra  # noqa: F401
+    import hydra._internal.utils  # noqa: F401
+    from omegaconf import OmegaConf  # noqa: F401
+
+
 def run_app(
     config_dir: Path,
     config_name: str,

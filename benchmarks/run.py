@@ -1,0 +1,212 @@
+"""Benchmark reprotrain against the tools a user would pick instead, in one interleaved run.
+
+    python benchmarks/run.py                 # small and large projects, 5 repeats
+    python benchmarks/run.py --small-only --repeats 3
+
+Every case runs once per round, rounds interleave all cases (so a noisy neighbour hits all of
+them alike), and each result is the median of the rounds with its range. Ratios compare cases
+measured in this same process. BLAS is pinned to one thread. Projects are built under --workdir
+(default: a directory in /tmp) and reused while their sizes match.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import projects  # noqa: E402
+
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Case:
+    name: str
+    argv: list[str]
+    cwd: Path
+    setup: list[list[str]] = field(default_factory=list)  # run before each timing, not timed
+    env: dict[str, str] = field(default_factory=dict)
+    times: list[float] = field(default_factory=list)
+    peak_kb: list[int] = field(default_factory=list)
+
+
+def timed(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, int]:
+    """Wall time and peak RSS (kB) of the command's own process (not of its children)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    if proc.returncode != 0:
+        raise SystemExit(f"benchmark command failed ({proc.returncode}): {' '.join(argv)} in {cwd}\n{err[-3000:]}")
+    return elapsed, usage.ru_maxrss
+
+
+def measure(cases: list[Case], env: dict[str, str], repeats: int) -> None:
+    for case in cases:  # one warm-up round: caches, .pyc files, DVC's state DB
+        for step in case.setup:
+            subprocess.run(step, cwd=case.cwd, env=env | case.env, check=True, capture_output=True)
+        timed(case.argv, case.cwd, env | case.env)
+    for round_no in range(repeats):
+        for case in cases:
+            for step in case.setup:
+                subprocess.run(step, cwd=case.cwd, env=env | case.env, check=True, capture_output=True)
+            seconds, peak = timed(case.argv, case.cwd, env | case.env)
+            case.times.append(seconds)
+            case.peak_kb.append(peak)
+        print(f"  round {round_no + 1}/{repeats} done", file=sys.stderr, flush=True)
+
+
+def med(case: Case) -> float:
+    return statistics.median(case.times)
+
+
+def row(case: Case) -> str:
+    return (
+        f"  {case.name:<34} {med(case):8.3f} s  [{min(case.times):.3f}-{max(case.times):.3f}]"
+        f"  peak {max(case.peak_kb) / 1024:6.0f} MB"
+    )
+
+
+def restore_cases(project: Path, env: dict[str, str], work: Path) -> list[Case]:
+    """The data restore of `rerun` (worktree creation not timed) against `cp -r` of the same data."""
+    tree = work / "restore-tree"
+    code = (
+        "import sys, time; from pathlib import Path; from reprotrain.adapters import dvc as d; "
+        "root, tree = Path(sys.argv[1]), Path(sys.argv[2]); "
+        "d.restore(tree, d.cache_dir(root), None)"
+    )
+    prepare = [
+        ["bash", "-c", f"git worktree remove --force --force {tree} 2>/dev/null; rm -rf {tree}; "
+                       f"git worktree prune; git worktree add --detach -q {tree} HEAD"],
+    ]
+    copy_dest = work / "cp-dest"
+    return [
+        Case("cp -r data", ["cp", "-r", str(project / "data"), str(copy_dest)], project,
+             setup=[["rm", "-rf", str(copy_dest)]]),
+        Case("rerun data restore", [str(BIN / "python"), "-c", code, str(project), str(tree)], project,
+             setup=prepare),
+    ]
+
+
+def suite(project: Path, other: Path, env: dict[str, str], work: Path, large: bool) -> dict[str, Case]:
+    store = work / "stores"
+    store.mkdir(exist_ok=True)
+    py = str(BIN / "python")
+    rt = str(BIN / "reprotrain")
+    hand_env = {"MLFLOW_TRACKING_URI": f"sqlite:///{store}/hand.db"}
+    mlrun_env = {"MLFLOW_TRACKING_URI": f"sqlite:///{store}/mlrun.db"}
+    sweep = [f"seed={','.join(str(i) for i in range(1, 9))}", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+    cases = [
+        Case("python -c pass", [py, "-c", "pass"], project),
+        Case("reprotrain --help", [rt, "--help"], project),
+        Case("python train.py", [py, "train.py"], project),
+        Case("hand-written hydra+mlflow", [py, "handwritten.py", "hydra.run.dir=/tmp/bench-hand-out"], project,
+             env=hand_env),
+        Case("mlflow run", [str(BIN / "mlflow"), "run", ".", "--env-manager", "local"], other, env=mlrun_env),
+        Case("dvc exp run", [str(BIN / "dvc"), "exp", "run", "-f", "-q"], other),
+        Case("reprotrain run", [rt, "run"], project),
+        Case("git status + dvc status", ["bash", "-c", f"git status --porcelain >/dev/null && {BIN}/dvc status -q"],
+             project),
+        Case("reprotrain check", [rt, "check"], project),
+        Case("hand-written sweep (8 jobs)", [py, "handwritten.py", "-m", *sweep,
+                                            "hydra.sweep.dir=/tmp/bench-hand-sweep"], project, env=hand_env),
+        Case("reprotrain sweep (8 jobs)", [rt, "run", "-m", *sweep], project),
+    ]
+    cases += restore_cases(project, env, work)
+    return {c.name: c for c in cases}
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:6.2f}" if b > 0 else "   inf"
+
+
+def report(label: str, c: dict[str, Case], targets: bool) -> list[tuple[str, float, float, bool]]:
+    print(f"\n{label}")
+    for case in c.values():
+        print(row(case))
+    plain = med(c["python train.py"])
+    over = {name: med(c[name]) - plain for name in ("reprotrain run", "hand-written hydra+mlflow", "mlflow run",
+                                                    "dvc exp run")}
+    rt_peak = max(c["reprotrain run"].peak_kb) / 1024
+    checks = [
+        ("run overhead / hand-written overhead", over["reprotrain run"] / over["hand-written hydra+mlflow"], 1.0),
+        ("run overhead / mlflow run overhead", over["reprotrain run"] / over["mlflow run"], 0.3),
+        ("run overhead / dvc exp run overhead", over["reprotrain run"] / over["dvc exp run"], 0.3),
+        ("check / (git status + dvc status)", med(c["reprotrain check"]) / med(c["git status + dvc status"]), 0.5),
+        ("rerun data restore / cp -r", med(c["rerun data restore"]) / med(c["cp -r data"]), 1.2),
+        ("reprotrain sweep / hand-written sweep", med(c["reprotrain sweep (8 jobs)"])
+         / med(c["hand-written sweep (8 jobs)"]), 1.2),
+        ("reprotrain --help / python -c pass", med(c["reprotrain --help"]) / med(c["python -c pass"]), 10.0),
+        ("reprotrain run peak MB / 200", rt_peak / 200, 1.0),
+    ]
+    print(f"  overheads over python train.py: " + ", ".join(f"{k} {v:.3f} s" for k, v in over.items()))
+    results = []
+    for name, value, limit in checks:
+        ok = value <= limit
+        mark = ("ok" if ok else "MISSED") if targets else ""
+        print(f"  {name:<42} {value:7.2f}   target <= {limit:<4g} {mark}")
+        results.append((name, value, limit, ok))
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--small-only", action="store_true")
+    parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "reprotrain-bench")
+    parser.add_argument("--large-files", type=int, default=10_000)
+    parser.add_argument("--large-mb", type=int, default=1024)
+    parser.add_argument("--source-files", type=int, default=5_000)
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+
+    work = args.workdir.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    env = projects.bench_env(work / "home")
+    print(f"machine: {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    versions = subprocess.run(
+        [str(BIN / "python"), "-c", "import importlib.metadata as m; print(', '.join(f'{p} {m.version(p)}' for p in "
+         "('reprotrain','mlflow','mlflow-skinny','dvc','hydra-core','omegaconf','GitPython')))"],
+        capture_output=True, text=True,
+    ).stdout.strip()
+    print(f"versions: {versions}")
+    sizes = [("small", 1, 5 * 1024 * 1024, 0)]
+    if not args.small_only:
+        sizes.append(("large", args.large_files, args.large_mb * 1024 * 1024, args.source_files))
+    summary = {}
+    for label, nfiles, nbytes, nsrc in sizes:
+        print(f"building {label} project ({nfiles} data file(s), {nbytes / 2**20:.0f} MB, {nsrc} source files)...",
+              file=sys.stderr, flush=True)
+        project = projects.build(work / label, env, nfiles, nbytes, nsrc)
+        other = projects.other_tools_copy(project, work / f"{label}-other", env)
+        cases = suite(project, other, env, work, label == "large")
+        measure(list(cases.values()), env, args.repeats)
+        results = report(f"{label} project ({args.repeats} interleaved rounds, median [range])", cases,
+                         targets=label == "large")
+        summary[label] = {
+            "cases": {n: {"median": med(c), "min": min(c.times), "max": max(c.times),
+                          "peak_mb": max(c.peak_kb) / 1024} for n, c in cases.items()},
+            "targets": [{"name": n, "value": v, "limit": lim, "ok": ok} for n, v, lim, ok in results],
+        }
+        shutil.rmtree(work / "restore-tree", ignore_errors=True)
+        subprocess.run(["git", "worktree", "prune"], cwd=project, env=env, check=False)
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
