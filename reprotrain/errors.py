@@ -51,7 +51,8 @@ class NotPinnedError(ReprotrainError):
         self.problems = list(problems)
         count = len(self.problems)
         super().__init__(
-            f"refusing to run: {count} problem{'s' if count != 1 else ''} keep this run from being reproducible",
+            "refusing to run: code or data not pinned, so the run would not be reproducible "
+            f"({count} problem{'s' if count != 1 else ''})",
             hint="fix each problem above, or pass --allow-unpinned to record a run marked unpinned",
         )
 
