@@ -177,7 +177,7 @@ def _runs(args: argparse.Namespace) -> int:
         from reprotrain.launch import experiment_name
         from reprotrain.settings import find_project
 
-        tracker = Tracker(store_uri())
+        tracker = Tracker(store_uri(), create=False)
         experiment_id = tracker.experiment_id(args.experiment or experiment_name(find_project()))
         reaped = reap_stale(tracker, [experiment_id] if experiment_id else [])
         print(f"marked {len(reaped)} stale run(s) KILLED" + "".join(f"\n  {r}" for r in reaped))

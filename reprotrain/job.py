@@ -22,7 +22,7 @@ from reprotrain.adapters.tracking import Tracker, quick_failure
 from reprotrain.core.config import config_differences, flatten_params, interpolate_command
 from reprotrain.core.entrypoint import parse_entrypoint
 from reprotrain.core.record import RunRecord, parse_metrics, run_tags
-from reprotrain.core.secrets import Masker, secret_env_values
+from reprotrain.core.secrets import Masker, env_value_digests, secret_env_values
 from reprotrain.errors import ReprotrainError
 from reprotrain.progress import progress, tree_size
 from reprotrain.spool import Delivery, deliver, spool
@@ -79,6 +79,7 @@ class Job:
             secret_env_values(os.environ) | Masker.secret_config_values(self.resolved, env_keys), keys=env_keys
         )
         self.public = self.masker.config(self.resolved)  # what is written anywhere but the code's copy
+        self.env_digests = env_value_digests(self.resolved, env_keys)
         self._check_expected()
         self.command = None if self.entry.is_callable else interpolate_command(self.entry.text, self.resolved)
         self.function = (
@@ -96,6 +97,12 @@ class Job:
             return
         ignore = set(self.volatile) | set(self.session.lineage.expected_volatile)
         differences = config_differences(expected, self.public, ignore)
+        recorded = self.session.lineage.expected_env_digests
+        differences += [
+            (key, "(value from the environment, recorded as a digest)", "a different value")
+            for key, digest in sorted(self.env_digests.items())
+            if key in recorded and recorded[key] != digest and key not in ignore
+        ]
         if differences:
             raise ReprotrainError(
                 "the config composed at the recorded commit differs from the recorded one: "
@@ -122,6 +129,7 @@ class Job:
             choices=self.ctx.choices,
             resolved=self.public,
             volatile=self.volatile,
+            env_digests=self.env_digests,
             command={
                 "argv": mask.overrides(self.session.argv),
                 "entrypoint": self.entry.text,

@@ -37,6 +37,7 @@ class RunOptions:
     allow_unpinned: bool = False
     timeout: float | None = None
     require_pushed: bool = False
+    data_verified: bool = False  # a rerun's worktree: its data was just restored and hashed
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ class Lineage:
     tags: dict[str, str] = field(default_factory=dict)
     expected: dict[str, Any] | None = None
     expected_volatile: tuple[str, ...] = ()
+    expected_env_digests: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,7 @@ def ensure_state_dir(project: Project) -> Path:
     return state
 
 
-def check_pins(project: Project, require_pushed: bool = False) -> PinCheck:
+def check_pins(project: Project, require_pushed: bool = False, data_verified: bool = False) -> PinCheck:
     """The pin gate (DESIGN.md §6): every reason the code and data are not pinned, at once.
 
     git is asked once (`git status --porcelain=v2 --branch`), DVC once for its status (reusing its
@@ -112,11 +114,20 @@ def check_pins(project: Project, require_pushed: bool = False) -> PinCheck:
         ]
         return PinCheck(problems, GitInfo("", "", ""), project.root)
     problems = git_status_problems(snap.state)
+    problems.extend(
+        Problem(
+            "submodule-missing",
+            path,
+            "submodule not checked out: the code the commit pins is not in the workspace",
+            f"git submodule update --init {path}",
+        )
+        for path in snap.uninitialized_submodules
+    )
     if require_pushed and snap.state.commit:
         has_remote, pushed = git_adapter.commit_on_remote(snap.root)
         if not pushed:
             problems.append(not_pushed_problem(snap.state.branch, has_remote))
-    data = dvc_adapter.snapshot(project.root, snap.root, check_remote=require_pushed)
+    data = dvc_adapter.snapshot(project.root, snap.root, check_remote=require_pushed, verified=data_verified)
     problems.extend(data.problems)
     declared = [os.path.relpath(project.root / p, snap.root) for p in project.settings.inputs]
     problems.extend(
@@ -184,20 +195,20 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text) or "default"
 
 
-def _gate_and_environment(project: Project, require_pushed: bool) -> tuple[PinCheck, dict[str, Any]]:
-    return check_pins(project, require_pushed), environment()
+def _gate_and_environment(project: Project, require_pushed: bool, verified: bool) -> tuple[PinCheck, dict[str, Any]]:
+    return check_pins(project, require_pushed, verified), environment()
 
 
-def _gate_while_importing(project: Project, require_pushed: bool) -> tuple[PinCheck, dict[str, Any]]:
+def _gate_while_importing(project: Project, require_pushed: bool, verified: bool) -> tuple[PinCheck, dict[str, Any]]:
     """Run the gate (git, DVC) in a forked process while this one imports MLflow and Hydra: on
     two cores the gate then costs no wall time. Nothing is written before the gate's verdict."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     if (os.cpu_count() or 1) < 2 or "fork" not in multiprocessing.get_all_start_methods():
-        return _gate_and_environment(project, require_pushed)
+        return _gate_and_environment(project, require_pushed, verified)
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork")) as pool:
-        pending = pool.submit(_gate_and_environment, project, require_pushed)
+        pending = pool.submit(_gate_and_environment, project, require_pushed, verified)
         hydra_adapter.warm_imports()
         import mlflow.tracking  # noqa: F401  (the import, not the store: nothing is opened yet)
 
@@ -273,7 +284,7 @@ def launch(
             hint='add entrypoint = "python train.py" (or "module:function") under [tool.reprotrain] in pyproject.toml',
         )
     entry = parse_entrypoint(project.settings.entrypoint)
-    check, env_record = _gate_while_importing(project, options.require_pushed)
+    check, env_record = _gate_while_importing(project, options.require_pushed, options.data_verified)
     if not check.pinned and not options.allow_unpinned:
         raise NotPinnedError(check.problems)  # before anything is written: no run, no output dir
     ensure_state_dir(project)

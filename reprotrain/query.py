@@ -35,7 +35,7 @@ def load_run(run_id: str, cwd: Path | None = None) -> dict[str, Any]:
 
     if run_id == "last":
         run_id = last_run_id(cwd)
-    tracker = Tracker(store_uri(cwd))
+    tracker = Tracker(store_uri(cwd), create=False)
     view = tracker.get_run(run_id)
     if "reprotrain.config.digest" not in view.tags and view.tags.get("reprotrain.sweep") != "true":
         raise ReprotrainError(
@@ -137,7 +137,7 @@ def list_runs(
     from reprotrain.launch import experiment_name
 
     uri = store_uri(cwd)
-    tracker = Tracker(uri)
+    tracker = Tracker(uri, create=False)
     if experiment is None:
         experiment = experiment_name(find_project(cwd))
     experiment_id = tracker.experiment_id(experiment)

@@ -53,7 +53,7 @@ def rerun(run_id: str, overrides: list[str], options: RerunOptions, cwd: Path | 
     if run_id == "last":
         run_id = last_run_id(cwd)
     uri = tracking_uri(project)
-    tracker = Tracker(uri)
+    tracker = Tracker(uri, create=False)
     original = tracker.get_run(run_id)
     sweep = original.tags.get("reprotrain.sweep") == "true"
     jobs = _sweep_jobs(tracker, original, overrides) if sweep else [(original, _record(tracker, original, uri))]
@@ -206,11 +206,12 @@ def _rerun_one(
         tags=tags,
         expected=None if derived else config["resolved"],
         expected_volatile=tuple(config.get("volatile", [])),
+        expected_env_digests=dict(config.get("env_digests", {})),
     )
     result = launch(
         target,
         tokens,
-        RunOptions(timeout=options.timeout),
+        RunOptions(timeout=options.timeout, data_verified=True),
         uri=uri,
         experiment_id=original.experiment_id,
         lineage=lineage,

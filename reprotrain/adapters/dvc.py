@@ -4,7 +4,9 @@ DVC's stored hashes are reused, so unchanged data is not re-hashed."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,20 @@ from reprotrain.core.pin import Problem, dvc_status_problems, missing_object_pro
 from reprotrain.core.record import DataOutput
 from reprotrain.errors import ReprotrainError
 
-__all__ = ["DataSnapshot", "snapshot"]
+__all__ = ["DataSnapshot", "cache_dir", "dir_manifests", "restore", "snapshot"]
+
+
+def _quiet() -> None:
+    """DVC logs warnings to stderr from inside its API; reprotrain reports problems itself."""
+    import logging
+
+    for name in ("dvc", "dvc_data", "dvc_objects", "scmrepo"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 @dataclass(frozen=True)
@@ -23,17 +38,21 @@ class DataSnapshot:
     problems: list[Problem] = field(default_factory=list)
 
 
-def snapshot(path: Path, relative_to: Path, check_remote: bool = False) -> DataSnapshot:
-    """Pinned outputs (paths relative to ``relative_to``) and every problem with them."""
+def snapshot(path: Path, relative_to: Path, check_remote: bool = False, verified: bool = False) -> DataSnapshot:
+    """Pinned outputs (paths relative to ``relative_to``) and every problem with them.
+
+    ``verified``: the workspace was just restored and every file hashed against its pin (a
+    rerun's worktree), so DVC's status and the cache check are skipped."""
     from dvc.exceptions import DvcException, NotDvcRepoError
     from dvc.repo import Repo
 
+    _quiet()
     try:
         repo = Repo(os.fspath(path))
     except NotDvcRepoError:
         return DataSnapshot(False)
     except DvcException as exc:
-        raise ReprotrainError(f"cannot open the DVC repository at {path}: {exc}") from exc
+        raise ReprotrainError(f"cannot open the DVC repository at {path}: {_first_line(exc)}") from exc
     try:
         with repo:
             pinned: list[tuple[DataOutput, Any]] = []
@@ -49,17 +68,22 @@ def snapshot(path: Path, relative_to: Path, check_remote: bool = False) -> DataS
                     lock_stages.add(stage.addressing)
                 rel = os.path.relpath(out.fs_path, relative_to)
                 pinned.append((DataOutput(rel, out.hash_info.value, out.meta.size, out.meta.nfiles, source), out))
+            if verified:
+                outputs = sorted((o for o, _ in pinned), key=lambda o: o.path)
+                return DataSnapshot(True, outputs, [])
             problems = dvc_status_problems(repo.status(), lock_stages)
             sources = {o.path: o.source for o, _ in pinned}
             oids, missing_dirs = _object_ids(repo, pinned)
             cache_missing = _count_missing(repo.cache.local, oids)
             for p in missing_dirs:
                 cache_missing[p] = cache_missing.get(p, 0) + 1
+            reported = {p.path for p in problems if p.kind == "data-not-cached"}  # DVC's status saw it too
+            cache_missing = {p: n for p, n in cache_missing.items() if p not in reported}
             problems.extend(missing_object_problems(cache_missing, sources, "cache"))
             if check_remote and pinned:
                 problems.extend(_remote_problems(repo, oids, sources))
     except DvcException as exc:
-        raise ReprotrainError(f"DVC could not read the pinned data in {path}: {exc}") from exc
+        raise ReprotrainError(f"DVC could not read the pinned data in {path}: {_first_line(exc)}") from exc
     outputs = sorted((o for o, _ in pinned), key=lambda o: o.path)
     return DataSnapshot(True, outputs, problems)
 
@@ -107,15 +131,26 @@ def _remote_problems(repo: Any, oids: dict[str, list[str]], sources: dict[str, s
             Problem(
                 "no-dvc-remote",
                 "",
-                f"cannot check the DVC remote: {exc}",
+                f"cannot check the DVC remote: {_first_line(exc)}",
                 "dvc remote add -d <name> <url> && git commit .dvc/config",
             )
         ]
     try:
-        missing = _count_missing(remote, oids)
+        wanted = {oid for ids in oids.values() for oid in ids}
+        present = set(remote.oids_exist(list(wanted))) if wanted else set()
     except Exception as exc:  # network and credential errors come from many fsspec backends
-        return [Problem("dvc-remote-unreachable", "", f"the DVC remote cannot be read: {exc}", "check the remote")]
-    return missing_object_problems(missing, sources, "remote")
+        return [
+            Problem(
+                "dvc-remote-unreachable", "", f"the DVC remote cannot be read: {_first_line(exc)}", "check the remote"
+            )
+        ]
+    missing = {p: n for p, ids in oids.items() if (n := sum(1 for o in set(ids) if o not in present))}
+    stuck = {
+        path: str(remote.oid_to_path(ids[0]))
+        for path, ids in oids.items()
+        if path in missing and ids and ids[0].endswith(".dir") and ids[0] in present
+    }
+    return missing_object_problems(missing, sources, "remote", stuck)
 
 
 def cache_dir(path: Path) -> Path:
@@ -127,75 +162,104 @@ def cache_dir(path: Path) -> Path:
 
 
 def restore(worktree: Path, shared_cache: Path, local_config: Path | None) -> list[str]:
-    """Check out every DVC output of ``worktree`` from the shared cache, pulling from the DVC remote
-    only what the cache lacks, then verify the hash of every restored file. Returns what was
-    fetched from the remote."""
-    from dvc.exceptions import CheckoutError, DvcException
+    """Restore every DVC output of ``worktree`` at its pinned hash from the shared cache, fetching
+    from the DVC remote (DVC's own `fetch`) only what the cache lacks. Each file is copied and
+    hashed in one pass: a corrupted cache object (possible with link cache types) is caught, and
+    the data is read once, not twice. Returns the outputs that had to be fetched."""
+    from dvc.exceptions import DvcException
     from dvc.repo import Repo
 
+    _quiet()
     dvc_dir = worktree / ".dvc"
     if local_config is not None and local_config.is_file():  # remotes' credentials live here
         (dvc_dir / "config.local").write_bytes(local_config.read_bytes())
     try:
         with Repo(os.fspath(worktree)) as repo, repo.config.edit("local") as conf:
             conf["cache"]["dir"] = os.fspath(shared_cache)
+        with Repo(os.fspath(worktree)) as repo:
+            outs = [o for o in repo.index.outs if o.use_cache and o.hash_info and o.hash_info.value]
+            missing = _missing_outputs(repo, outs, worktree)
+            if missing:
+                try:
+                    repo.fetch()
+                except DvcException as exc:
+                    raise ReprotrainError(
+                        f"the data {', '.join(missing)} is not in the DVC cache and fetching it from the DVC "
+                        f"remote failed: {_first_line(exc)}",
+                        hint="dvc push from a clone that has it, or check the DVC remote (dvc remote list)",
+                    ) from exc
+                still = _missing_outputs(repo, outs, worktree)
+                if still:
+                    raise ReprotrainError(
+                        f"the data {', '.join(still)} is in neither the DVC cache nor the DVC remote",
+                        hint="dvc push from a clone that has it, or point the DVC remote at the right store",
+                    )
+            _copy_all(repo, outs, worktree)
     except DvcException as exc:
-        raise ReprotrainError(f"cannot configure DVC in the worktree {worktree}: {exc}") from exc
-    fetched: list[str] = []
-    with Repo(os.fspath(worktree)) as repo:
-        try:
-            repo.checkout(force=True)
-        except CheckoutError as exc:
-            missing = sorted(os.path.relpath(p, worktree) for p in exc.target_infos) or ["(some outputs)"]
-            try:
-                repo.fetch()
-                repo.checkout(force=True)
-            except DvcException as fetch_exc:
-                raise ReprotrainError(
-                    f"the data {', '.join(missing)} is in neither the DVC cache nor the DVC remote: {fetch_exc}",
-                    hint="dvc push from a clone that has it, or point the DVC remote at the right store",
-                ) from fetch_exc
-            fetched = missing
-        except DvcException as exc:
-            raise ReprotrainError(f"restoring the data in {worktree} failed: {exc}") from exc
-        _verify_restored(repo, worktree)
-    return fetched
+        raise ReprotrainError(f"restoring the data in {worktree} failed: {_first_line(exc)}") from exc
+    return missing
 
 
-def _verify_restored(repo: Any, worktree: Path) -> None:
-    """Hash every restored file ourselves: a corrupted cache object (possible with link cache
-    types) would otherwise pass, since DVC records the expected hash for what it checks out."""
+def _entries(repo: Any, out: Any) -> list[tuple[Path, str]]:
+    """(destination file, md5) for every file of an output; the `.dir` manifest must be cached."""
     from dvc_data.hashfile.tree import Tree
 
-    bad = []
-    for out in repo.index.outs:
-        if not out.use_cache or out.hash_info is None or not out.hash_info.value:
+    base = Path(out.fs_path)
+    if not out.hash_info.isdir:
+        return [(base, out.hash_info.value)]
+    tree = Tree.load(repo.cache.local, out.hash_info)
+    return [(base.joinpath(*key), hi.value) for key, (_meta, hi) in tree.iteritems() if hi]
+
+
+def _missing_outputs(repo: Any, outs: list[Any], worktree: Path) -> list[str]:
+    cache = repo.cache.local
+    missing = []
+    for out in outs:
+        try:
+            oids = [oid for _, oid in _entries(repo, out)]
+        except (FileNotFoundError, ValueError, OSError):
+            missing.append(os.path.relpath(out.fs_path, worktree))
             continue
-        base = Path(out.fs_path)
-        if out.hash_info.isdir:
-            tree = Tree.load(repo.cache.local, out.hash_info)
-            entries = [(base.joinpath(*key), hi.value) for key, (_meta, hi) in tree.iteritems() if hi]
-        else:
-            entries = [(base, out.hash_info.value)]
-        for file, expected in entries:
-            if not file.is_file() or _md5(file) != expected:
-                bad.append(os.path.relpath(file, worktree))
+        if oids and len(set(cache.oids_exist(oids))) < len(set(oids)):
+            missing.append(os.path.relpath(out.fs_path, worktree))
+    return missing
+
+
+def _copy_all(repo: Any, outs: list[Any], worktree: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    cache = repo.cache.local
+    jobs = [(Path(cache.oid_to_path(oid)), dest, oid) for out in outs for dest, oid in _entries(repo, out)]
+    for out in outs:  # a checked-out worktree may hold a stale copy or DVC's placeholder
+        target = Path(out.fs_path)
+        if target.is_dir() and out.hash_info.isdir:
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+    with ThreadPoolExecutor(max_workers=4) as pool:  # hashing and I/O release the GIL
+        bad = [str(dest) for dest, ok in zip((j[1] for j in jobs), pool.map(_copy_verified, jobs)) if not ok]
     if bad:
-        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        shown = ", ".join(os.path.relpath(b, worktree) for b in bad[:5]) + (
+            f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        )
         raise ReprotrainError(
             f"restored data does not match its pinned hash (corrupted DVC cache object?): {shown}",
-            hint="dvc cache dir; remove the bad objects from the cache and dvc pull them again",
+            hint="remove the bad objects from the DVC cache (dvc cache dir shows where) and dvc pull them again",
         )
 
 
-def _md5(path: Path) -> str:
-    import hashlib
-
+def _copy_verified(job: tuple[Path, Path, str]) -> bool:
+    source, dest, expected = job
+    dest.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.md5()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    with source.open("rb") as src, dest.open("wb") as dst:
+        while chunk := src.read(1 << 20):
+            digest.update(chunk)
+            dst.write(chunk)
+    if digest.hexdigest() != expected:
+        dest.unlink()
+        return False
+    return True
 
 
 def dir_manifests(path: Path, hashes: list[str]) -> dict[str, dict[str, str] | None]:

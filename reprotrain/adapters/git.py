@@ -17,6 +17,7 @@ class GitSnapshot:
     root: Path
     state: GitState
     remote: str  # credentials already removed
+    uninitialized_submodules: tuple[str, ...] = ()
 
 
 def snapshot(path: Path) -> GitSnapshot | None:
@@ -35,7 +36,11 @@ def snapshot(path: Path) -> GitSnapshot | None:
                 "--porcelain=v2", "--branch", "-z", "--untracked-files=normal", "--ignore-submodules=none"
             )
             remote = _remote_url(repo)
-            return GitSnapshot(Path(repo.working_tree_dir), parse_porcelain_v2(out), remote)
+            root = Path(repo.working_tree_dir)
+            # `git status` is silent about a submodule that was never checked out
+            missing = repo.git.submodule("status").splitlines() if (root / ".gitmodules").is_file() else []
+            absent = tuple(line[1:].split()[1] for line in missing if line.startswith("-"))
+            return GitSnapshot(root, parse_porcelain_v2(out), remote, absent)
     except git.GitCommandError as exc:
         raise ReprotrainError(f"git status failed in {path}: {exc.stderr.strip() or exc}") from exc
 

@@ -90,7 +90,19 @@ class RunView:
 class Tracker:
     """One MLflow tracking store."""
 
-    def __init__(self, uri: str) -> None:
+    def __init__(self, uri: str, create: bool = True) -> None:
+        """``create=False`` (read-only commands): a local SQLite store that does not exist yet is
+        an error, not a new empty database in the user's tree."""
+        import logging
+
+        if not create and uri.startswith("sqlite:///"):
+            db = Path(uri[len("sqlite:///") :].split("?", 1)[0])
+            if not db.is_file():
+                raise ReprotrainError(
+                    f"no tracking store at {db}: no run has been recorded here yet",
+                    hint="reprotrain run ... first, or set MLFLOW_TRACKING_URI to the store that holds the runs",
+                )
+        logging.getLogger("mlflow").setLevel(logging.WARNING)  # no "Creating initial tables" chatter
         from mlflow.tracking import MlflowClient
 
         # progress bars belong to terminals; reprotrain shows its own progress where it helps

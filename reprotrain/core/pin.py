@@ -261,8 +261,17 @@ def data_problems(
     return problems
 
 
-def missing_object_problems(missing: Mapping[str, int], source: Mapping[str, str], where: str) -> list[Problem]:
-    """One problem per output with objects absent from ``where`` (`cache` or `remote`)."""
+def missing_object_problems(
+    missing: Mapping[str, int],
+    source: Mapping[str, str],
+    where: str,
+    stuck_manifests: Mapping[str, str] | None = None,
+) -> list[Problem]:
+    """One problem per output with objects absent from ``where`` (`cache` or `remote`).
+
+    ``stuck_manifests`` maps a directory output to the location of its manifest on the remote
+    when the manifest is there but entries are not: `dvc push` then skips the directory."""
+    stuck = stuck_manifests or {}
     problems = []
     for path, count in sorted(missing.items()):
         what = f"{count} object{'s' if count != 1 else ''}"
@@ -281,7 +290,10 @@ def missing_object_problems(missing: Mapping[str, int], source: Mapping[str, str
                     "data-not-pushed",
                     path,
                     f"{what} of this DVC output missing from the default DVC remote",
-                    f"dvc push {_q(path)}",
+                    f"dvc push {_q(path)}"
+                    if path not in stuck
+                    else f"delete the directory's manifest {stuck[path]} from the remote (dvc push skips a directory "
+                    f"whose manifest is there), then dvc push {_q(path)}",
                 )
             )
     return problems

@@ -86,6 +86,7 @@ class RunRecord:
     reprotrain_version: str
     job: dict[str, Any] = field(default_factory=dict)
     volatile: list[str] = field(default_factory=list)  # keys from the time or the output dir
+    env_digests: dict[str, str] = field(default_factory=dict)  # masked values from the environment
 
     @property
     def data_digest(self) -> str:
@@ -112,6 +113,7 @@ class RunRecord:
                 "choices": dict(self.choices),
                 "resolved": self.resolved,
                 "volatile": list(self.volatile),
+                "env_digests": dict(self.env_digests),
                 "digest": self.config_digest,
             },
             "seeds": seeds(self.resolved),

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["MASK", "Masker", "is_secret_name", "secret_env_values"]
+__all__ = ["MASK", "Masker", "env_value_digests", "is_secret_name", "secret_env_values"]
 
 MASK = "****"
 # Substrings that name a secret wherever they appear, and words that do so only as a whole word
@@ -138,3 +138,23 @@ class Masker:
 
         walk(resolved, "")
         return found
+
+
+def env_value_digests(resolved: Mapping[str, Any], keys: Iterable[str]) -> dict[str, str]:
+    """sha256 of each config value that came from the environment and is not secret-named: masked
+    in the record, yet a rerun can still tell that it changed. Secret-named values (a rotated
+    password) are left out: they must not decide whether a result is reproduced."""
+    import hashlib
+
+    from reprotrain.core.config import canonical_json, lookup
+
+    digests = {}
+    for key in keys:
+        if is_secret_name(key):
+            continue
+        try:
+            value = lookup(resolved, key)
+        except KeyError:
+            continue
+        digests[key] = hashlib.sha256(f"{key}={canonical_json(value)}".encode()).hexdigest()
+    return digests
