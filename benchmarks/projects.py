@@ -63,7 +63,16 @@ if __name__ == "__main__":
 
 CONFIG = "seed: 0\nlr: 0.1\ndata: data\n"
 MLPROJECT = "name: bench\nentry_points:\n  main:\n    command: python train.py\n"
-DVC_YAML = "stages:\n  train:\n    cmd: python train.py\n    deps:\n      - data\n      - train.py\n    outs:\n      - model.json:\n          cache: false\n"
+DVC_YAML = """stages:
+  train:
+    cmd: python train.py
+    deps:
+      - data
+      - train.py
+    outs:
+      - model.json:
+          cache: false
+"""
 
 
 def sh(cwd: Path, *cmd: str, env: dict[str, str] | None = None) -> None:

@@ -37,20 +37,26 @@ class Case:
     cwd: Path
     setup: list[list[str]] = field(default_factory=list)  # run before each timing, not timed
     env: dict[str, str] = field(default_factory=dict)
+    inner: bool = False  # the command prints the seconds of the step itself (no interpreter start-up)
     times: list[float] = field(default_factory=list)
     peak_kb: list[int] = field(default_factory=list)
 
 
-def timed(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, int]:
-    """Wall time and peak RSS (kB) of the command's own process (not of its children)."""
+def timed(argv: list[str], cwd: Path, env: dict[str, str], inner: bool = False) -> tuple[float, int]:
+    """Wall time and peak RSS (kB) of the command's own process (not of its children); with
+    ``inner``, the seconds the command prints as its last line."""
     start = time.perf_counter()
-    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    out = subprocess.PIPE if inner else subprocess.DEVNULL
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.PIPE)
+    printed = proc.stdout.read().decode() if inner and proc.stdout else ""
     _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
     err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
     if proc.returncode != 0:
         raise SystemExit(f"benchmark command failed ({proc.returncode}): {' '.join(argv)} in {cwd}\n{err[-3000:]}")
+    if inner:
+        elapsed = float(printed.strip().splitlines()[-1])
     return elapsed, usage.ru_maxrss
 
 
@@ -58,12 +64,12 @@ def measure(cases: list[Case], env: dict[str, str], repeats: int) -> None:
     for case in cases:  # one warm-up round: caches, .pyc files, DVC's state DB
         for step in case.setup:
             subprocess.run(step, cwd=case.cwd, env=env | case.env, check=True, capture_output=True)
-        timed(case.argv, case.cwd, env | case.env)
+        timed(case.argv, case.cwd, env | case.env, case.inner)
     for round_no in range(repeats):
         for case in cases:
             for step in case.setup:
                 subprocess.run(step, cwd=case.cwd, env=env | case.env, check=True, capture_output=True)
-            seconds, peak = timed(case.argv, case.cwd, env | case.env)
+            seconds, peak = timed(case.argv, case.cwd, env | case.env, case.inner)
             case.times.append(seconds)
             case.peak_kb.append(peak)
         print(f"  round {round_no + 1}/{repeats} done", file=sys.stderr, flush=True)
@@ -85,19 +91,37 @@ def restore_cases(project: Path, env: dict[str, str], work: Path) -> list[Case]:
     tree = work / "restore-tree"
     code = (
         "import sys, time; from pathlib import Path; from reprotrain.adapters import dvc as d; "
-        "root, tree = Path(sys.argv[1]), Path(sys.argv[2]); "
-        "d.restore(tree, d.cache_dir(root), None)"
+        "root, tree = Path(sys.argv[1]), Path(sys.argv[2]); cache = d.cache_dir(root); "
+        "t = time.perf_counter(); d.restore(tree, cache, None); print(time.perf_counter() - t)"
     )
     prepare = [
-        ["bash", "-c", f"git worktree remove --force --force {tree} 2>/dev/null; rm -rf {tree}; "
-                       f"git worktree prune; git worktree add --detach -q {tree} HEAD"],
+        [
+            "bash",
+            "-c",
+            f"git worktree remove --force --force {tree} 2>/dev/null; rm -rf {tree}; "
+            f"git worktree prune; git worktree add --detach -q {tree} HEAD",
+        ],
     ]
     copy_dest = work / "cp-dest"
     return [
-        Case("cp -r data", ["cp", "-r", str(project / "data"), str(copy_dest)], project,
-             setup=[["rm", "-rf", str(copy_dest)]]),
-        Case("rerun data restore", [str(BIN / "python"), "-c", code, str(project), str(tree)], project,
-             setup=prepare),
+        Case(
+            "cp -r data",
+            [
+                "bash",
+                "-c",
+                f's=$(date +%s.%N); cp -r data {copy_dest}; e=$(date +%s.%N); awk "BEGIN {{print $e - $s}}"',
+            ],
+            project,
+            setup=[["rm", "-rf", str(copy_dest)]],
+            inner=True,
+        ),
+        Case(
+            "rerun data restore",
+            [str(BIN / "python"), "-c", code, str(project), str(tree)],
+            project,
+            setup=prepare,
+            inner=True,
+        ),
     ]
 
 
@@ -113,16 +137,27 @@ def suite(project: Path, other: Path, env: dict[str, str], work: Path, large: bo
         Case("python -c pass", [py, "-c", "pass"], project),
         Case("reprotrain --help", [rt, "--help"], project),
         Case("python train.py", [py, "train.py"], project),
-        Case("hand-written hydra+mlflow", [py, "handwritten.py", "hydra.run.dir=/tmp/bench-hand-out"], project,
-             env=hand_env),
+        Case(
+            "hand-written hydra+mlflow",
+            [py, "handwritten.py", "hydra.run.dir=/tmp/bench-hand-out"],
+            project,
+            env=hand_env,
+        ),
         Case("mlflow run", [str(BIN / "mlflow"), "run", ".", "--env-manager", "local"], other, env=mlrun_env),
         Case("dvc exp run", [str(BIN / "dvc"), "exp", "run", "-f", "-q"], other),
         Case("reprotrain run", [rt, "run"], project),
-        Case("git status + dvc status", ["bash", "-c", f"git status --porcelain >/dev/null && {BIN}/dvc status -q"],
-             project),
+        Case(
+            "git status + dvc status",
+            ["bash", "-c", f"git status --porcelain >/dev/null && {BIN}/dvc status -q"],
+            project,
+        ),
         Case("reprotrain check", [rt, "check"], project),
-        Case("hand-written sweep (8 jobs)", [py, "handwritten.py", "-m", *sweep,
-                                            "hydra.sweep.dir=/tmp/bench-hand-sweep"], project, env=hand_env),
+        Case(
+            "hand-written sweep (8 jobs)",
+            [py, "handwritten.py", "-m", *sweep, "hydra.sweep.dir=/tmp/bench-hand-sweep"],
+            project,
+            env=hand_env,
+        ),
         Case("reprotrain sweep (8 jobs)", [rt, "run", "-m", *sweep], project),
     ]
     cases += restore_cases(project, env, work)
@@ -138,8 +173,10 @@ def report(label: str, c: dict[str, Case], targets: bool) -> list[tuple[str, flo
     for case in c.values():
         print(row(case))
     plain = med(c["python train.py"])
-    over = {name: med(c[name]) - plain for name in ("reprotrain run", "hand-written hydra+mlflow", "mlflow run",
-                                                    "dvc exp run")}
+    over = {
+        name: med(c[name]) - plain
+        for name in ("reprotrain run", "hand-written hydra+mlflow", "mlflow run", "dvc exp run")
+    }
     rt_peak = max(c["reprotrain run"].peak_kb) / 1024
     checks = [
         ("run overhead / hand-written overhead", over["reprotrain run"] / over["hand-written hydra+mlflow"], 1.0),
@@ -147,12 +184,15 @@ def report(label: str, c: dict[str, Case], targets: bool) -> list[tuple[str, flo
         ("run overhead / dvc exp run overhead", over["reprotrain run"] / over["dvc exp run"], 0.3),
         ("check / (git status + dvc status)", med(c["reprotrain check"]) / med(c["git status + dvc status"]), 0.5),
         ("rerun data restore / cp -r", med(c["rerun data restore"]) / med(c["cp -r data"]), 1.2),
-        ("reprotrain sweep / hand-written sweep", med(c["reprotrain sweep (8 jobs)"])
-         / med(c["hand-written sweep (8 jobs)"]), 1.2),
+        (
+            "reprotrain sweep / hand-written sweep",
+            med(c["reprotrain sweep (8 jobs)"]) / med(c["hand-written sweep (8 jobs)"]),
+            1.2,
+        ),
         ("reprotrain --help / python -c pass", med(c["reprotrain --help"]) / med(c["python -c pass"]), 10.0),
         ("reprotrain run peak MB / 200", rt_peak / 200, 1.0),
     ]
-    print(f"  overheads over python train.py: " + ", ".join(f"{k} {v:.3f} s" for k, v in over.items()))
+    print("  overheads over python train.py: " + ", ".join(f"{k} {v:.3f} s" for k, v in over.items()))
     results = []
     for name, value, limit in checks:
         ok = value <= limit
@@ -178,9 +218,14 @@ def main() -> int:
     env = projects.bench_env(work / "home")
     print(f"machine: {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     versions = subprocess.run(
-        [str(BIN / "python"), "-c", "import importlib.metadata as m; print(', '.join(f'{p} {m.version(p)}' for p in "
-         "('reprotrain','mlflow','mlflow-skinny','dvc','hydra-core','omegaconf','GitPython')))"],
-        capture_output=True, text=True,
+        [
+            str(BIN / "python"),
+            "-c",
+            "import importlib.metadata as m; print(', '.join(f'{p} {m.version(p)}' for p in "
+            "('reprotrain','mlflow','mlflow-skinny','dvc','hydra-core','omegaconf','GitPython')))",
+        ],
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     print(f"versions: {versions}")
     sizes = [("small", 1, 5 * 1024 * 1024, 0)]
@@ -188,17 +233,23 @@ def main() -> int:
         sizes.append(("large", args.large_files, args.large_mb * 1024 * 1024, args.source_files))
     summary = {}
     for label, nfiles, nbytes, nsrc in sizes:
-        print(f"building {label} project ({nfiles} data file(s), {nbytes / 2**20:.0f} MB, {nsrc} source files)...",
-              file=sys.stderr, flush=True)
+        print(
+            f"building {label} project ({nfiles} data file(s), {nbytes / 2**20:.0f} MB, {nsrc} source files)...",
+            file=sys.stderr,
+            flush=True,
+        )
         project = projects.build(work / label, env, nfiles, nbytes, nsrc)
         other = projects.other_tools_copy(project, work / f"{label}-other", env)
         cases = suite(project, other, env, work, label == "large")
         measure(list(cases.values()), env, args.repeats)
-        results = report(f"{label} project ({args.repeats} interleaved rounds, median [range])", cases,
-                         targets=label == "large")
+        results = report(
+            f"{label} project ({args.repeats} interleaved rounds, median [range])", cases, targets=label == "large"
+        )
         summary[label] = {
-            "cases": {n: {"median": med(c), "min": min(c.times), "max": max(c.times),
-                          "peak_mb": max(c.peak_kb) / 1024} for n, c in cases.items()},
+            "cases": {
+                n: {"median": med(c), "min": min(c.times), "max": max(c.times), "peak_mb": max(c.peak_kb) / 1024}
+                for n, c in cases.items()
+            },
             "targets": [{"name": n, "value": v, "limit": lim, "ok": ok} for n, v, lim, ok in results],
         }
         shutil.rmtree(work / "restore-tree", ignore_errors=True)
