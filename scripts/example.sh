@@ -4,15 +4,7 @@
 # it reproduced. Safe to run again; leaves `git status` clean.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export DVC_NO_ANALYTICS=1 MLFLOW_DISABLE_TELEMETRY=true
-
-if [ ! -x .venv/bin/python ]; then
-  echo "==> creating .venv"
-  "${PYTHON:-python3}" -m venv .venv
-fi
-echo "==> installing reprotrain into .venv"
-.venv/bin/pip install --quiet --disable-pip-version-check -e .
-export PATH="$PWD/.venv/bin:$PATH"
+. scripts/_venv.sh
 
 echo "==> restoring data/regression.csv from the bundled DVC remote (examples/dvc-store)"
 dvc pull --quiet

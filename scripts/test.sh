@@ -4,18 +4,11 @@
 # Extra arguments go to pytest, e.g. `scripts/test.sh -k status`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export DVC_NO_ANALYTICS=1 MLFLOW_DISABLE_TELEMETRY=true
-
-if [ ! -x .venv/bin/python ]; then
-  echo "==> creating .venv"
-  "${PYTHON:-python3}" -m venv .venv
-fi
-echo "==> installing reprotrain[test] into .venv"
-.venv/bin/pip install --quiet --disable-pip-version-check -e ".[test]"
+. scripts/_venv.sh test
 
 echo "==> ruff"
-.venv/bin/ruff check reprotrain tests examples
+ruff check reprotrain tests examples benchmarks
 echo "==> mypy"
-.venv/bin/mypy
+mypy
 echo "==> pytest"
-.venv/bin/python -m pytest -n 2 "$@"
+python -m pytest -n 2 "$@"
