@@ -90,7 +90,10 @@ def rerun(run_id: str, overrides: list[str], options: RerunOptions, cwd: Path | 
         if jobs[0][1].get("data"):
             progress(f"restoring {len(jobs[0][1]['data'])} DVC output(s) from the cache")
             fetched = dvc_adapter.restore(
-                worktree, dvc_adapter.cache_dir(project.root), project.root / ".dvc" / "config.local"
+                worktree,
+                dvc_adapter.cache_dir(project.root),
+                project.root / ".dvc" / "config.local",
+                state / "verified-objects.json",
             )
             if fetched:
                 progress(f"pulled from the DVC remote: {', '.join(fetched)}")

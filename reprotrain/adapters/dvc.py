@@ -5,6 +5,7 @@ DVC's stored hashes are reused, so unchanged data is not re-hashed."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -161,11 +162,18 @@ def cache_dir(path: Path) -> Path:
         return Path(repo.cache.local.path).parents[1]
 
 
-def restore(worktree: Path, shared_cache: Path, local_config: Path | None) -> list[str]:
+def restore(
+    worktree: Path, shared_cache: Path, local_config: Path | None, verified_index: Path | None = None
+) -> list[str]:
     """Restore every DVC output of ``worktree`` at its pinned hash from the shared cache, fetching
-    from the DVC remote (DVC's own `fetch`) only what the cache lacks. Each file is copied and
-    hashed in one pass: a corrupted cache object (possible with link cache types) is caught, and
-    the data is read once, not twice. Returns the outputs that had to be fetched."""
+    from the DVC remote (DVC's own `fetch`) only what the cache lacks. Returns the outputs that
+    had to be fetched.
+
+    Every object is verified: copied and hashed in one pass, the first time. DVC itself trusts
+    any read-only cache file, but a process running as root writes through a hard-linked cache
+    file anyway. ``verified_index`` remembers each verified object's inode, size, mtime and
+    ctime; ctime cannot be set back from user space, so any write since then shows, and an
+    object unchanged since it was verified is copied by the kernel without hashing it again."""
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
 
@@ -194,7 +202,7 @@ def restore(worktree: Path, shared_cache: Path, local_config: Path | None) -> li
                         f"the data {', '.join(still)} is in neither the DVC cache nor the DVC remote",
                         hint="dvc push from a clone that has it, or point the DVC remote at the right store",
                     )
-            _copy_all(repo, outs, worktree)
+            _copy_all(repo, outs, worktree, verified_index)
     except DvcException as exc:
         raise ReprotrainError(f"restoring the data in {worktree} failed: {_first_line(exc)}") from exc
     return missing
@@ -225,19 +233,51 @@ def _missing_outputs(repo: Any, outs: list[Any], worktree: Path) -> list[str]:
     return missing
 
 
-def _copy_all(repo: Any, outs: list[Any], worktree: Path) -> None:
+def _load_index(path: Path | None) -> dict[str, list[int]]:
+    if path is None:
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _save_index(path: Path | None, index: dict[str, list[int]]) -> None:
+    if path is None:
+        return
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(index, separators=(",", ":")), encoding="utf-8")
+    tmp.replace(path)
+
+
+def _stamp(path: Path) -> list[int]:
+    st = os.stat(path)
+    return [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
+def _copy_all(repo: Any, outs: list[Any], worktree: Path, verified_index: Path | None) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     cache = repo.cache.local
-    jobs = [(Path(cache.oid_to_path(oid)), dest, oid) for out in outs for dest, oid in _entries(repo, out)]
+    index = _load_index(verified_index)
+    jobs = [
+        (Path(cache.oid_to_path(oid)), dest, oid, index.get(oid)) for out in outs for dest, oid in _entries(repo, out)
+    ]
     for out in outs:  # a checked-out worktree may hold a stale copy or DVC's placeholder
         target = Path(out.fs_path)
         if target.is_dir() and out.hash_info.isdir:
             shutil.rmtree(target)
         elif target.exists():
             target.unlink()
-    with ThreadPoolExecutor(max_workers=4) as pool:  # hashing and I/O release the GIL
-        bad = [str(dest) for dest, ok in zip((j[1] for j in jobs), pool.map(_copy_verified, jobs)) if not ok]
+    workers = max(2, os.cpu_count() or 1)
+    batches = [jobs[i : i + 64] for i in range(0, len(jobs), 64)]  # one task per file costs more than a copy
+    with ThreadPoolExecutor(max_workers=workers) as pool:  # hashing and I/O release the GIL
+        results = list(pool.map(_copy_batch, batches))
+    bad = [dest for batch_bad, _ in results for dest in batch_bad]
+    for _, stamps in results:
+        index.update(stamps)
+    _save_index(verified_index, index)
     if bad:
         shown = ", ".join(os.path.relpath(b, worktree) for b in bad[:5]) + (
             f" and {len(bad) - 5} more" if len(bad) > 5 else ""
@@ -248,18 +288,32 @@ def _copy_all(repo: Any, outs: list[Any], worktree: Path) -> None:
         )
 
 
-def _copy_verified(job: tuple[Path, Path, str]) -> bool:
-    source, dest, expected = job
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.md5()
-    with source.open("rb") as src, dest.open("wb") as dst:
-        while chunk := src.read(1 << 20):
-            digest.update(chunk)
-            dst.write(chunk)
-    if digest.hexdigest() != expected:
-        dest.unlink()
-        return False
-    return True
+def _copy_batch(jobs: list[tuple[Path, Path, str, list[int] | None]]) -> tuple[list[str], dict[str, list[int]]]:
+    """Copy each cache object to its destination. An object not verified before, or changed since,
+    is hashed on the way. Returns the destinations that did not match their md5 (removed) and
+    the stamps of the objects verified now."""
+    bad = []
+    stamps: dict[str, list[int]] = {}
+    made: set[Path] = set()
+    for source, dest, expected, known in jobs:
+        if dest.parent not in made:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            made.add(dest.parent)
+        stamp = _stamp(source)
+        if known == stamp:
+            shutil.copyfile(source, dest)  # verified and untouched since: the kernel copies it
+            continue
+        digest = hashlib.md5()
+        with open(source, "rb", buffering=0) as src, open(dest, "wb", buffering=0) as dst:
+            while chunk := src.read(4 << 20):
+                digest.update(chunk)
+                dst.write(chunk)
+        if digest.hexdigest() != expected:
+            dest.unlink()
+            bad.append(str(dest))
+        elif _stamp(source) == stamp:  # not written to while we read it
+            stamps[expected] = stamp
+    return bad, stamps
 
 
 def dir_manifests(path: Path, hashes: list[str]) -> dict[str, dict[str, str] | None]:
