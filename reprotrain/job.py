@@ -23,7 +23,7 @@ from reprotrain.core.config import config_differences, flatten_params, interpola
 from reprotrain.core.entrypoint import parse_entrypoint
 from reprotrain.core.record import RunRecord, parse_metrics, run_tags
 from reprotrain.core.secrets import Masker, env_value_digests, secret_env_values
-from reprotrain.errors import ReprotrainError
+from reprotrain.errors import ReprotrainError, UsageError
 from reprotrain.progress import progress, tree_size
 from reprotrain.spool import Delivery, deliver, spool
 
@@ -40,6 +40,14 @@ def run_job(session: Session, cfg: Any) -> Any:
 
     ctx = hydra_adapter.job_context()
     write_result(session, ctx.num, exit_code=None, started=True)
+    if ctx.optimizing_sweeper and not session.settings.objective:
+        print(
+            f"reprotrain: error: the sweeper {ctx.optimizing_sweeper} optimizes the value each job returns, "
+            'but no objective is set (fix: add objective = "<metric in metrics.json>" under [tool.reprotrain])',
+            file=sys.stderr,
+        )
+        write_result(session, ctx.num, exit_code=UsageError.exit_code)
+        raise SystemExit(UsageError.exit_code)
     cwd = os.getcwd()
     try:
         job = Job(session, ctx, cfg)
@@ -294,7 +302,7 @@ def _call_in_run(function: Any, cfg: Any, env: dict[str, str], log: Path, timeou
     """Call the function with the run active in-process, as a child process would see it."""
     import mlflow
 
-    saved = {key: os.environ.get(key) for key in env}
+    saved = dict(os.environ)  # the whole environment: the next job in this worker starts clean
     uri_before = mlflow.get_tracking_uri()
     os.environ.update(env)
     try:
@@ -312,11 +320,8 @@ def _call_in_run(function: Any, cfg: Any, env: dict[str, str], log: Path, timeou
             )
         return outcome
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def file_sha256(path: Path) -> str:

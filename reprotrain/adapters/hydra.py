@@ -138,6 +138,7 @@ class JobContext:
     config_name: str
     sweep_dir: str | None
     hydra_overrides: list[str]
+    optimizing_sweeper: str | None  # a sweeper that uses the jobs' return values (e.g. Optuna)
 
 
 def job_context() -> JobContext:
@@ -161,7 +162,17 @@ def job_context() -> JobContext:
         config_name=str(hc.job.config_name),
         sweep_dir=sweep_dir,
         hydra_overrides=[o for o in hc.overrides.hydra if o.split("=", 1)[0].lstrip("+~") not in _OWN_KEYS],
+        optimizing_sweeper=_optimizing_sweeper(hc),
     )
+
+
+def _optimizing_sweeper(hc: Any) -> str | None:
+    from omegaconf import OmegaConf
+
+    if str(hc.mode) != "RunMode.MULTIRUN":
+        return None
+    target = str(OmegaConf.select(hc, "sweeper._target_", default="") or "")
+    return None if not target or target.endswith("BasicSweeper") else target.rsplit(".", 1)[-1]
 
 
 def resolve(cfg: Any) -> dict[str, Any]:

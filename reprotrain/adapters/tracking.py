@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -181,7 +182,16 @@ class Tracker:
             for o in outputs
         ]
         with _mlflow_errors("logging dataset inputs", self.uri):
-            self.client.log_inputs(run_id, datasets=inputs)
+            for attempt in range(5):
+                try:
+                    self.client.log_inputs(run_id, datasets=inputs)
+                    break
+                except Exception as exc:
+                    # parallel jobs registering the same dataset in one experiment race on its
+                    # unique key; the loser finds the winner's row on the next attempt
+                    if attempt == 4 or "UNIQUE constraint" not in str(exc) and "duplicate key" not in str(exc):
+                        raise
+                    time.sleep(0.05 * (attempt + 1))
 
     def log_artifacts(
         self, run_id: str, local_dir: Path, artifact_path: str | None = None, masker: Masker | None = None

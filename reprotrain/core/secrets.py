@@ -34,8 +34,13 @@ _URL_IN_TEXT = re.compile(r"[a-zA-Z][\w+.-]*://[^\s'\"]+")
 _MIN_SECRET = 4  # shorter values would mask ordinary text everywhere
 
 
+_NOT_SECRET = {"PWD", "OLDPWD"}  # the shell's working directories, not passwords
+
+
 def is_secret_name(name: str) -> bool:
     """Whether a variable or config key name says it holds a secret (`db.password`, `HF_TOKEN`)."""
+    if name in _NOT_SECRET:
+        return False
     last = name.rsplit(".", 1)[-1]
     flat = re.sub(r"[^a-z0-9]", "", last.lower())
     if any(part in flat for part in _SECRET_PARTS):
