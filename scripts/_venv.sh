@@ -6,5 +6,6 @@ if [ ! -x .venv/bin/python ]; then
   "${PYTHON:-python3}" -m venv .venv
 fi
 echo "==> installing reprotrain${1:+[$1]} into .venv"
-.venv/bin/pip install --quiet --disable-pip-version-check -e ".${1:+[$1]}"
+PIP_CONSTRAINT="$PWD/scripts/constraints.txt" \
+  .venv/bin/pip install --quiet --disable-pip-version-check -e ".${1:+[$1]}"
 export PATH="$PWD/.venv/bin:$PATH"
