@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reprotrain import __version__
+from reprotrain.adapters import git as git_adapter
 from reprotrain.adapters import hydra as hydra_adapter
 from reprotrain.adapters.process import Outcome, load_callable, run_callable, run_command
 from reprotrain.adapters.tracking import Tracker, quick_failure
 from reprotrain.core.config import config_differences, flatten_params, interpolate_command
 from reprotrain.core.entrypoint import parse_entrypoint
 from reprotrain.core.record import RunRecord, parse_metrics, run_tags
-from reprotrain.core.secrets import Masker, env_value_digests, secret_env_values
+from reprotrain.core.secrets import MASK, Masker, env_value_digests, secret_env_values
 from reprotrain.errors import ReprotrainError, UsageError
 from reprotrain.progress import progress, tree_size
 from reprotrain.spool import Delivery, deliver, spool
@@ -82,9 +83,12 @@ class Job:
         self.entry = parse_entrypoint(session.settings.entrypoint or "")
         self.resolved = hydra_adapter.resolve(cfg)
         self.volatile = hydra_adapter.volatile_keys(cfg, self.resolved, ctx.output_dir)
-        env_keys = hydra_adapter.env_keys(cfg)
+        env_keys = hydra_adapter.env_keys(cfg, os.environ)
         self.masker = Masker(
-            secret_env_values(os.environ) | Masker.secret_config_values(self.resolved, env_keys), keys=env_keys
+            secret_env_values(os.environ)
+            | Masker.secret_config_values(self.resolved, env_keys)
+            | git_adapter.remote_secrets(self.root),
+            keys=env_keys,
         )
         self.public = self.masker.config(self.resolved)  # what is written anywhere but the code's copy
         self.env_digests = env_value_digests(self.resolved, env_keys)
@@ -104,6 +108,8 @@ class Job:
         if expected is None:
             return
         ignore = set(self.volatile) | set(self.session.lineage.expected_volatile)
+        # a value recorded masked was never stored: it cannot be compared (rerun warned about it)
+        ignore |= {k for k, v, _ in config_differences(expected, {}, ()) if v == MASK}
         differences = config_differences(expected, self.public, ignore)
         recorded = self.session.lineage.expected_env_digests
         differences += [
@@ -116,7 +122,7 @@ class Job:
                 "the config composed at the recorded commit differs from the recorded one: "
                 + "; ".join(f"{k}: recorded {a!r}, now {b!r}" for k, a, b in differences[:5])
                 + (f" (and {len(differences) - 5} more)" if len(differences) > 5 else ""),
-                hint="a value read from the environment (${oc.env:...}) changed: set it as it was, "
+                hint="set what changed (an environment variable read with ${oc.env:...}?) as it was, "
                 "or start a derived run with `reprotrain rerun RUN_ID key=value`",
             )
 
@@ -231,7 +237,8 @@ class Job:
         tags = {"reprotrain.exit_code": str(outcome.exit_code)}
         if outcome.reason:
             tags["reprotrain.status_reason"] = self.masker.text(outcome.reason)[:5000]
-        tags |= self._foreign_runs()
+        with quick_failure():
+            tags |= self._foreign_runs()
         delivery = Delivery(
             tracking_uri=self.session.tracking_uri,
             run_id=self.run_id,

@@ -14,6 +14,8 @@ import platform
 import shutil
 import sys
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -220,11 +222,27 @@ def _prepare_store(uri: str, name: str, location: str | None) -> str:
     migrate it once, and mark runs left RUNNING by a launcher that died as KILLED."""
     from reprotrain.query import reap_stale
 
-    with quick_failure():
+    with quick_failure(), _store_lock(uri):
         tracker = Tracker(uri)
         experiment_id = tracker.ensure_experiment(name, location)
         reap_stale(tracker, [experiment_id])
     return experiment_id
+
+
+@contextmanager
+def _store_lock(uri: str) -> Iterator[None]:
+    """Two launches on a fresh SQLite store would race in its schema migration: the first to
+    take this lock (beside the database file) creates and migrates it, the other waits."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    db = Path(uri[len("sqlite:///") :].split("?", 1)[0])
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def _output_overrides(project: Project, args: hydra_adapter.HydraArgs, config_name: str, job_name: str) -> list[str]:
@@ -341,6 +359,11 @@ def _hydra(project: Project, config_name: str, argv: list[str], task: Any, sessi
         # Hydra reports a bad override or an unknown config group itself, then exits 1 before
         # any job starts: that is a usage error, exit 2.
         if code == 1 and (session_dir is None or not any((session_dir / "jobs").iterdir())):
+            print(
+                "reprotrain: error: Hydra rejected the command line or the config (its message is above); "
+                "no run was created",
+                file=sys.stderr,
+            )
             return UsageError.exit_code
         return code
     return 0

@@ -183,7 +183,9 @@ def restore(
         (dvc_dir / "config.local").write_bytes(local_config.read_bytes())
     try:
         with Repo(os.fspath(worktree)) as repo, repo.config.edit("local") as conf:
-            conf["cache"]["dir"] = os.fspath(shared_cache)
+            # relative to .dvc/: DVC writes its config as ASCII, and a shared prefix with
+            # non-ASCII characters then drops out of the path
+            conf["cache"]["dir"] = os.path.relpath(shared_cache, dvc_dir)
         with Repo(os.fspath(worktree)) as repo:
             outs = [o for o in repo.index.outs if o.use_cache and o.hash_info and o.hash_info.value]
             missing = _missing_outputs(repo, outs, worktree)
@@ -205,6 +207,11 @@ def restore(
             _copy_all(repo, outs, worktree, verified_index)
     except DvcException as exc:
         raise ReprotrainError(f"restoring the data in {worktree} failed: {_first_line(exc)}") from exc
+    except UnicodeEncodeError as exc:
+        raise ReprotrainError(
+            f"DVC cannot write the shared cache path {shared_cache} into its config (non-ASCII characters)",
+            hint="move the DVC cache to a path of ASCII characters: dvc cache dir <path>",
+        ) from exc
     return missing
 
 

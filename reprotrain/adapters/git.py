@@ -195,3 +195,24 @@ def code_changes(path: Path, a: str, b: str, limit: int = 20) -> dict[str, objec
         "log": log.splitlines(),
         "files": files,
     }
+
+
+def remote_secrets(path: Path) -> set[str]:
+    """Passwords and tokens embedded in the repository's remote URLs: masked in every log."""
+    import git
+
+    from reprotrain.core.secrets import secret_env_values
+
+    try:
+        with git.Repo(path, search_parent_directories=True) as repo:
+            urls = {f"remote.{r.name}": url for r in repo.remotes for url in _urls(r)}
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError, git.GitCommandError):
+        return set()
+    return secret_env_values({f"URL_{i}": url for i, url in enumerate(urls.values())})
+
+
+def _urls(remote: object) -> list[str]:
+    try:
+        return list(remote.urls)  # type: ignore[attr-defined]
+    except Exception:  # a remote without url
+        return []

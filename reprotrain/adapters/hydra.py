@@ -8,8 +8,9 @@ defines them (the Compose API would lose output dirs, multirun, launchers and ca
 from __future__ import annotations
 
 import argparse
+import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,19 @@ def _parser() -> argparse.ArgumentParser:
 def parse_args(tokens: Sequence[str]) -> HydraArgs:
     """Parse a Hydra command line; a malformed one exits 2 through argparse, as Hydra's does."""
     namespace = _parser().parse_args(list(tokens))
-    return HydraArgs(namespace, list(namespace.overrides or []))
+    overrides = list(namespace.overrides or [])
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    try:  # Hydra's own grammar, before anything runs: a malformed override gets one line
+        OverridesParser.create().parse_overrides(overrides)
+    except OverrideParseException as exc:
+        where = str(exc).splitlines()[0] if str(exc).strip() else "syntax error"
+        raise UsageError(
+            f"malformed override {exc.override!r}: {where}",
+            hint="see `reprotrain run --help` and Hydra's override grammar (key=value, +key=value, ~key)",
+        ) from None
+    return HydraArgs(namespace, overrides)
 
 
 def build_argv(args: HydraArgs, extra_overrides: Sequence[str]) -> list[str]:
@@ -216,8 +229,12 @@ def volatile_keys(cfg: Any, resolved: dict[str, Any], output_dir: Path) -> list[
     return sorted(found)
 
 
-def env_keys(cfg: Any) -> list[str]:
-    """Dotted keys whose value comes from `${oc.env:...}`: treated as secrets wherever written."""
+_OC_ENV = re.compile(r"\$\{oc\.env:\s*([^,}\s]+)")
+
+
+def env_keys(cfg: Any, environ: Mapping[str, str]) -> list[str]:
+    """Dotted keys whose value the environment supplied through `${oc.env:VAR}`: masked wherever
+    written. A key that fell back to the default written in the config is not (it is in git)."""
     from omegaconf import OmegaConf
 
     raw = OmegaConf.to_container(cfg, resolve=False)
@@ -227,7 +244,7 @@ def env_keys(cfg: Any) -> list[str]:
         if isinstance(node, dict):
             for key, child in node.items():
                 walk(child, f"{prefix}.{key}" if prefix else str(key))
-        elif isinstance(node, str) and "${oc.env:" in node:
+        elif isinstance(node, str) and any(var in environ for var in _OC_ENV.findall(node)):
             found.append(prefix)
 
     walk(raw, "")

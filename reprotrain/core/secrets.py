@@ -32,6 +32,7 @@ _SECRET_PAIRS = {("api", "key"), ("access", "key"), ("private", "key"), ("sessio
 _WORD = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
 _URL_IN_TEXT = re.compile(r"[a-zA-Z][\w+.-]*://[^\s'\"]+")
 _MIN_SECRET = 4  # shorter values would mask ordinary text everywhere
+_MIN_ENV_SECRET = 8  # an environment value under a non-secret name: masked in text from this length
 
 
 _NOT_SECRET = {"PWD", "OLDPWD"}  # the shell's working directories, not passwords
@@ -127,7 +128,9 @@ class Masker:
 
     @staticmethod
     def secret_config_values(resolved: Mapping[str, Any], keys: Iterable[str]) -> set[str]:
-        """Values to mask in text: those under secret-named keys or the given keys."""
+        """Values to mask in text: those under secret-named keys, and those under the given keys
+        (values from the environment) that are long enough to be a credential rather than a word
+        (masking `train` as text would mangle every path that contains it)."""
         wanted = set(keys)
         found: set[str] = set()
 
@@ -136,8 +139,9 @@ class Masker:
                 for key, child in node.items():
                     dotted = f"{prefix}.{key}" if prefix else str(key)
                     if (dotted in wanted or is_secret_name(str(key))) and isinstance(child, (str, int, float)):
-                        if not isinstance(child, bool):
-                            found.add(str(child))
+                        text = str(child)
+                        if not isinstance(child, bool) and (is_secret_name(str(key)) or len(text) >= _MIN_ENV_SECRET):
+                            found.add(text)
                     else:
                         walk(child, dotted)
 
