@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from helpers import (
+    MLFLOW_SERVER,
     REPROTRAIN,
-    VENV_BIN,
     Result,
     all_runs,
     client_for,
@@ -236,7 +236,7 @@ class MlflowServer:
         with self.log.open("a") as out:
             self.proc = subprocess.Popen(
                 [
-                    str(VENV_BIN / "mlflow"),
+                    str(MLFLOW_SERVER),
                     "server",
                     "--backend-store-uri",
                     f"sqlite:///{self.db}",

@@ -21,6 +21,9 @@ from typing import Any, NamedTuple
 import pytest
 
 VENV_BIN = Path(sys.executable).parent
+# `mlflow server` needs the full mlflow package; scripts/test.sh keeps it in a venv of its own, so
+# the test venv (and every reprotrain the tests start) has only mlflow-skinny, as users do
+MLFLOW_SERVER = Path(os.environ.get("REPROTRAIN_TEST_MLFLOW_SERVER") or VENV_BIN / "mlflow")
 REPROTRAIN = VENV_BIN / "reprotrain"
 DVC = VENV_BIN / "dvc"
 RUN_TIMEOUT = 120

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import VENV_BIN, all_runs, client_for, commit_all, pid_alive, write_pyproject
+from helpers import MLFLOW_SERVER, VENV_BIN, all_runs, client_for, commit_all, pid_alive, write_pyproject
 
 # --------------------------------------------------------------------------- the sweep project
 
@@ -370,7 +370,7 @@ def _start_stack(log_dir: Path) -> TeamStack:
             }
         )
         pids["mlflow"] = _start(
-            [str(VENV_BIN / "mlflow"), "server",
+            [str(MLFLOW_SERVER), "server",
              "--backend-store-uri", stack.backend_store_uri,
              "--artifacts-destination", f"s3://{BUCKET}/mlflow",
              "--host", "127.0.0.1", "--port", str(stack.mlflow_port), "--workers", "1"],
