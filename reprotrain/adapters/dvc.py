@@ -179,13 +179,17 @@ def restore(
 
     _quiet()
     dvc_dir = worktree / ".dvc"
-    if local_config is not None and local_config.is_file():  # remotes' credentials live here
-        (dvc_dir / "config.local").write_bytes(local_config.read_bytes())
+    local = local_config.read_text(encoding="utf-8") if local_config and local_config.is_file() else ""
     try:
-        with Repo(os.fspath(worktree)) as repo, repo.config.edit("local") as conf:
-            # relative to .dvc/: DVC writes its config as ASCII, and a shared prefix with
-            # non-ASCII characters then drops out of the path
-            conf["cache"]["dir"] = os.path.relpath(shared_cache, dvc_dir)
+        if "[cache]" in local:  # the user's own cache section: let DVC merge ours into it
+            (dvc_dir / "config.local").write_text(local, encoding="utf-8")
+            with Repo(os.fspath(worktree)) as repo, repo.config.edit("local") as conf:
+                conf["cache"]["dir"] = os.fspath(shared_cache)
+        else:
+            # written by hand, relative to .dvc/ (as DVC stores relative paths): DVC's config
+            # writer is ASCII-only, and the shared prefix that may hold non-ASCII drops out
+            section = f"[cache]\n    dir = {os.path.relpath(shared_cache, dvc_dir)}\n"
+            (dvc_dir / "config.local").write_text(local + ("\n" if local else "") + section, encoding="utf-8")
         with Repo(os.fspath(worktree)) as repo:
             outs = [o for o in repo.index.outs if o.use_cache and o.hash_info and o.hash_info.value]
             missing = _missing_outputs(repo, outs, worktree)
