@@ -13,7 +13,7 @@ if [ ! -x .venv-server/bin/mlflow ]; then
   "${PYTHON:-python3}" -m venv .venv-server
 fi
 PIP_CONSTRAINT="$PWD/scripts/constraints.txt" \
-  .venv-server/bin/pip install --quiet --disable-pip-version-check "mlflow>=3.1" "psycopg[binary]>=3.1"
+  .venv-server/bin/pip install --quiet --disable-pip-version-check "mlflow>=3.1" "psycopg[binary]>=3.1" "boto3>=1.28"
 export REPROTRAIN_TEST_MLFLOW_SERVER="$PWD/.venv-server/bin/mlflow"
 
 echo "==> ruff"
