@@ -222,8 +222,9 @@ def main() -> int:
         [
             str(BIN / "python"),
             "-c",
-            "import importlib.metadata as m; print(', '.join(f'{p} {m.version(p)}' for p in "
-            "('reprotrain','mlflow','mlflow-skinny','dvc','hydra-core','omegaconf','GitPython')))",
+            "import importlib.metadata as m\nfor p in ('reprotrain', 'mlflow', 'mlflow-skinny', 'dvc', 'hydra-core',"
+            " 'omegaconf', 'GitPython'):\n    try: print(p, m.version(p), end=', ')\n"
+            "    except m.PackageNotFoundError: pass",
         ],
         capture_output=True,
         text=True,
