@@ -253,6 +253,9 @@ class Job:
         progress(f"uploading {files} file(s), {size / 1e6:.1f} MB, to run {self.run_id}")
         try:
             with quick_failure():
+                # one cheap call first: artifact uploads retry on their own terms, for minutes,
+                # against a server that is gone; spool at once instead
+                self.tracker.get_run(self.run_id)
                 deliver(self.tracker, delivery)
         except ReprotrainError as exc:
             where = spool(Path(self.session.root) / ".reprotrain", delivery)

@@ -360,7 +360,8 @@ def _hydra(project: Project, config_name: str, argv: list[str], task: Any, sessi
         # any job starts: that is a usage error, exit 2.
         if code == 1 and (session_dir is None or not any((session_dir / "jobs").iterdir())):
             print(
-                "reprotrain: error: Hydra rejected the command line or the config (its message is above); "
+                "reprotrain: error: Hydra rejected the command line or the config (its message is above): "
+                f"{' '.join(t for t in argv if not t.startswith(_OWN_OVERRIDES)) or '(no arguments)'}; "
                 "no run was created",
                 file=sys.stderr,
             )
@@ -372,6 +373,9 @@ def _hydra(project: Project, config_name: str, argv: list[str], task: Any, sessi
 def sweep_parent_id(session: Session) -> str | None:
     path = Path(session.session_dir) / "parent.json"
     return json.loads(path.read_text(encoding="utf-8"))["run_id"] if path.is_file() else None
+
+
+_OWN_OVERRIDES = ("hydra.run.dir=", "hydra.sweep.dir=", "hydra.job.name=")  # what reprotrain adds
 
 
 def _no_job(cfg: Any) -> None:  # Hydra needs a task function even when it only prints

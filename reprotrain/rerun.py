@@ -192,12 +192,13 @@ def _rerun_one(
     derived = bool(overrides)
     config = record["config"]
     masked = [o for o in config["overrides"] if o.endswith("=" + MASK)]
-    if masked:
-        print(
-            f"reprotrain: warning: run {original.run_id} was given secret value(s) on the command line "
-            f"({', '.join(o.split('=', 1)[0] for o in masked)}); they were never stored, so the rerun uses the "
-            "config's own values: pass them through the environment (${oc.env:...}) instead",
-            file=sys.stderr,
+    if masked and not derived:
+        keys = ", ".join(o.split("=", 1)[0] for o in masked)
+        raise ReprotrainError(
+            f"run {original.run_id} was given secret value(s) on the command line ({keys}); they were never "
+            "stored, so it cannot be rerun exactly",
+            hint=f"give them again for a derived run: reprotrain rerun {original.run_id} "
+            f"{masked[0].split('=', 1)[0]}=... ; next time pass secrets through the environment (${{oc.env:VAR}})",
         )
     recorded = [o for o in config["overrides"] if o not in masked]
     tokens = [f"--config-name={config['name']}", *config.get("hydra_overrides", []), *recorded, *overrides]

@@ -114,7 +114,8 @@ def secret_runs(template_project, tmp_path_factory):
     expected_file.write_text(json.dumps(expected))
     env = {**ENV_SECRETS, ENV_INTERP_VAR: ENV_INTERP_SECRET, "FT_EXPECT_FILE": str(expected_file)}
     results = {
-        # a secret given as an override is never stored: the rerun has to do without it
+        # a secret given as an override is never stored: an exact rerun is refused (exit 1, before
+        # any run), naming the key; the code never starts
         "run": run_cli("run", f"+api_key={OVERRIDE_SECRET}", "model.lr=0.3", cwd=root, env=env),
         "rerun": run_cli("rerun", "last", cwd=root, env=env, timeout=240),
         # every other secret comes from the config or the environment: a rerun has them all
@@ -152,6 +153,9 @@ def _job_runs(root: Path) -> list:
 def test_each_step_succeeds_and_the_code_sees_the_real_values(secret_runs, step):
     root, results, seen_log = secret_runs
     res = results[step]
+    if step == "rerun":
+        assert res.code == 1 and "api_key" in res.err and OVERRIDE_SECRET not in res.err, res.describe()
+        return
     assert res.code == 0, f"`reprotrain {step}` failed (9 = the code was given a masked value):\n{res.describe()}"
     wrong = [entry["wrong"] for entry in _seen(seen_log) if entry["wrong"]]
     assert not wrong, f"the training code was given masked or missing values: {wrong}"

@@ -292,8 +292,12 @@ def missing_object_problems(
                     f"{what} of this DVC output missing from the default DVC remote",
                     f"dvc push {_q(path)}"
                     if path not in stuck
-                    else f"delete the directory's manifest {stuck[path]} from the remote (dvc push skips a directory "
-                    f"whose manifest is there), then dvc push {_q(path)}",
+                    else (
+                        f"rm -f {_q(stuck[path])} && dvc push {_q(path)}"
+                        if stuck[path].startswith("/")
+                        else f"delete {stuck[path]} from the remote (dvc push skips a directory whose manifest "
+                        f"is there), then dvc push {_q(path)}"
+                    ),
                 )
             )
     return problems
