@@ -207,6 +207,11 @@ class Job:
             "REPROTRAIN_OUTPUT_DIR": str(self.ctx.output_dir),
             "REPROTRAIN_RUN_ID": self.run_id,
         }
+        # MLflow's default is 7 retries with exponential back-off: code whose server went away
+        # would hang for minutes at exit (closing its run). A shorter budget, unless set by the user.
+        for key, value in (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2"), ("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")):
+            if key not in os.environ:
+                env[key] = value
         log = staging / "console.log"
         timeout = self.session.options.timeout or self.session.settings.timeout
         if self.function is None:
