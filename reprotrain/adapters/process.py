@@ -71,16 +71,27 @@ class _Tee:
         self.threads.append(thread)
 
     def _pump(self, source_fd: int, sink: Callable[[bytes], None], keep_tail: bool) -> None:
+        partial = b""  # the log gets whole lines, so stdout and stderr lines never splice
         while True:
             try:
                 chunk = os.read(source_fd, 65536)
             except OSError:
-                break
+                chunk = b""
             if not chunk:
+                if partial:
+                    with self.lock:
+                        self.log.write(partial)
+                        self.log.flush()
                 break
+            partial += chunk
+            cut = partial.rfind(b"\n") + 1
+            whole, partial = partial[:cut], partial[cut:]
+            if len(partial) > 65536:  # a very long line without a newline: write it anyway
+                whole, partial = whole + partial, b""
             with self.lock:
-                self.log.write(chunk)
-                self.log.flush()
+                if whole:
+                    self.log.write(whole)
+                    self.log.flush()
                 if keep_tail and self.tail_size:
                     self.tail += chunk
                     del self.tail[: max(0, len(self.tail) - self.tail_size)]
