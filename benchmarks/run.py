@@ -92,7 +92,7 @@ def restore_cases(project: Path, env: dict[str, str], work: Path) -> list[Case]:
     code = (
         "import sys, time; from pathlib import Path; from reprotrain.adapters import dvc as d; "
         "root, tree = Path(sys.argv[1]), Path(sys.argv[2]); cache = d.cache_dir(root); "
-        "t = time.perf_counter(); d.restore(tree, cache, None, tree.parent / \"verified.json\"); "
+        't = time.perf_counter(); d.restore(tree, cache, None, tree.parent / "verified.json"); '
         "print(time.perf_counter() - t)"
     )
     prepare = [

@@ -326,7 +326,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def entry() -> None:  # console script
-    raise SystemExit(main())
+    code = main()
+    # MLflow, SQLAlchemy, Hydra and DVC leave millions of objects that the interpreter's last
+    # garbage collection would walk once more on the way out (≈0.6 s of a launch). Frozen, they
+    # are still released as the modules are torn down; only __del__ of objects caught in
+    # reference cycles is skipped, which Python never promised at exit anyway.
+    import gc
+
+    gc.freeze()
+    raise SystemExit(code)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from reprotrain.settings import Project, Settings, find_project
 __all__ = ["LAST_RUN_FILE", "LaunchResult", "Lineage", "PinCheck", "RunOptions", "check_pins", "gate", "launch", "run"]
 
 LAST_RUN_FILE = "last_run"  # run IDs of the newest `reprotrain run`, for `reprotrain show last`
+DATA_MEMO_FILE = "data-memo.json"  # the last DVC check that passed (adapters/data_memo.py)
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,15 @@ def check_pins(project: Project, require_pushed: bool = False, data_verified: bo
         has_remote, pushed = git_adapter.commit_on_remote(snap.root)
         if not pushed:
             problems.append(not_pushed_problem(snap.state.branch, has_remote))
-    data = dvc_adapter.snapshot(project.root, snap.root, check_remote=require_pushed, verified=data_verified)
+    memo = None if problems or require_pushed else project.state_dir / DATA_MEMO_FILE
+    data = dvc_adapter.snapshot(
+        project.root,
+        snap.root,
+        check_remote=require_pushed,
+        verified=data_verified,
+        memo=memo,
+        commit=snap.state.commit or "",
+    )
     problems.extend(data.problems)
     declared = [os.path.relpath(project.root / p, snap.root) for p in project.settings.inputs]
     problems.extend(
@@ -217,6 +226,23 @@ def _gate_while_importing(project: Project, require_pushed: bool, verified: bool
         return pending.result()
 
 
+@contextmanager
+def _rare_collections() -> Iterator[None]:
+    """Importing MLflow, SQLAlchemy and Hydra makes long-lived objects by the million, and the
+    cyclic garbage collector would walk them all again at every full pass (≈0.1 s of a launch).
+    Collect rarely while they import, then freeze them out of later passes and restore the
+    thresholds before any training code runs."""
+    import gc
+
+    old = gc.get_threshold()
+    gc.set_threshold(max(old[0], 100_000), max(old[1], 50), max(old[2], 100))
+    try:
+        yield
+    finally:
+        gc.freeze()
+        gc.set_threshold(*old)
+
+
 def _prepare_store(uri: str, name: str, location: str | None) -> str:
     """Reach the store before any job starts (failing within seconds if it is down), create and
     migrate it once, and mark runs left RUNNING by a launcher that died as KILLED."""
@@ -302,18 +328,19 @@ def launch(
             hint='add entrypoint = "python train.py" (or "module:function") under [tool.reprotrain] in pyproject.toml',
         )
     entry = parse_entrypoint(project.settings.entrypoint)
-    check, env_record = _gate_while_importing(project, options.require_pushed, options.data_verified)
-    if not check.pinned and not options.allow_unpinned:
-        raise NotPinnedError(check.problems)  # before anything is written: no run, no output dir
-    ensure_state_dir(project)
+    with _rare_collections():
+        check, env_record = _gate_while_importing(project, options.require_pushed, options.data_verified)
+        if not check.pinned and not options.allow_unpinned:
+            raise NotPinnedError(check.problems)  # before anything is written: no run, no output dir
+        ensure_state_dir(project)
 
-    uri = uri or tracking_uri(project)
-    name = experiment_name(project)
-    experiment_id = (
-        experiment_id
-        or os.environ.get("MLFLOW_EXPERIMENT_ID")
-        or _prepare_store(uri, name, artifact_location(uri, project, name))
-    )
+        uri = uri or tracking_uri(project)
+        name = experiment_name(project)
+        experiment_id = (
+            experiment_id
+            or os.environ.get("MLFLOW_EXPERIMENT_ID")
+            or _prepare_store(uri, name, artifact_location(uri, project, name))
+        )
     session_dir = project.state_dir / "sessions" / uuid.uuid4().hex
     (session_dir / "jobs").mkdir(parents=True)
     if not check.pinned and (check.git_root / ".git").exists():

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reprotrain.adapters import data_memo
 from reprotrain.core.pin import Problem, dvc_status_problems, missing_object_problems
 from reprotrain.core.record import DataOutput
 from reprotrain.errors import ReprotrainError
@@ -39,11 +40,32 @@ class DataSnapshot:
     problems: list[Problem] = field(default_factory=list)
 
 
-def snapshot(path: Path, relative_to: Path, check_remote: bool = False, verified: bool = False) -> DataSnapshot:
+def _no_dvc_dir(path: Path) -> bool:
+    """True when no `.dvc` directory is at ``path`` or above it: DVC cannot find a repository."""
+    current = path.resolve()
+    return not any((candidate / ".dvc").is_dir() for candidate in (current, *current.parents))
+
+
+def snapshot(
+    path: Path,
+    relative_to: Path,
+    check_remote: bool = False,
+    verified: bool = False,
+    memo: Path | None = None,
+    commit: str = "",
+) -> DataSnapshot:
     """Pinned outputs (paths relative to ``relative_to``) and every problem with them.
 
     ``verified``: the workspace was just restored and every file hashed against its pin (a
-    rerun's worktree), so DVC's status and the cache check are skipped."""
+    rerun's worktree), so DVC's status and the cache check are skipped. ``memo``: where the
+    last passing check at ``commit`` is remembered (see :mod:`data_memo`); the caller passes it
+    only when the git tree is clean and the remote is not to be checked."""
+    if _no_dvc_dir(path):
+        return DataSnapshot(False)
+    if memo is not None and not verified:
+        remembered = data_memo.load(memo, commit, path, relative_to)
+        if remembered is not None:
+            return DataSnapshot(True, remembered, [])
     from dvc.exceptions import DvcException, NotDvcRepoError
     from dvc.repo import Repo
 
@@ -72,6 +94,7 @@ def snapshot(path: Path, relative_to: Path, check_remote: bool = False, verified
             if verified:
                 outputs = sorted((o for o, _ in pinned), key=lambda o: o.path)
                 return DataSnapshot(True, outputs, [])
+            watch = _watch(repo) if memo is not None else None
             problems = dvc_status_problems(repo.status(), lock_stages)
             sources = {o.path: o.source for o, _ in pinned}
             oids, missing_dirs = _object_ids(repo, pinned)
@@ -83,10 +106,35 @@ def snapshot(path: Path, relative_to: Path, check_remote: bool = False, verified
             problems.extend(missing_object_problems(cache_missing, sources, "cache"))
             if check_remote and pinned:
                 problems.extend(_remote_problems(repo, oids, sources))
+            if watch is not None:
+                watch.cache_dir = str(repo.cache.local.path)
+                watch.oids = [oid for ids in oids.values() for oid in ids]
     except DvcException as exc:
         raise ReprotrainError(f"DVC could not read the pinned data in {path}: {_first_line(exc)}") from exc
     outputs = sorted((o for o, _ in pinned), key=lambda o: o.path)
+    if memo is not None:
+        if watch is not None and not problems:
+            data_memo.save(memo, commit, path, relative_to, watch, outputs)
+        else:
+            data_memo.forget(memo)
     return DataSnapshot(True, outputs, problems)
+
+
+def _watch(repo: Any) -> data_memo.Watch | None:
+    """Stat what DVC's status is about to read: every stage's file, lock file, dependencies and
+    outputs, and DVC's config files. None when the status depends on something beyond local
+    files (an import from another repository or a URL), which no stat can vouch for."""
+    watched = [os.path.join(repo.root_dir, ".dvcignore")]
+    for stage in repo.index.stages:
+        watched.append(stage.path)
+        if stage.path.endswith((".yaml", ".yml")):
+            watched.append(os.path.splitext(stage.path)[0] + ".lock")
+        for dep in stage.deps:
+            if getattr(dep, "def_repo", None) or dep.fs.protocol != "local":
+                return None
+            watched.append(dep.fs_path)
+        watched.extend(out.fs_path for out in stage.outs)
+    return data_memo.Watch(watched, list(repo.config.files.values()))
 
 
 def _object_ids(repo: Any, pinned: list[tuple[DataOutput, Any]]) -> tuple[dict[str, list[str]], list[str]]:
