@@ -169,17 +169,11 @@ def _rerun(args: argparse.Namespace) -> int:
 
 
 def _runs(args: argparse.Namespace) -> int:
-    from reprotrain.query import list_runs, reap_stale, store_uri
+    from reprotrain.query import list_runs, reap
     from reprotrain.render import runs_text
 
     if args.reap:
-        from reprotrain.adapters.tracking import Tracker
-        from reprotrain.launch import experiment_name
-        from reprotrain.settings import find_project
-
-        tracker = Tracker(store_uri(), create=False)
-        experiment_id = tracker.experiment_id(args.experiment or experiment_name(find_project()))
-        reaped = reap_stale(tracker, [experiment_id] if experiment_id else [])
+        reaped = reap(args.experiment)
         print(f"marked {len(reaped)} stale run(s) KILLED" + "".join(f"\n  {r}" for r in reaped))
         return 0
     rows = list_runs(
@@ -206,27 +200,10 @@ def _diff(run_a: str, run_b: str, as_json: bool) -> int:
 
 
 def _ui(host: str, port: int) -> int:
-    import shutil
-    import subprocess
+    from reprotrain.query import open_ui
 
-    from reprotrain.query import store_uri
-
-    uri = store_uri()
-    if uri.startswith(("http://", "https://")):
-        import webbrowser
-
-        print(f"the project's store is a tracking server: {uri}")
-        webbrowser.open(uri)
-        return 0
-    mlflow = shutil.which("mlflow")
-    if mlflow is None or subprocess.run([mlflow, "server", "--help"], capture_output=True).returncode != 0:
-        raise ReprotrainError(
-            "the MLflow UI needs the full mlflow package (reprotrain installs mlflow-skinny)",
-            hint="pip install 'reprotrain[team]'  (or: pip install mlflow)",
-        )
-    print(f"MLflow UI for {uri} at http://{host}:{port} (Ctrl-C to stop)", flush=True)
     try:
-        return subprocess.call([mlflow, "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)])
+        return open_ui(host, port)
     except KeyboardInterrupt:
         return 0
 

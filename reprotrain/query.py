@@ -1,4 +1,4 @@
-"""Reading recorded runs back: `reprotrain show`."""
+"""Reading recorded runs back: `reprotrain show`, `runs`, `diff`, `ui`, and reaping stale runs."""
 
 from __future__ import annotations
 
@@ -10,7 +10,17 @@ from reprotrain.core.record import strip_credentials
 from reprotrain.errors import ReprotrainError, UsageError
 from reprotrain.settings import find_project
 
-__all__ = ["last_run_id", "launcher_alive", "list_runs", "load_run", "reap_stale", "stale_runs", "store_uri"]
+__all__ = [
+    "last_run_id",
+    "launcher_alive",
+    "list_runs",
+    "load_run",
+    "open_ui",
+    "reap",
+    "reap_stale",
+    "stale_runs",
+    "store_uri",
+]
 
 
 def store_uri(cwd: Path | None = None) -> str:
@@ -114,6 +124,38 @@ def reap_stale(tracker: Any, experiment_ids: list[str]) -> list[str]:
         tracker.terminate(view.run_id, "KILLED")
         reaped.append(view.run_id)
     return reaped
+
+
+def reap(experiment: str | None = None, cwd: Path | None = None) -> list[str]:
+    """`reprotrain runs --reap`: mark the experiment's stale RUNNING runs KILLED."""
+    from reprotrain.adapters.tracking import Tracker
+    from reprotrain.launch import experiment_name
+
+    tracker = Tracker(store_uri(cwd), create=False)
+    experiment_id = tracker.experiment_id(experiment or experiment_name(find_project(cwd)))
+    return reap_stale(tracker, [experiment_id] if experiment_id else [])
+
+
+def open_ui(host: str, port: int, cwd: Path | None = None) -> int:
+    """`reprotrain ui`: MLflow's UI on the project's store (a server's URL is opened instead)."""
+    import shutil
+    import subprocess
+
+    uri = store_uri(cwd)
+    if uri.startswith(("http://", "https://")):
+        import webbrowser
+
+        print(f"the project's store is a tracking server: {uri}")
+        webbrowser.open(uri)
+        return 0
+    mlflow = shutil.which("mlflow")
+    if mlflow is None or subprocess.run([mlflow, "server", "--help"], capture_output=True).returncode != 0:
+        raise ReprotrainError(
+            "the MLflow UI needs the full mlflow package (reprotrain installs mlflow-skinny)",
+            hint="pip install 'reprotrain[server]'  (or: pip install mlflow)",
+        )
+    print(f"MLflow UI for {uri} at http://{host}:{port} (Ctrl-C to stop)", flush=True)
+    return subprocess.call([mlflow, "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)])
 
 
 def _quote(value: str) -> str:

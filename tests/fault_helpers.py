@@ -24,7 +24,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from helpers import (
+from helpers import (  # noqa: F401  (start_cli, stop, wait_for_file: re-exported for the fault tests)
     MLFLOW_SERVER,
     REPROTRAIN,
     Result,
@@ -32,7 +32,10 @@ from helpers import (
     client_for,
     configure,
     embedded_uri,
+    start_cli,
+    stop,
     wait_for,
+    wait_for_file,
 )
 
 STDERR_LINES = 1500  # about 160 KB of stderr: more than the 64 KB tail reprotrain keeps
@@ -164,41 +167,6 @@ def assert_one_line_error(res: Result, *needles: str) -> str:
 
 
 # --------------------------------------------------------------------------- processes
-
-
-def _default_signals() -> None:
-    # pytest-xdist workers may ignore SIGINT, and children inherit that; a user's shell does not
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
-def start_cli(root: Path, *args: str, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
-    """Start ``reprotrain ARGS`` in the background, stdout and stderr into ``log``."""
-    with log.open("w") as out:
-        return subprocess.Popen(
-            [str(REPROTRAIN), *args],
-            cwd=root,
-            env=dict(os.environ, **(env or {})),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_default_signals,
-        )
-
-
-def wait_for_file(path: Path, proc: subprocess.Popen, log: Path, timeout: float = 150) -> str:
-    """Wait until the code wrote ``path`` (or reprotrain ended); return its content."""
-    wait_for(lambda: bool(path.exists() and path.read_text().strip()) or proc.poll() is not None, timeout)
-    assert path.exists() and path.read_text().strip(), f"the training never started:\n{log.read_text()[-4000:]}"
-    assert proc.poll() is None, f"reprotrain ended early:\n{log.read_text()[-4000:]}"
-    return path.read_text().strip()
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
 
 
 def kill_pid(pid: int) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -470,3 +471,55 @@ def wait_for(predicate, timeout: float, interval: float = 0.1) -> bool:
 
 def dedent(text: str) -> str:
     return textwrap.dedent(text).lstrip()
+
+
+# --------------------------------------------------------------------------- background processes
+
+
+def default_signals() -> None:
+    # pytest-xdist workers may ignore SIGINT, and children inherit that; a user's shell does not
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def start_cli(root: Path, *args: str, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start ``reprotrain ARGS`` in the background (its own session), stdout and stderr into ``log``."""
+    with log.open("w") as out:
+        return subprocess.Popen(
+            [str(REPROTRAIN), *args],
+            cwd=root,
+            env=cli_env(root, env),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=default_signals,
+        )
+
+
+def wait_for_file(path: Path, proc: subprocess.Popen, log: Path, timeout: float = 150) -> str:
+    """Wait until the code wrote ``path`` (or reprotrain ended); return its content."""
+    wait_for(lambda: bool(path.exists() and path.read_text().strip()) or proc.poll() is not None, timeout)
+    assert path.exists() and path.read_text().strip(), f"the training never started:\n{log.read_text()[-4000:]}"
+    assert proc.poll() is None, f"reprotrain ended early:\n{log.read_text()[-4000:]}"
+    return path.read_text().strip()
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def interrupt_when_started(
+    root: Path, *args: str, pidfile: Path, log: Path, sig: int, env: dict[str, str] | None = None
+) -> tuple[int, int, str]:
+    """Start ``reprotrain ARGS``, wait until the training wrote its pid to ``pidfile``, send
+    ``sig`` to reprotrain. Returns (exit code, the training's pid, the console output)."""
+    proc = start_cli(root, *args, log=log, env=env)
+    try:
+        pid = int(wait_for_file(pidfile, proc, log))
+        os.kill(proc.pid, sig)
+        return proc.wait(timeout=60), pid, log.read_text()
+    finally:
+        stop(proc)

@@ -8,23 +8,20 @@ ones), unless the config asks for noise. It does not import mlflow, to keep each
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 from pathlib import Path
 from typing import Any
 
 from helpers import (
-    REPROTRAIN,
     Result,
     all_runs,
     client_for,
     commit_all,
     dvc,
     git,
+    interrupt_when_started,
     local_path,
     run_cli,
-    wait_for,
     write_pyproject,
 )
 
@@ -271,40 +268,18 @@ def object_path(base: Path, md5: str) -> Path:
 # --------------------------------------------------------------------------- signals
 
 
-def _default_signals() -> None:
-    # xdist workers may ignore SIGINT and children inherit that; a user's shell does not.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
 def interrupt_rerun(root: Path, run_id: str, tmp: Path, sig: int = signal.SIGINT) -> tuple[int, int, str]:
     """Start `reprotrain rerun RUN_ID`, wait until its training sleeps, send ``sig`` to reprotrain.
 
     Returns (exit code, the training's pid, the console output).
     """
     pidfile = tmp / "rerun-train.pid"
-    log = tmp / "rerun.log"
-    env = dict(os.environ, RT_SLEEP="60", RT_PIDFILE=str(pidfile))
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [str(REPROTRAIN), "rerun", run_id],
-            cwd=root,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_default_signals,
-        )
-    try:
-        started = wait_for(
-            lambda: bool(pidfile.exists() and pidfile.read_text().strip()) or proc.poll() is not None, 120
-        )
-        assert started and proc.poll() is None, f"training never started:\n{log.read_text()[-3000:]}"
-        pid = int(pidfile.read_text())
-        os.kill(proc.pid, sig)
-        return proc.wait(timeout=60), pid, log.read_text()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    return interrupt_when_started(
+        root,
+        "rerun",
+        run_id,
+        pidfile=pidfile,
+        log=tmp / "rerun.log",
+        sig=sig,
+        env={"RT_SLEEP": "60", "RT_PIDFILE": str(pidfile)},
+    )

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 
 import pytest
 from helpers import (
-    REPROTRAIN,
     all_runs,
     artifact_paths,
-    cli_env,
     configure,
     embedded_uri,
+    interrupt_when_started,
     pid_alive,
     run_cli,
     single_run,
@@ -75,42 +73,15 @@ def test_callable_ending_the_run_then_raising_fails(project):
     assert "reprotrain/record.json" in artifact_paths(embedded_uri(project), run.info.run_id)
 
 
-def _default_signals():
-    # xdist workers may ignore SIGINT and children inherit that; a user's shell does not.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
 def signal_run(project, tmp_path, sig):
     """Start `reprotrain run`, wait until the training wrote its pid, send ``sig`` to reprotrain.
 
     Returns (exit code, the pid the training wrote, the console output).
     """
     pidfile = tmp_path / "train.pid"
-    log = tmp_path / "reprotrain.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [str(REPROTRAIN), "run", "sleep=60", f"pidfile={pidfile}"],
-            cwd=project,
-            env=cli_env(project),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_default_signals,
-        )
-    try:
-        started = wait_for(
-            lambda: bool(pidfile.exists() and pidfile.read_text().strip()) or proc.poll() is not None, 90
-        )
-        assert started and proc.poll() is None, f"training never started:\n{log.read_text()[-3000:]}"
-        pid = int(pidfile.read_text())
-        os.kill(proc.pid, sig)
-        return proc.wait(timeout=60), pid, log.read_text()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    return interrupt_when_started(
+        project, "run", "sleep=60", f"pidfile={pidfile}", pidfile=pidfile, log=tmp_path / "reprotrain.log", sig=sig
+    )
 
 
 SIGNALS = pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["INT", "TERM"])
