@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 from reprotrain import __version__
 from reprotrain.adapters import git as git_adapter
 from reprotrain.adapters import hydra as hydra_adapter
-from reprotrain.adapters.process import Outcome, load_callable, run_callable, run_command
-from reprotrain.adapters.tracking import Tracker, quick_failure
+from reprotrain.adapters.process import Outcome, load_callable, run_callable, run_command, when_imported
+from reprotrain.adapters.store_helper import tracker_for
+from reprotrain.adapters.tracking import quick_failure
 from reprotrain.core.config import config_differences, flatten_params, interpolate_command
 from reprotrain.core.entrypoint import parse_entrypoint
 from reprotrain.core.record import RunRecord, parse_metrics, run_tags
@@ -99,7 +100,7 @@ class Job:
             if self.entry.module and self.entry.function
             else None
         )
-        self.tracker = Tracker(session.tracking_uri)
+        self.tracker = tracker_for(session.tracking_uri)
         self.run_id = ""
         self.metrics: dict[str, float] = {}
 
@@ -314,20 +315,23 @@ class Job:
 
 
 def _call_in_run(function: Any, cfg: Any, env: dict[str, str], log: Path, timeout: float | None) -> Outcome:
-    """Call the function with the run active in-process, as a child process would see it."""
-    import mlflow
+    """Call the function with the run active in-process, as a child process would see it.
 
+    The run is made active in MLflow's fluent API as soon as MLflow is imported: now if it
+    already is, else the moment the code imports it (a launch served by the store's helper has
+    not imported MLflow, and code that never uses it should not pay for the import)."""
     saved = dict(os.environ)  # the whole environment: the next job in this worker starts clean
-    uri_before = mlflow.get_tracking_uri()
+    uri_before = sys.modules["mlflow"].get_tracking_uri() if "mlflow" in sys.modules else None
     os.environ.update(env)
     try:
-        mlflow.start_run(run_id=env["MLFLOW_RUN_ID"])
         try:
-            outcome = run_callable(function, cfg, log, timeout, STDERR_TAIL)
+            with when_imported("mlflow", lambda mlflow: mlflow.start_run(run_id=env["MLFLOW_RUN_ID"])):
+                outcome = run_callable(function, cfg, log, timeout, STDERR_TAIL)
         finally:
-            while mlflow.active_run() is not None:
+            mlflow = sys.modules.get("mlflow")  # the code may have imported it as it ran
+            while mlflow is not None and mlflow.active_run() is not None:
                 mlflow.end_run()
-        if mlflow.get_tracking_uri() not in {env["MLFLOW_TRACKING_URI"], uri_before}:
+        if mlflow is not None and mlflow.get_tracking_uri() not in {env["MLFLOW_TRACKING_URI"], uri_before}:
             print(
                 "reprotrain: warning: the training code switched MLflow's tracking URI to "
                 f"{mlflow.get_tracking_uri()}; what it logged there is not in run {env['MLFLOW_RUN_ID']}",

@@ -22,6 +22,8 @@ from typing import Any
 
 from reprotrain.adapters import git as git_adapter
 from reprotrain.adapters import hydra as hydra_adapter
+from reprotrain.adapters import store_helper
+from reprotrain.adapters.store_helper import HelperTracker
 from reprotrain.adapters.tracking import Tracker, default_tracking_uri, is_local_store, quick_failure
 from reprotrain.core.entrypoint import parse_entrypoint
 from reprotrain.core.pin import Problem, data_problems, git_status_problems, not_pushed_problem
@@ -210,9 +212,12 @@ def _gate_and_environment(project: Project, require_pushed: bool, verified: bool
     return check_pins(project, require_pushed, verified), environment()
 
 
-def _gate_while_importing(project: Project, require_pushed: bool, verified: bool) -> tuple[PinCheck, dict[str, Any]]:
-    """Run the gate (git, DVC) in a forked process while this one imports MLflow and Hydra: on
-    two cores the gate then costs no wall time. Nothing is written before the gate's verdict."""
+def _gate_while_importing(
+    project: Project, require_pushed: bool, verified: bool, import_mlflow: bool = True
+) -> tuple[PinCheck, dict[str, Any]]:
+    """Run the gate (git, DVC) in a forked process while this one imports Hydra (and MLflow,
+    unless the store's helper serves it): on two cores the gate then costs no wall time.
+    Nothing is written before the gate's verdict."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -221,7 +226,8 @@ def _gate_while_importing(project: Project, require_pushed: bool, verified: bool
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork")) as pool:
         pending = pool.submit(_gate_and_environment, project, require_pushed, verified)
         hydra_adapter.warm_imports()
-        import mlflow.tracking  # noqa: F401  (the import, not the store: nothing is opened yet)
+        if import_mlflow:
+            import mlflow.tracking  # noqa: F401  (the import, not the store: nothing is opened yet)
 
         return pending.result()
 
@@ -243,13 +249,13 @@ def _rare_collections() -> Iterator[None]:
         gc.set_threshold(*old)
 
 
-def _prepare_store(uri: str, name: str, location: str | None) -> str:
+def _prepare_store(uri: str, name: str, location: str | None, helper: HelperTracker | None = None) -> str:
     """Reach the store before any job starts (failing within seconds if it is down), create and
     migrate it once, and mark runs left RUNNING by a launcher that died as KILLED."""
     from reprotrain.query import reap_stale
 
     with quick_failure(), _store_lock(uri):
-        tracker = Tracker(uri)
+        tracker = helper or Tracker(uri)
         experiment_id = tracker.ensure_experiment(name, location)
         reap_stale(tracker, [experiment_id])
     return experiment_id
@@ -328,18 +334,23 @@ def launch(
             hint='add entrypoint = "python train.py" (or "module:function") under [tool.reprotrain] in pyproject.toml',
         )
     entry = parse_entrypoint(project.settings.entrypoint)
+    uri = uri or tracking_uri(project)
     with _rare_collections():
-        check, env_record = _gate_while_importing(project, options.require_pushed, options.data_verified)
+        helper = store_helper.connect(uri, start=False)  # MLflow is then imported by the helper, not here
+        check, env_record = _gate_while_importing(
+            project, options.require_pushed, options.data_verified, import_mlflow=helper is None
+        )
         if not check.pinned and not options.allow_unpinned:
             raise NotPinnedError(check.problems)  # before anything is written: no run, no output dir
         ensure_state_dir(project)
+        if helper is None:
+            store_helper.start_helper(uri)  # for the next launch: this one imports MLflow itself
 
-        uri = uri or tracking_uri(project)
         name = experiment_name(project)
         experiment_id = (
             experiment_id
             or os.environ.get("MLFLOW_EXPERIMENT_ID")
-            or _prepare_store(uri, name, artifact_location(uri, project, name))
+            or _prepare_store(uri, name, artifact_location(uri, project, name), helper)
         )
     session_dir = project.state_dir / "sessions" / uuid.uuid4().hex
     (session_dir / "jobs").mkdir(parents=True)

@@ -8,6 +8,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from reprotrain.adapters.store_helper import AnyTracker
 from reprotrain.adapters.tracking import Tracker
 from reprotrain.core.secrets import Masker
 from reprotrain.errors import ReprotrainError
@@ -29,7 +30,7 @@ class Delivery:
     mask_values: list[str] = field(default_factory=list)
 
 
-def deliver(tracker: Tracker, delivery: Delivery) -> None:
+def deliver(tracker: AnyTracker, delivery: Delivery) -> None:
     """Log metrics, artifacts and tags, then set the final status last: a run marked finished
     has everything. Each step is idempotent, so a delivery can be retried."""
     masker = Masker(delivery.mask_values)

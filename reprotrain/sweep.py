@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reprotrain import __version__
-from reprotrain.adapters.tracking import Tracker
+from reprotrain.adapters.store_helper import AnyTracker, tracker_for
 from reprotrain.core.record import data_digest
 from reprotrain.core.secrets import Masker, secret_env_values
 
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 __all__ = ["finish_parent", "parent_for_job"]
 
 
-def parent_for_job(session: Session, tracker: Tracker) -> str:
+def parent_for_job(session: Session, tracker: AnyTracker) -> str:
     """The sweep's parent run ID, creating the run if this is the first job to ask."""
     directory = Path(session.session_dir)
     with open(directory / "parent.lock", "w") as lock:
@@ -69,7 +69,7 @@ def parent_for_job(session: Session, tracker: Tracker) -> str:
 
 def finish_parent(session: Session, run_id: str, results: list[dict[str, Any]], exit_code: int) -> None:
     """Close the parent after every job: FINISHED when all jobs succeeded, else FAILED/KILLED."""
-    tracker = Tracker(session.tracking_uri)
+    tracker = tracker_for(session.tracking_uri)
     jobs = [
         {"num": num, "run_id": r.get("run_id"), "status": r.get("status"), "exit_code": r.get("exit_code")}
         for num, r in enumerate(results)
@@ -80,7 +80,7 @@ def finish_parent(session: Session, run_id: str, results: list[dict[str, Any]], 
     tracker.terminate(run_id, status)
 
 
-def _upload_json(tracker: Tracker, run_id: str, name: str, payload: Any) -> None:
+def _upload_json(tracker: AnyTracker, run_id: str, name: str, payload: Any) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / name).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
         tracker.log_artifacts(run_id, Path(tmp), "reprotrain")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -48,8 +50,15 @@ def isolated_environment(tmp_path_factory):
     mp.setenv("PATH", f"{helpers.VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}")
     mp.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     mp.setenv("PYTHONUNBUFFERED", "1")  # as in many containers; the console log must still keep lines
+    # store helpers (reprotrain/adapters/store_helper.py) of this session: a short private
+    # directory (socket paths are limited to 107 bytes), and a short idle time
+    runtime = Path(tempfile.mkdtemp(prefix="rt-run-"))
+    mp.setenv("XDG_RUNTIME_DIR", str(runtime))
+    mp.setenv("REPROTRAIN_STORE_HELPER_IDLE", "20")
     yield
     mp.undo()
+    helpers.stop_store_helpers(runtime)
+    shutil.rmtree(runtime, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -523,3 +523,24 @@ def interrupt_when_started(
         return proc.wait(timeout=60), pid, log.read_text()
     finally:
         stop(proc)
+
+
+def store_helpers(runtime: Path) -> dict[int, str]:
+    """The store helpers running with their files under ``runtime`` (XDG_RUNTIME_DIR): pid -> store URI."""
+    found = {}
+    for pidfile in runtime.glob("reprotrain-*/store-*.pid"):
+        try:
+            pid_text, uri = pidfile.read_text().split("\n")[:2]
+        except (OSError, ValueError):
+            continue
+        if pid_alive(int(pid_text)):
+            found[int(pid_text)] = uri
+    return found
+
+
+def stop_store_helpers(runtime: Path) -> None:
+    for pid in store_helpers(runtime):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

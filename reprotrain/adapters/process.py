@@ -321,3 +321,44 @@ def load_callable(module: str, function: str, root: Path) -> Callable[[Any], Any
             hint="fix entrypoint in [tool.reprotrain]",
         )
     return target  # type: ignore[no-any-return]
+
+
+@contextmanager
+def when_imported(name: str, callback: Callable[[Any], None]) -> Iterator[None]:
+    """Call ``callback(module)`` right after top-level module ``name`` is first imported inside
+    the block (at once if it already is). The module keeps its own spec and loader: only that
+    loader's ``exec_module`` is wrapped, for this one import."""
+    import importlib.abc
+    import importlib.util
+
+    if name in sys.modules:
+        callback(sys.modules[name])
+        yield
+        return
+
+    class _After(importlib.abc.MetaPathFinder):
+        def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+            if fullname != name:
+                return None
+            sys.meta_path.remove(self)  # one import only: the real finders take it from here
+            spec = importlib.util.find_spec(fullname)
+            loader = spec.loader if spec is not None else None
+            if loader is None or not hasattr(loader, "exec_module"):
+                return spec
+            inner = loader.exec_module
+
+            def exec_module(module: Any) -> None:
+                inner(module)
+                del loader.exec_module  # type: ignore[union-attr]  # the class's own again
+                callback(module)
+
+            loader.exec_module = exec_module  # type: ignore[method-assign]
+            return spec
+
+    finder = _After()
+    sys.meta_path.insert(0, finder)
+    try:
+        yield
+    finally:
+        if finder in sys.meta_path:
+            sys.meta_path.remove(finder)

@@ -1,0 +1,196 @@
+"""The store helper (reprotrain/adapters/store_helper.py): a background process that serves the
+embedded SQLite store, so a launch does not import MLflow. Whatever happens to the helper, runs
+must be recorded exactly as without it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from helpers import (
+    all_runs,
+    artifact_json,
+    artifact_paths,
+    commit_all,
+    configure,
+    embedded_uri,
+    pid_alive,
+    record_of,
+    run_cli,
+    store_helpers,
+    wait_for,
+)
+
+PROBE_PY = '''\
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+
+def main(cfg):
+    """Says whether the launch had imported MLflow before calling the code."""
+    out = Path(os.environ["REPROTRAIN_OUTPUT_DIR"])
+    (out / "probe.json").write_text(json.dumps({"mlflow_imported": "mlflow" in sys.modules}))
+    if os.environ.get("PROBE_PIDFILE"):
+        Path(os.environ["PROBE_PIDFILE"]).write_text(str(os.getpid()))
+        time.sleep(float(os.environ.get("PROBE_SLEEP", "0")))
+    (out / "metrics.json").write_text(json.dumps({"acc": 0.5}))
+
+
+def with_mlflow(cfg):
+    """Code that imports MLflow itself and expects the run active."""
+    import mlflow
+
+    out = Path(os.environ["REPROTRAIN_OUTPUT_DIR"])
+    active = mlflow.active_run()
+    (out / "probe.json").write_text(json.dumps({"active": active.info.run_id if active else None}))
+    mlflow.log_metric("own_metric", 3.0)
+'''
+
+
+OFF = {"REPROTRAIN_STORE_HELPER": "0"}
+
+
+def runtime() -> Path:
+    return Path(os.environ["XDG_RUNTIME_DIR"])
+
+
+def helper_of(project: Path) -> int | None:
+    uri = embedded_uri(project)
+    return next((pid for pid, served in store_helpers(runtime()).items() if served == uri), None)
+
+
+def wait_helper(project: Path) -> int:
+    assert wait_for(lambda: helper_of(project) is not None, 90), "no store helper started"
+    pid = helper_of(project)
+    assert pid is not None
+    return pid
+
+
+def launch(project: Path, *args: str, env: dict[str, str] | None = None) -> dict:
+    res = run_cli("run", *args, cwd=project, env=env)
+    assert res.code == 0, res.describe()
+    run = newest_run(project)
+    assert run.info.status == "FINISHED", res.describe()
+    return {"run": run, "probe": artifact_json(embedded_uri(project), run.info.run_id, "probe.json")}
+
+
+def newest_run(project: Path):
+    return max(all_runs(embedded_uri(project)), key=lambda r: r.info.start_time)
+
+
+def assert_complete(project: Path, run) -> None:
+    """Everything a run records, whoever wrote it."""
+    uri = embedded_uri(project)
+    assert run.data.metrics["acc"] == 0.5
+    assert run.data.params, "no params"
+    assert run.data.tags["reprotrain.pinned"] == "true"
+    paths = artifact_paths(uri, run.info.run_id)
+    assert {"reprotrain/record.json", "reprotrain/config.yaml", "reprotrain/console.log"} <= paths, paths
+    assert record_of(uri, run.info.run_id)["run_id"] == run.info.run_id
+    assert run.inputs.dataset_inputs, "no DVC dataset inputs"
+
+
+@pytest.fixture()
+def probed(project):
+    (project / "probe_train.py").write_text(PROBE_PY)
+    commit_all(project, "probe")
+    configure(project, entrypoint="probe_train:main")
+    first = launch(project, env=OFF)  # creates the store; the tests decide when a helper starts
+    assert first["probe"]["mlflow_imported"] is True
+    assert helper_of(project) is None
+    return project
+
+
+def test_a_helper_serves_launches_after_the_first(probed):
+    second = launch(probed)  # finds the store and no helper: starts one, works without it
+    assert second["probe"]["mlflow_imported"] is True
+    wait_helper(probed)
+    third = launch(probed)
+    assert third["probe"]["mlflow_imported"] is False, "a launch served by the helper imported MLflow"
+    assert_complete(probed, third["run"])
+    assert len(all_runs(embedded_uri(probed))) == 3
+
+
+def test_code_that_imports_mlflow_finds_the_run_active(probed):
+    configure(probed, entrypoint="probe_train:with_mlflow")
+    launch_res = run_cli("run", cwd=probed)
+    assert launch_res.code == 0, launch_res.describe()
+    wait_helper(probed)
+    res = run_cli("run", cwd=probed)
+    assert res.code == 0, res.describe()
+    run = newest_run(probed)
+    probe = artifact_json(embedded_uri(probed), run.info.run_id, "probe.json")
+    assert probe["active"] == run.info.run_id
+    assert run.data.metrics["own_metric"] == 3.0
+    assert run.info.status == "FINISHED"
+
+
+def test_a_killed_helper_is_replaced_and_costs_no_run(probed):
+    launch(probed)
+    pid = wait_helper(probed)
+    os.kill(pid, signal.SIGKILL)
+    assert wait_for(lambda: not pid_alive(pid), 10)
+    after = launch(probed)  # its socket is dead: this launch does the store work itself
+    assert_complete(probed, after["run"])
+    replacement = wait_helper(probed)
+    assert replacement != pid
+
+
+def test_helper_dying_during_a_run_costs_nothing(probed, tmp_path):
+    launch(probed)
+    pid = wait_helper(probed)
+    pidfile = tmp_path / "train.pid"
+    from helpers import start_cli, stop, wait_for_file
+
+    log = tmp_path / "cli.log"
+    proc = start_cli(probed, "run", log=log, env={"PROBE_PIDFILE": str(pidfile), "PROBE_SLEEP": "3"})
+    try:
+        wait_for_file(pidfile, proc, log)
+        os.kill(pid, signal.SIGKILL)  # the run was created through it; the rest must go elsewhere
+        code = proc.wait(timeout=120)
+    finally:
+        stop(proc)
+    assert code == 0, log.read_text()[-3000:]
+    run = newest_run(probed)
+    assert run.info.status == "FINISHED"
+    assert_complete(probed, run)
+
+
+def test_helper_leaves_when_its_store_is_removed(probed):
+    launch(probed)
+    pid = wait_helper(probed)
+    db = probed / ".reprotrain" / "mlflow.db"
+    db.rename(db.with_name("moved.db"))
+    assert wait_for(lambda: not pid_alive(pid), 20), "the helper outlived its database"
+
+
+def test_helper_can_be_turned_off(probed):
+    for _ in range(2):
+        assert launch(probed, env=OFF)["probe"]["mlflow_imported"] is True
+    time.sleep(3)
+    assert helper_of(probed) is None
+
+
+def test_sweep_jobs_go_through_the_helper(probed):
+    launch(probed)
+    wait_helper(probed)
+    res = run_cli("run", "-m", "seed=1,2,3", cwd=probed)
+    assert res.code == 0, res.describe()
+    uri = embedded_uri(probed)
+    runs = all_runs(uri)
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
+    parents = {r.data.tags["mlflow.parentRunId"] for r in children}
+    assert len(children) == 3 and len(parents) == 1
+    parent = next(r for r in runs if r.info.run_id in parents)
+    assert parent.info.status == "FINISHED"
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert artifact_json(uri, child.info.run_id, "probe.json")["mlflow_imported"] is False
+    assert json.loads(json.dumps(parent.data.tags))["reprotrain.sweep.jobs"] == "3"
