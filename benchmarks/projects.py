@@ -96,6 +96,10 @@ def bench_env(home: Path) -> dict[str, str]:
     )
     for key in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID"):
         env.pop(key, None)
+    for key in [k for k in env if k.startswith("REPROTRAIN_")]:
+        env.pop(key)
+    env["XDG_RUNTIME_DIR"] = str(home / "run")  # the store helpers of this benchmark only
+    (home / "run").mkdir(parents=True, exist_ok=True, mode=0o700)
     home.mkdir(parents=True, exist_ok=True)
     return env
 

@@ -147,6 +147,7 @@ def suite(project: Path, other: Path, env: dict[str, str], work: Path, large: bo
         Case("mlflow run", [str(BIN / "mlflow"), "run", ".", "--env-manager", "local"], other, env=mlrun_env),
         Case("dvc exp run", [str(BIN / "dvc"), "exp", "run", "-f", "-q"], other),
         Case("reprotrain run", [rt, "run"], project),
+        Case("reprotrain run, helper off", [rt, "run"], project, env={"REPROTRAIN_STORE_HELPER": "0"}),
         Case(
             "git status + dvc status",
             ["bash", "-c", f"git status --porcelain >/dev/null && {BIN}/dvc status -q"],
@@ -160,6 +161,12 @@ def suite(project: Path, other: Path, env: dict[str, str], work: Path, large: bo
             env=hand_env,
         ),
         Case("reprotrain sweep (8 jobs)", [rt, "run", "-m", *sweep], project),
+        Case(
+            "reprotrain sweep, helper off",
+            [rt, "run", "-m", *sweep],
+            project,
+            env={"REPROTRAIN_STORE_HELPER": "0"},
+        ),
     ]
     cases += restore_cases(project, env, work)
     return {c.name: c for c in cases}
@@ -169,16 +176,25 @@ def ratio(a: float, b: float) -> str:
     return f"{a / b:6.2f}" if b > 0 else "   inf"
 
 
-def report(label: str, c: dict[str, Case], targets: bool) -> list[tuple[str, float, float, bool]]:
+def report(label: str, c: dict[str, Case], targets: bool, project: Path) -> list[tuple[str, float, float, bool]]:
     print(f"\n{label}")
     for case in c.values():
         print(row(case))
     plain = med(c["python train.py"])
     over = {
         name: med(c[name]) - plain
-        for name in ("reprotrain run", "hand-written hydra+mlflow", "mlflow run", "dvc exp run")
+        for name in (
+            "reprotrain run",
+            "reprotrain run, helper off",
+            "hand-written hydra+mlflow",
+            "mlflow run",
+            "dvc exp run",
+        )
     }
-    rt_peak = max(c["reprotrain run"].peak_kb) / 1024
+    rt_peak = max(max(c["reprotrain run"].peak_kb), max(c["reprotrain run, helper off"].peak_kb)) / 1024
+    helper_peak = helper_peak_mb(project)
+    if helper_peak is not None:
+        print(f"  store helper process: peak {helper_peak:.0f} MB (serves every launch on this store)")
     checks = [
         ("run overhead / hand-written overhead", over["reprotrain run"] / over["hand-written hydra+mlflow"], 1.0),
         ("run overhead / mlflow run overhead", over["reprotrain run"] / over["mlflow run"], 0.3),
@@ -193,6 +209,20 @@ def report(label: str, c: dict[str, Case], targets: bool) -> list[tuple[str, flo
         ("reprotrain --help / python -c pass", med(c["reprotrain --help"]) / med(c["python -c pass"]), 10.0),
         ("reprotrain run peak MB / 200", rt_peak / 200, 1.0),
     ]
+    if helper_peak is not None:
+        checks.append(("store helper peak MB / 200", helper_peak / 200, 1.0))
+    info = [
+        (
+            "helper off: run overhead / hand-written",
+            over["reprotrain run, helper off"] / over["hand-written hydra+mlflow"],
+        ),
+        ("helper off: run overhead / mlflow run", over["reprotrain run, helper off"] / over["mlflow run"]),
+        ("helper off: run overhead / dvc exp run", over["reprotrain run, helper off"] / over["dvc exp run"]),
+        (
+            "helper off: sweep / hand-written sweep",
+            med(c["reprotrain sweep, helper off"]) / med(c["hand-written sweep (8 jobs)"]),
+        ),
+    ]
     print("  overheads over python train.py: " + ", ".join(f"{k} {v:.3f} s" for k, v in over.items()))
     results = []
     for name, value, limit in checks:
@@ -200,7 +230,25 @@ def report(label: str, c: dict[str, Case], targets: bool) -> list[tuple[str, flo
         mark = ("ok" if ok else "MISSED") if targets else ""
         print(f"  {name:<42} {value:7.2f}   target <= {limit:<4g} {mark}")
         results.append((name, value, limit, ok))
+    for name, value in info:
+        print(f"  {name:<42} {value:7.2f}   (for reference: no store helper)")
     return results
+
+
+def helper_peak_mb(project: Path) -> float | None:
+    """Peak RSS of the store helper serving ``project``'s embedded store, if one is running."""
+    uri = f"sqlite:///{project / '.reprotrain' / 'mlflow.db'}"
+    for pidfile in (project.parent / "home" / "run").glob("reprotrain-*/store-*.pid"):
+        try:
+            pid, served = pidfile.read_text().split("\n")[:2]
+            status = Path(f"/proc/{int(pid)}/status").read_text()
+        except (OSError, ValueError):
+            continue
+        if served == uri:
+            for line in status.splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    return None
 
 
 def main() -> int:
@@ -245,7 +293,10 @@ def main() -> int:
         cases = suite(project, other, env, work, label == "large")
         measure(list(cases.values()), env, args.repeats)
         results = report(
-            f"{label} project ({args.repeats} interleaved rounds, median [range])", cases, targets=label == "large"
+            f"{label} project ({args.repeats} interleaved rounds, median [range])",
+            cases,
+            targets=label == "large",
+            project=project,
         )
         summary[label] = {
             "cases": {

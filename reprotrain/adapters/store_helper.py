@@ -183,8 +183,10 @@ class HelperTracker:
             with self._lock:
                 try:
                     self._conn.send((method, args))
-                    # a helper that hangs is given up on: the call is made here instead
-                    reply = self._conn.recv() if self._conn.poll(_REPLY_SECONDS) else ("unavailable",)
+                    # a helper that hangs is given up on and the call made here instead; but an
+                    # upload takes as long as it takes (a second upload beside it would race)
+                    wait = None if method == "log_artifacts" else _REPLY_SECONDS
+                    reply = self._conn.recv() if self._conn.poll(wait) else ("unavailable",)
                 except (OSError, EOFError):
                     reply = ("unavailable",)
             if reply[0] == "ok":
