@@ -39,14 +39,9 @@ def run_text(view: Mapping[str, Any]) -> str:
     """A run as `reprotrain show` prints it: the record plus status and metrics."""
     if view.get("kind") == "sweep":
         return _sweep_text(view)
-    git = view.get("git", {})
     config = view.get("config", {})
     lines = [
-        f"run        {view['run_id']}",
-        f"status     {view.get('status', '?')}  exit {view.get('exit_code', '?')}",
-        f"started    {_time(view.get('start_time'))}   ended {_time(view.get('end_time'))}",
-        f"commit     {git.get('commit') or '-'}  branch {git.get('branch') or '(detached)'}",
-        f"pinned     {'yes' if view.get('pinned') else 'NO'}",
+        *_header("run", view),
         f"config     {config.get('dir')}/{config.get('name')}  digest {str(config.get('digest', ''))[:12]}",
         f"overrides  {' '.join(config.get('overrides') or []) or '(none)'}",
         f"command    {view.get('command', {}).get('executed', '')}",
@@ -139,14 +134,21 @@ def runs_text(rows: Sequence[Mapping[str, Any]], metric_count: int = 3) -> str:
     return "\n".join(lines)
 
 
-def _sweep_text(view: Mapping[str, Any]) -> str:
+def _header(label: str, view: Mapping[str, Any]) -> list[str]:
+    """The lines a run and a sweep share: ID, status, times, commit, pinned."""
     git = view.get("git", {})
-    lines = [
-        f"sweep      {view['run_id']}",
+    return [
+        f"{label:<10} {view['run_id']}",
         f"status     {view.get('status', '?')}  exit {view.get('exit_code', '?')}",
         f"started    {_time(view.get('start_time'))}   ended {_time(view.get('end_time'))}",
         f"commit     {git.get('commit') or '-'}  branch {git.get('branch') or '(detached)'}",
         f"pinned     {'yes' if view.get('pinned') else 'NO'}",
+    ]
+
+
+def _sweep_text(view: Mapping[str, Any]) -> str:
+    lines = [
+        *_header("sweep", view),
         f"overrides  {' '.join(view.get('overrides') or []) or '(none)'}",
         f"data       digest {str(view.get('data_digest', ''))[:12]}",
         f"jobs       {len(view.get('jobs', []))}",

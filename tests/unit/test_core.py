@@ -170,3 +170,34 @@ def test_public_api_is_sorted_and_complete():
     assert public - {"errors", "core", "cli", "launch", "settings", "adapters", "query", "render"} <= set(
         reprotrain.__all__
     )
+
+
+def test_show_text_of_a_run_and_of_a_sweep_share_their_header():
+    from reprotrain.render import run_text
+
+    common = {
+        "status": "FINISHED",
+        "exit_code": 0,
+        "git": {"commit": "c0ffee", "branch": ""},
+        "pinned": False,
+        "problems": [{"kind": "modified", "path": "train.py", "message": "modified", "fix": "git commit train.py"}],
+        "data_digest": "d" * 64,
+    }
+    run = run_text(
+        common
+        | {
+            "run_id": "r1",
+            "config": {"dir": "conf", "name": "config", "digest": "e" * 64, "overrides": ["lr=0.1"]},
+            "command": {"executed": "python train.py"},
+            "metrics": {"acc": 0.5},
+        }
+    )
+    sweep = run_text(common | {"run_id": "s1", "kind": "sweep", "overrides": ["seed=1,2"], "jobs": []})
+    for text, label in ((run, "run        r1"), (sweep, "sweep      s1")):
+        lines = text.splitlines()
+        assert lines[0] == label
+        assert lines[1] == "status     FINISHED  exit 0"
+        assert lines[3] == "commit     c0ffee  branch (detached)"
+        assert lines[4] == "pinned     NO"
+    assert "overrides  lr=0.1" in run and "acc  0.5" in run and "train.py" in run
+    assert "overrides  seed=1,2" in sweep and "jobs       0" in sweep
