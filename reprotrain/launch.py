@@ -208,10 +208,6 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text) or "default"
 
 
-def _gate_and_environment(project: Project, require_pushed: bool, verified: bool) -> tuple[PinCheck, dict[str, Any]]:
-    return check_pins(project, require_pushed, verified), environment()
-
-
 def _gate_while_importing(
     project: Project, require_pushed: bool, verified: bool, import_mlflow: bool = True
 ) -> tuple[PinCheck, dict[str, Any]]:
@@ -222,14 +218,14 @@ def _gate_while_importing(
     from concurrent.futures import ProcessPoolExecutor
 
     if (os.cpu_count() or 1) < 2 or "fork" not in multiprocessing.get_all_start_methods():
-        return _gate_and_environment(project, require_pushed, verified)
+        return check_pins(project, require_pushed, verified), environment()
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork")) as pool:
-        pending = pool.submit(_gate_and_environment, project, require_pushed, verified)
+        pending = pool.submit(check_pins, project, require_pushed, verified)
         hydra_adapter.warm_imports()
         if import_mlflow:
             import mlflow.tracking  # noqa: F401  (the import, not the store: nothing is opened yet)
-
-        return pending.result()
+        env_record = environment()  # here, not in the fork: this side is idle otherwise
+        return pending.result(), env_record
 
 
 @contextmanager

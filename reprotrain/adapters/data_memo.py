@@ -27,7 +27,7 @@ from reprotrain.core.record import DataOutput
 
 __all__ = ["Watch", "forget", "load", "save"]
 
-VERSION = 1
+VERSION = 2
 SETTLE_NS = 2_000_000_000
 Signature = list[Any]  # [relative path, inode, size, mtime_ns, ctime_ns], or [path, None] if absent
 
@@ -105,6 +105,10 @@ def save(memo: Path, commit: str, root: Path, relative_to: Path, watch: Watch, o
     """Write the memo (atomically) if every watched file had settled before the check started."""
     if not commit or not watch.cache_dir or not watch.settled():
         return
+    oids = sorted(set(watch.oids))
+    dirs = _object_dirs(watch.cache_dir, oids, watch.started_ns)
+    if dirs is not None and not all(os.path.isfile(_object(watch.cache_dir, oid)) for oid in oids):
+        return  # an object went since DVC's check (after its directory was statted)
     data = {
         "key": _key(commit, root, relative_to),
         "watched": watch.watched,
@@ -112,7 +116,8 @@ def save(memo: Path, commit: str, root: Path, relative_to: Path, watch: Watch, o
         "configs": watch.configs,
         "config_signatures": watch.config_signatures,
         "cache_dir": watch.cache_dir,
-        "oids": sorted(set(watch.oids)),
+        "oids": oids,
+        "object_dirs": dirs,
         "outputs": [asdict(o) for o in outputs],
     }
     if not memo.parent.is_dir():
@@ -123,6 +128,27 @@ def save(memo: Path, commit: str, root: Path, relative_to: Path, watch: Watch, o
         tmp.replace(memo)
     except OSError:
         pass  # only an optimisation: the next gate runs DVC's check again
+
+
+def _object(files: str, oid: str) -> str:
+    return os.path.join(files, oid[:2], oid[2:])
+
+
+def _dir_stat(files: str, prefix: str) -> list[Any]:
+    try:
+        st = os.stat(os.path.join(files, prefix))
+    except OSError:
+        return [prefix, None]
+    return [prefix, st.st_ino, st.st_mtime_ns]
+
+
+def _object_dirs(files: str, oids: list[str], started_ns: int) -> list[list[Any]] | None:
+    """The stats of the cache directories holding ``oids``; None if one changed too recently to
+    be trusted (then each object is checked on load)."""
+    dirs = [_dir_stat(files, prefix) for prefix in sorted({oid[:2] for oid in oids})]
+    if any(d[1] is None or d[2] >= started_ns - SETTLE_NS for d in dirs):
+        return None
+    return dirs
 
 
 def forget(memo: Path) -> None:
@@ -146,9 +172,14 @@ def load(memo: Path, commit: str, root: Path, relative_to: Path) -> list[DataOut
         if [sig for path in data["watched"] for sig in _walk(path)] != data["signatures"]:
             return None
         files = data["cache_dir"]
-        for oid in data["oids"]:
-            if not os.path.isfile(os.path.join(files, oid[:2], oid[2:])):
+        dirs = data.get("object_dirs")
+        if dirs is not None:
+            # an object added or removed changes its directory's mtime: unchanged directories
+            # vouch for every pinned object in them (a few hundred stats, not one per object)
+            if [_dir_stat(files, prefix) for prefix, *_ in dirs] != dirs:
                 return None
+        elif not all(os.path.isfile(_object(files, oid)) for oid in data["oids"]):
+            return None
         return [DataOutput(**o) for o in data["outputs"]]
     except (KeyError, TypeError, ValueError):
         return None
