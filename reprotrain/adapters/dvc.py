@@ -329,9 +329,7 @@ def _copy_all(repo: Any, outs: list[Any], worktree: Path, verified_index: Path |
             shutil.rmtree(target)
         elif target.exists():
             target.unlink()
-    # objects to hash: threads overlap hashing with I/O; all verified before (kernel copies
-    # only): one thread, as `cp` does, measured steadier on a shared disk
-    workers = max(2, os.cpu_count() or 1) if any(known is None for *_, known in jobs) else 1
+    workers = max(2, os.cpu_count() or 1)
     batches = [jobs[i : i + 64] for i in range(0, len(jobs), 64)]  # one task per file costs more than a copy
     with ThreadPoolExecutor(max_workers=workers) as pool:  # hashing and I/O release the GIL
         results = list(pool.map(_copy_batch, batches))
