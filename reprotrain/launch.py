@@ -24,7 +24,7 @@ from reprotrain.adapters import git as git_adapter
 from reprotrain.adapters import hydra as hydra_adapter
 from reprotrain.adapters import store_helper
 from reprotrain.adapters.store_helper import HelperTracker
-from reprotrain.adapters.tracking import Tracker, default_tracking_uri, is_local_store, quick_failure
+from reprotrain.adapters.tracking import Tracker, default_tracking_uri, is_local_store, quick_failure, sqlite_file
 from reprotrain.core.entrypoint import parse_entrypoint
 from reprotrain.core.pin import Problem, data_problems, git_status_problems, not_pushed_problem
 from reprotrain.core.record import DataOutput, GitInfo, data_digest
@@ -198,8 +198,8 @@ def artifact_location(uri: str, project: Project, name: str) -> str | None:
     tree. Beside a SQLite file; in the state directory for other local stores; servers decide."""
     if not is_local_store(uri):
         return None
-    if uri.startswith("sqlite:///"):
-        db = Path(uri[len("sqlite:///") :].split("?", 1)[0])
+    db = sqlite_file(uri)
+    if db is not None:
         return str(db.parent / "artifacts" / _slug(name))
     return str(project.state_dir / "artifacts" / _slug(name))
 
@@ -261,12 +261,12 @@ def _prepare_store(uri: str, name: str, location: str | None, helper: HelperTrac
 def _store_lock(uri: str) -> Iterator[None]:
     """Two launches on a fresh SQLite store would race in its schema migration: the first to
     take this lock (beside the database file) creates and migrates it, the other waits."""
-    if not uri.startswith("sqlite:///"):
+    db = sqlite_file(uri)
+    if db is None:
         yield
         return
     import fcntl
 
-    db = Path(uri[len("sqlite:///") :].split("?", 1)[0])
     db.parent.mkdir(parents=True, exist_ok=True)
     with open(db.with_name(db.name + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -332,15 +332,15 @@ def launch(
     entry = parse_entrypoint(project.settings.entrypoint)
     uri = uri or tracking_uri(project)
     with _rare_collections():
-        helper = store_helper.connect(uri, start=False)  # MLflow is then imported by the helper, not here
+        # MLflow is then imported by the helper, not here; none is started before the gate's
+        # verdict (the first job starts one, for the next launch, once the store exists)
+        helper = store_helper.connect(uri, start=False)
         check, env_record = _gate_while_importing(
             project, options.require_pushed, options.data_verified, import_mlflow=helper is None
         )
         if not check.pinned and not options.allow_unpinned:
             raise NotPinnedError(check.problems)  # before anything is written: no run, no output dir
         ensure_state_dir(project)
-        if helper is None:
-            store_helper.start_helper(uri)  # for the next launch: this one imports MLflow itself
 
         name = experiment_name(project)
         experiment_id = (

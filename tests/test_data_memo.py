@@ -13,12 +13,12 @@ import time
 
 import pytest
 from gate_helpers import cache_dir, check, check_json, dvc_hash, object_path
-from helpers import TRACKED_DATA_DIR, TRACKED_DATA_FILE, Result, run_cli, run_ok
+from helpers import TRACKED_DATA_DIR, TRACKED_DATA_FILE, Result, commit_all, run_cli, run_ok
 
 MEMO = ".reprotrain/data-memo.json"
 
 
-def settle(root) -> None:
+def settle() -> None:
     """The memo is written only for files last changed more than 2 s before the check."""
     time.sleep(2.2)
 
@@ -34,7 +34,7 @@ def check_without_dvc(root, tmp_path) -> Result:
 def memoised(project, tmp_path):
     """A project whose last gate passed with settled files, so the memo is on disk."""
     run_ok(project)  # makes the state directory, where the memo lives
-    settle(project)
+    settle()
     res = check(project)
     assert res.code == 0, res.describe()
     assert (project / MEMO).is_file()
@@ -116,8 +116,6 @@ def test_dvc_config_change_sends_the_gate_through_dvc(memoised, tmp_path):
 
 
 def test_new_commit_sends_the_gate_through_dvc(memoised, tmp_path):
-    from helpers import commit_all
-
     (memoised / "notes.txt").write_text("a new commit\n")
     commit_all(memoised, "notes")
     assert check_without_dvc(memoised, tmp_path).code != 0

@@ -4,7 +4,6 @@ must be recorded exactly as without it."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
@@ -21,8 +20,11 @@ from helpers import (
     pid_alive,
     record_of,
     run_cli,
+    start_cli,
+    stop,
     store_helpers,
     wait_for,
+    wait_for_file,
 )
 
 PROBE_PY = '''\
@@ -147,8 +149,6 @@ def test_helper_dying_during_a_run_costs_nothing(probed, tmp_path):
     launch(probed)
     pid = wait_helper(probed)
     pidfile = tmp_path / "train.pid"
-    from helpers import start_cli, stop, wait_for_file
-
     log = tmp_path / "cli.log"
     proc = start_cli(probed, "run", log=log, env={"PROBE_PIDFILE": str(pidfile), "PROBE_SLEEP": "3"})
     try:
@@ -193,4 +193,4 @@ def test_sweep_jobs_go_through_the_helper(probed):
     for child in children:
         assert child.info.status == "FINISHED"
         assert artifact_json(uri, child.info.run_id, "probe.json")["mlflow_imported"] is False
-    assert json.loads(json.dumps(parent.data.tags))["reprotrain.sweep.jobs"] == "3"
+    assert parent.data.tags["reprotrain.sweep.jobs"] == "3"

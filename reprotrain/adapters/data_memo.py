@@ -25,29 +25,30 @@ from typing import Any
 from reprotrain import __version__
 from reprotrain.core.record import DataOutput
 
-__all__ = ["Watch", "forget", "load", "save"]
+__all__ = ["Watch", "forget", "load", "save", "stamp"]
 
 VERSION = 2
 SETTLE_NS = 2_000_000_000
 Signature = list[Any]  # [relative path, inode, size, mtime_ns, ctime_ns], or [path, None] if absent
 
 
+def stamp(st: os.stat_result) -> list[int]:
+    """What changes when a file's content can have changed: inode, size, mtime and ctime (ctime
+    cannot be set back from user space)."""
+    return [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
 def _stat(path: str) -> Signature:
     try:
-        st = os.stat(path)
+        return [path, *stamp(os.stat(path))]
     except OSError:
         return [path, None]
-    return [path, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
 
 def _walk(top: str) -> list[Signature]:
     """Stats of ``top`` (a file) or of every file below it (a directory), in a fixed order."""
-    try:
-        st = os.stat(top)
-    except OSError:
-        return [[top, None]]
     if not os.path.isdir(top):
-        return [[top, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]]
+        return [_stat(top)]
     found: list[Signature] = [[top, "dir"]]
     stack = [top]
     while stack:
@@ -62,11 +63,9 @@ def _walk(top: str) -> list[Signature]:
                 stack.append(entry.path)
             else:
                 try:
-                    s = entry.stat()
+                    found.append([entry.path, *stamp(entry.stat())])
                 except OSError:
                     found.append([entry.path, None])
-                    continue
-                found.append([entry.path, s.st_ino, s.st_size, s.st_mtime_ns, s.st_ctime_ns])
     return found
 
 
@@ -103,8 +102,8 @@ class Watch:
 
 def save(memo: Path, commit: str, root: Path, relative_to: Path, watch: Watch, outputs: list[DataOutput]) -> None:
     """Write the memo (atomically) if every watched file had settled before the check started."""
-    if not commit or not watch.cache_dir or not watch.settled():
-        return
+    if not commit or not watch.cache_dir or not memo.parent.is_dir() or not watch.settled():
+        return  # (the state directory, which git ignores, is made by `run`, not here)
     oids = sorted(set(watch.oids))
     dirs = _object_dirs(watch.cache_dir, oids, watch.started_ns)
     if dirs is not None and not all(os.path.isfile(_object(watch.cache_dir, oid)) for oid in oids):
@@ -120,8 +119,6 @@ def save(memo: Path, commit: str, root: Path, relative_to: Path, watch: Watch, o
         "object_dirs": dirs,
         "outputs": [asdict(o) for o in outputs],
     }
-    if not memo.parent.is_dir():
-        return  # reprotrain's state directory (which git ignores) is made by `run`, not here
     try:
         tmp = memo.with_name(f"{memo.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(data, separators=(",", ":")), encoding="utf-8")

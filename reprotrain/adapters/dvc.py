@@ -311,8 +311,7 @@ def _save_index(path: Path | None, index: dict[str, list[int]]) -> None:
 
 
 def _stamp(path: Path) -> list[int]:
-    st = os.stat(path)
-    return [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+    return data_memo.stamp(os.stat(path))
 
 
 def _copy_all(repo: Any, outs: list[Any], worktree: Path, verified_index: Path | None) -> None:

@@ -34,33 +34,16 @@ from pathlib import Path
 from typing import Any
 
 from reprotrain import __version__
-from reprotrain.adapters.tracking import RunView, Tracker
+from reprotrain.adapters.tracking import RunView, Tracker, sqlite_file
 from reprotrain.core.record import DataOutput
 from reprotrain.core.secrets import Masker
 from reprotrain.errors import ReprotrainError
 
-__all__ = ["AnyTracker", "HelperTracker", "connect", "serve", "start_helper", "tracker_for"]
+__all__ = ["AnyTracker", "HelperTracker", "connect", "serve", "tracker_for"]
 
 SWITCH = "REPROTRAIN_STORE_HELPER"
 _REPLY_SECONDS = 300
 IDLE = "REPROTRAIN_STORE_HELPER_IDLE"
-_METHODS = frozenset(
-    {
-        "ensure_experiment",
-        "create_run",
-        "log_params",
-        "log_metrics",
-        "set_tags",
-        "log_data_inputs",
-        "log_artifacts",
-        "runs_tagged",
-        "search",
-        "experiment_id",
-        "terminate",
-        "get_run",
-        "read_json_artifact",
-    }
-)
 # MLflow variables that do not change how a local store behaves: the run or experiment a process
 # works in, the store (part of the identity anyway), and those reprotrain sets for itself
 _IGNORED_VARIABLES = frozenset(
@@ -78,12 +61,9 @@ _IGNORED_VARIABLES = frozenset(
 
 
 def _database(uri: str) -> Path | None:
-    if not uri.startswith("sqlite:///"):
-        return None
-    path = uri[len("sqlite:///") :]
-    if "?" in path or not path.startswith("/"):
-        return None
-    return Path(path)
+    """The SQLite file the helper may serve: an absolute path, no connection options."""
+    db = sqlite_file(uri)
+    return db if db is not None and "?" not in uri and db.is_absolute() else None
 
 
 def _enabled() -> bool:
@@ -133,12 +113,12 @@ def connect(uri: str, start: bool = True) -> HelperTracker | None:
         conn = Client(os.fspath(paths.socket), family="AF_UNIX", authkey=paths.key.read_bytes())
     except Exception:  # no helper (or a dead one): this command works without it
         if start:
-            start_helper(uri)
+            _start_helper(uri)
         return None
     return HelperTracker(uri, conn)
 
 
-def start_helper(uri: str) -> None:
+def _start_helper(uri: str) -> None:
     """Start the store's helper in the background, unless it is off, running or starting, or
     the store's database does not exist yet (its first run creates and migrates it)."""
     db = _database(uri)
@@ -160,7 +140,7 @@ def start_helper(uri: str) -> None:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
-                cwd=os.fspath(_database(uri).parent),  # type: ignore[union-attr]
+                cwd=os.fspath(db.parent),
                 start_new_session=True,
                 close_fds=True,
             )
@@ -242,6 +222,7 @@ class HelperTracker:
 
 
 AnyTracker = Tracker | HelperTracker
+_METHODS = frozenset(name for name in vars(HelperTracker) if not name.startswith("_"))  # what is served
 
 # --------------------------------------------------------------------------- the helper process
 

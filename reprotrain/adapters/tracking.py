@@ -19,7 +19,7 @@ from reprotrain.core.record import DataOutput
 from reprotrain.core.secrets import Masker
 from reprotrain.errors import ReprotrainError
 
-__all__ = ["RunView", "Tracker", "default_tracking_uri", "is_local_store", "quick_failure"]
+__all__ = ["RunView", "Tracker", "default_tracking_uri", "is_local_store", "quick_failure", "sqlite_file"]
 
 _BATCH = 100  # MLflow's limit of params per log_batch call
 TERMINAL = {"FINISHED", "FAILED", "KILLED"}
@@ -27,6 +27,13 @@ TERMINAL = {"FINISHED", "FAILED", "KILLED"}
 
 def default_tracking_uri(state_dir: Path) -> str:
     return f"sqlite:///{state_dir / 'mlflow.db'}"
+
+
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a `sqlite:///` tracking URI (query string dropped); None otherwise."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri[len("sqlite:///") :].split("?", 1)[0])
 
 
 def is_local_store(uri: str) -> bool:
@@ -96,13 +103,12 @@ class Tracker:
         an error, not a new empty database in the user's tree."""
         import logging
 
-        if not create and uri.startswith("sqlite:///"):
-            db = Path(uri[len("sqlite:///") :].split("?", 1)[0])
-            if not db.is_file():
-                raise ReprotrainError(
-                    f"no tracking store at {db}: no run has been recorded here yet",
-                    hint="reprotrain run ... first, or set MLFLOW_TRACKING_URI to the store that holds the runs",
-                )
+        db = sqlite_file(uri)
+        if not create and db is not None and not db.is_file():
+            raise ReprotrainError(
+                f"no tracking store at {db}: no run has been recorded here yet",
+                hint="reprotrain run ... first, or set MLFLOW_TRACKING_URI to the store that holds the runs",
+            )
         logging.getLogger("mlflow").setLevel(logging.WARNING)  # no "Creating initial tables" chatter
         from mlflow.tracking import MlflowClient
 
