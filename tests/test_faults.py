@@ -333,8 +333,8 @@ def test_rerun_with_data_in_neither_cache_nor_remote(project, tmp_path, remote):
 
 @pytest.mark.parametrize("mode", ["writable", "read-only"])
 def test_rerun_refuses_a_corrupted_cache_object(project, mode):
-    """Writable: DVC itself hashes the object and finds it bad. Read-only: as after a root process
-    wrote through a hardlinked workspace file, DVC trusts the object; reprotrain's own hash must not."""
+    """Writable, or read-only as after a root process wrote through a hardlinked workspace file
+    (DVC trusts a read-only object): reprotrain's own hash finds it bad and says so."""
     setup_fault_project(project)
     res = run_cli("run", cwd=project)
     assert res.code == 0, res.describe()
@@ -347,5 +347,5 @@ def test_rerun_refuses_a_corrupted_cache_object(project, mode):
 
     res = run_cli("rerun", "last", cwd=project)
     assert res.code == 1, res.describe()
-    assert_one_line_error(res, "data/train.csv")
+    assert_one_line_error(res, "data/train.csv", "does not match its pinned hash")
     _assert_rerun_left_nothing(project, original)

@@ -3,9 +3,13 @@ DVC remote (its commit and data only on the remotes), and data that is found now
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
+from pathlib import Path
 
 from helpers import (
+    IMAGE_FILES,
+    TRACKED_DATA_DIR,
     commit_all,
     dvc,
     dvc_out,
@@ -29,6 +33,7 @@ from rerun_helpers import (
     setup_rerun_project,
     store_of,
     the_rerun_of,
+    worktrees,
 )
 
 NEW_CSV = "a,b\n2,3\n4,5\n6,7\n8,9\n"
@@ -124,3 +129,28 @@ def test_data_missing_from_cache_and_remote(project, tmp_path):
     lines = error_lines(res.err)
     assert len(lines) == 1, f"not a one-line error:\n{res.err}"
     assert "data/train.csv" in lines[0], lines[0]
+
+
+def test_one_object_of_a_directory_missing_from_the_cache_is_fetched(project, tmp_path):
+    """The directory's manifest is in the cache but one of its files is not: the rerun fetches it
+    from the DVC remote and restores the whole directory byte for byte."""
+    dvc_remote(project, tmp_path / "dvc-store")
+    setup_rerun_project(project)
+    run_id = launch(project)
+    lost = object_path(project / ".dvc" / "cache", hashlib.md5(IMAGE_FILES["img1.bin"]).hexdigest())
+    lost.chmod(0o644)
+    lost.unlink()
+
+    res = rerun(project, run_id, "--verify", "--keep")
+    kept = [Path(p) for p in worktrees(project) if Path(p).resolve() != project.resolve()]
+    try:
+        assert res.code == 0, res.describe()
+        assert res.out.strip().splitlines()[-1] == "REPRODUCED", res.describe()
+        assert lost.is_file(), "the object was fetched into the cache"
+        assert len(kept) == 1, worktrees(project)
+        restored = kept[0] / TRACKED_DATA_DIR
+        assert {f.name: f.read_bytes() for f in restored.iterdir()} == IMAGE_FILES
+    finally:
+        for wt in kept:
+            git(project, "worktree", "remove", "--force", "--force", str(wt))
+    assert_no_worktree_left(project)

@@ -238,25 +238,31 @@ def restore(
             # writer is ASCII-only, and the shared prefix that may hold non-ASCII drops out
             section = f"[cache]\n    dir = {os.path.relpath(shared_cache, dvc_dir)}\n"
             (dvc_dir / "config.local").write_text(local + ("\n" if local else "") + section, encoding="utf-8")
+        index = _load_index(verified_index)
+        fresh: dict[str, list[int]] = {}  # objects verified now
         with Repo(os.fspath(worktree)) as repo:
             outs = [o for o in repo.index.outs if o.use_cache and o.hash_info and o.hash_info.value]
-            missing = _missing_outputs(repo, outs, worktree)
-            if missing:
-                try:
-                    repo.fetch()
-                except DvcException as exc:
-                    raise ReprotrainError(
-                        f"the data {', '.join(missing)} is not in the DVC cache and fetching it from the DVC "
-                        f"remote failed: {_first_line(exc)}",
-                        hint="dvc push from a clone that has it, or check the DVC remote (dvc remote list)",
-                    ) from exc
-                still = _missing_outputs(repo, outs, worktree)
-                if still:
-                    raise ReprotrainError(
-                        f"the data {', '.join(still)} is in neither the DVC cache nor the DVC remote",
-                        hint="dvc push from a clone that has it, or point the DVC remote at the right store",
-                    )
-            _copy_all(repo, outs, worktree, verified_index)
+            try:
+                missing = _restore_outputs(repo, outs, worktree, index, fresh)  # what the cache has, in one pass
+                if missing:
+                    try:
+                        repo.fetch()
+                    except DvcException as exc:
+                        raise ReprotrainError(
+                            f"the data {', '.join(missing)} is not in the DVC cache and fetching it from the DVC "
+                            f"remote failed: {_first_line(exc)}",
+                            hint="dvc push from a clone that has it, or check the DVC remote (dvc remote list)",
+                        ) from exc
+                    again = [o for o in outs if os.path.relpath(o.fs_path, worktree) in missing]
+                    still = _restore_outputs(repo, again, worktree, index, fresh)
+                    if still:
+                        raise ReprotrainError(
+                            f"the data {', '.join(still)} is in neither the DVC cache nor the DVC remote",
+                            hint="dvc push from a clone that has it, or point the DVC remote at the right store",
+                        )
+            finally:
+                if fresh:
+                    _save_index(verified_index, index | fresh)
     except DvcException as exc:
         raise ReprotrainError(f"restoring the data in {worktree} failed: {_first_line(exc)}") from exc
     except UnicodeEncodeError as exc:
@@ -267,29 +273,19 @@ def restore(
     return missing
 
 
-def _entries(repo: Any, out: Any) -> list[tuple[Path, str]]:
-    """(destination file, md5) for every file of an output; the `.dir` manifest must be cached."""
+def _entries(repo: Any, out: Any) -> list[tuple[str, str]] | None:
+    """(destination file, md5) for every file of an output; None when its `.dir` manifest is not
+    in the cache."""
     from dvc_data.hashfile.tree import Tree
 
-    base = Path(out.fs_path)
+    base = out.fs_path
     if not out.hash_info.isdir:
         return [(base, out.hash_info.value)]
-    tree = Tree.load(repo.cache.local, out.hash_info)
-    return [(base.joinpath(*key), hi.value) for key, (_meta, hi) in tree.iteritems() if hi]
-
-
-def _missing_outputs(repo: Any, outs: list[Any], worktree: Path) -> list[str]:
-    cache = repo.cache.local
-    missing = []
-    for out in outs:
-        try:
-            oids = [oid for _, oid in _entries(repo, out)]
-        except (FileNotFoundError, ValueError, OSError):
-            missing.append(os.path.relpath(out.fs_path, worktree))
-            continue
-        if oids and len(set(cache.oids_exist(oids))) < len(set(oids)):
-            missing.append(os.path.relpath(out.fs_path, worktree))
-    return missing
+    try:
+        tree = Tree.load(repo.cache.local, out.hash_info)
+    except (FileNotFoundError, ValueError, OSError):
+        return None
+    return [(os.path.join(base, *key), hi.value) for key, _meta, hi in tree if hi and hi.value]
 
 
 def _load_index(path: Path | None) -> dict[str, list[int]]:
@@ -310,32 +306,42 @@ def _save_index(path: Path | None, index: dict[str, list[int]]) -> None:
     tmp.replace(path)
 
 
-def _stamp(path: Path) -> list[int]:
-    return data_memo.stamp(os.stat(path))
-
-
-def _copy_all(repo: Any, outs: list[Any], worktree: Path, verified_index: Path | None) -> None:
+def _restore_outputs(
+    repo: Any, outs: list[Any], worktree: Path, index: dict[str, list[int]], fresh: dict[str, list[int]]
+) -> list[str]:
+    """Copy every file of ``outs`` from the cache into the worktree, hashing the objects ``index``
+    has no current stamp for (their stamps go into ``fresh``). Returns the outputs (relative
+    paths) whose manifest or objects the cache lacks; raises if an object does not match its md5."""
     from concurrent.futures import ThreadPoolExecutor
 
     cache = repo.cache.local
-    index = _load_index(verified_index)
-    jobs = [
-        (Path(cache.oid_to_path(oid)), dest, oid, index.get(oid)) for out in outs for dest, oid in _entries(repo, out)
-    ]
-    for out in outs:  # a checked-out worktree may hold a stale copy or DVC's placeholder
-        target = Path(out.fs_path)
-        if target.is_dir() and out.hash_info.isdir:
+    absent: set[str] = set()
+    owner: dict[str, str] = {}  # destination file -> its output (relative)
+    jobs = []
+    for out in outs:
+        name = os.path.relpath(out.fs_path, worktree)
+        target = Path(out.fs_path)  # a checked-out worktree may hold a stale copy or DVC's placeholder
+        if target.is_dir() and not target.is_symlink():
             shutil.rmtree(target)
-        elif target.exists():
+        elif target.exists() or target.is_symlink():
             target.unlink()
+        entries = _entries(repo, out)
+        if entries is None:
+            absent.add(name)
+            continue
+        for dest, oid in entries:
+            owner[dest] = name
+            jobs.append((cache.oid_to_path(oid), dest, oid, index.get(oid)))
+    for parent in sorted({os.path.dirname(dest) for dest in owner}):
+        os.makedirs(parent, exist_ok=True)
     workers = max(2, os.cpu_count() or 1)
-    batches = [jobs[i : i + 64] for i in range(0, len(jobs), 64)]  # one task per file costs more than a copy
+    batches = [jobs[i : i + 256] for i in range(0, len(jobs), 256)]  # one task per file costs more than a copy
     with ThreadPoolExecutor(max_workers=workers) as pool:  # hashing and I/O release the GIL
         results = list(pool.map(_copy_batch, batches))
-    bad = [dest for batch_bad, _ in results for dest in batch_bad]
-    for _, stamps in results:
-        index.update(stamps)
-    _save_index(verified_index, index)
+    bad = [dest for batch_bad, _, _ in results for dest in batch_bad]
+    for _, stamps, batch_absent in results:
+        fresh.update(stamps)
+        absent.update(owner[dest] for dest in batch_absent)
     if bad:
         shown = ", ".join(os.path.relpath(b, worktree) for b in bad[:5]) + (
             f" and {len(bad) - 5} more" if len(bad) > 5 else ""
@@ -344,34 +350,66 @@ def _copy_all(repo: Any, outs: list[Any], worktree: Path, verified_index: Path |
             f"restored data does not match its pinned hash (corrupted DVC cache object?): {shown}",
             hint="remove the bad objects from the DVC cache (dvc cache dir shows where) and dvc pull them again",
         )
+    return sorted(absent)
 
 
-def _copy_batch(jobs: list[tuple[Path, Path, str, list[int] | None]]) -> tuple[list[str], dict[str, list[int]]]:
+def _copy_batch(
+    jobs: list[tuple[str, str, str, list[int] | None]],
+) -> tuple[list[str], dict[str, list[int]], list[str]]:
     """Copy each cache object to its destination. An object not verified before, or changed since,
-    is hashed on the way. Returns the destinations that did not match their md5 (removed) and
-    the stamps of the objects verified now."""
-    bad = []
+    is hashed on the way. Returns the destinations that did not match their md5 (removed), the
+    stamps of the objects verified now, and the destinations whose object is not in the cache."""
+    bad: list[str] = []
+    absent: list[str] = []
     stamps: dict[str, list[int]] = {}
-    made: set[Path] = set()
     for source, dest, expected, known in jobs:
-        if dest.parent not in made:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            made.add(dest.parent)
-        stamp = _stamp(source)
-        if known == stamp:
-            shutil.copyfile(source, dest)  # verified and untouched since: the kernel copies it
+        try:
+            src = os.open(source, os.O_RDONLY)
+        except FileNotFoundError:
+            absent.append(dest)
             continue
-        digest = hashlib.md5()
-        with open(source, "rb", buffering=0) as src, open(dest, "wb", buffering=0) as dst:
-            while chunk := src.read(4 << 20):
-                digest.update(chunk)
-                dst.write(chunk)
-        if digest.hexdigest() != expected:
-            dest.unlink()
-            bad.append(str(dest))
-        elif _stamp(source) == stamp:  # not written to while we read it
-            stamps[expected] = stamp
-    return bad, stamps
+        try:
+            st = os.fstat(src)
+            stamp = data_memo.stamp(st)
+            dst = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+            try:
+                if known == stamp:  # verified and untouched since: the kernel copies it
+                    _kernel_copy(src, dst, st.st_size)
+                    continue
+                digest = hashlib.md5()
+                with open(dst, "wb", closefd=False) as out:
+                    while chunk := os.read(src, 4 << 20):
+                        digest.update(chunk)
+                        out.write(chunk)
+            finally:
+                os.close(dst)
+            if digest.hexdigest() != expected:
+                os.unlink(dest)
+                bad.append(dest)
+            elif data_memo.stamp(os.fstat(src)) == stamp:  # not written to while we read it
+                stamps[expected] = stamp
+        finally:
+            os.close(src)
+    return bad, stamps, absent
+
+
+def _kernel_copy(src: int, dst: int, size: int) -> None:
+    """Copy ``size`` bytes between two open files inside the kernel (copy_file_range where the
+    platform has it, else sendfile or a read/write loop, as shutil does)."""
+    done = 0
+    if hasattr(os, "copy_file_range"):
+        try:
+            while done < size:
+                step = os.copy_file_range(src, dst, size - done)
+                if not step:
+                    break
+                done += step
+            return
+        except OSError:
+            if done:  # a real I/O error part-way (disk full, ...)
+                raise
+    with open(src, "rb", closefd=False) as fin, open(dst, "wb", closefd=False) as fout:
+        shutil.copyfileobj(fin, fout, 4 << 20)
 
 
 def dir_manifests(path: Path, hashes: list[str]) -> dict[str, dict[str, str] | None]:
@@ -392,5 +430,5 @@ def dir_manifests(path: Path, hashes: list[str]) -> dict[str, dict[str, str] | N
             except (FileNotFoundError, ValueError, OSError):
                 found[value] = None
                 continue
-            found[value] = {"/".join(key): hi.value for key, (_meta, hi) in tree.iteritems() if hi}
+            found[value] = {"/".join(key): hi.value for key, _meta, hi in tree if hi}
     return found
