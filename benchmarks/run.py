@@ -224,6 +224,8 @@ def report(label: str, c: dict[str, Case], targets: bool, project: Path) -> list
             med(c["reprotrain sweep, helper off"]) / med(c["hand-written sweep (8 jobs)"]),
         ),
     ]
+    paired = [r / cp for r, cp in zip(c["rerun data restore"].times, c["cp -r data"].times)]
+    print("  restore / cp -r per round (adjacent in each round): " + ", ".join(f"{x:.2f}" for x in paired))
     print("  overheads over python train.py: " + ", ".join(f"{k} {v:.3f} s" for k, v in over.items()))
     results = []
     for name, value, limit in checks:
@@ -301,7 +303,13 @@ def main() -> int:
         )
         summary[label] = {
             "cases": {
-                n: {"median": med(c), "min": min(c.times), "max": max(c.times), "peak_mb": max(c.peak_kb) / 1024}
+                n: {
+                    "median": med(c),
+                    "min": min(c.times),
+                    "max": max(c.times),
+                    "times": c.times,
+                    "peak_mb": max(c.peak_kb) / 1024,
+                }
                 for n, c in cases.items()
             },
             "targets": [{"name": n, "value": v, "limit": lim, "ok": ok} for n, v, lim, ok in results],
