@@ -1,7 +1,8 @@
 """Benchmark reprotrain against the tools a user would pick instead, in one interleaved run.
 
-    python benchmarks/run.py                 # small and large projects, 5 repeats
-    python benchmarks/run.py --small-only --repeats 3
+    python -m venv /tmp/bench-venv && /tmp/bench-venv/bin/pip install -e . hydra-joblib-launcher
+    /tmp/bench-venv/bin/python benchmarks/run.py                 # small and large projects, 5 repeats
+    /tmp/bench-venv/bin/python benchmarks/run.py --small-only --repeats 1
 
 Every case runs once per round, rounds interleave all cases (so a noisy neighbour hits all of
 them alike), and each result is the median of the rounds with its range. Ratios compare cases
