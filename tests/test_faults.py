@@ -349,3 +349,21 @@ def test_rerun_refuses_a_corrupted_cache_object(project, mode):
     assert res.code == 1, res.describe()
     assert_one_line_error(res, "data/train.csv", "does not match its pinned hash")
     _assert_rerun_left_nothing(project, original)
+
+
+def test_rerun_with_an_unreadable_cache_object(project):
+    """A cache object that cannot be read gives one line naming the cause, and leaves nothing.
+    (A directory stands in for the object: the tests run as root, who reads through any mode.)"""
+    setup_fault_project(project)
+    res = run_cli("run", cwd=project)
+    assert res.code == 0, res.describe()
+    original = only_run(project).info.run_id
+    obj = _cache_object(project, dvc_out(project, "data/train.csv.dvc")["md5"])
+    os.chmod(obj, 0o644)
+    obj.unlink()
+    obj.mkdir()
+
+    res = run_cli("rerun", "last", cwd=project)
+    assert res.code == 1, res.describe()
+    assert_one_line_error(res, "restoring the data", "Is a directory")
+    _assert_rerun_left_nothing(project, original)

@@ -270,6 +270,11 @@ def restore(
             f"DVC cannot write the shared cache path {shared_cache} into its config (non-ASCII characters)",
             hint="move the DVC cache to a path of ASCII characters: dvc cache dir <path>",
         ) from exc
+    except OSError as exc:  # an unreadable cache object, a full disk, ...
+        raise ReprotrainError(
+            f"restoring the data in {worktree} failed: {exc}",
+            hint="check that the DVC cache is readable (dvc cache dir shows where) and that the disk has room",
+        ) from exc
     return missing
 
 
@@ -394,8 +399,8 @@ def _copy_batch(
 
 
 def _kernel_copy(src: int, dst: int, size: int) -> None:
-    """Copy ``size`` bytes between two open files inside the kernel (copy_file_range where the
-    platform has it, else sendfile or a read/write loop, as shutil does)."""
+    """Copy ``size`` bytes between two open files inside the kernel (copy_file_range), or with a
+    read/write loop where the platform or file system does not offer it."""
     done = 0
     if hasattr(os, "copy_file_range"):
         try:
