@@ -365,5 +365,5 @@ def test_rerun_with_an_unreadable_cache_object(project):
 
     res = run_cli("rerun", "last", cwd=project)
     assert res.code == 1, res.describe()
-    assert_one_line_error(res, "restoring the data", "Is a directory")
+    assert_one_line_error(res, "restoring the data", "Is a directory", "data/train.csv")
     _assert_rerun_left_nothing(project, original)

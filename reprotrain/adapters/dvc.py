@@ -361,41 +361,55 @@ def _restore_outputs(
 def _copy_batch(
     jobs: list[tuple[str, str, str, list[int] | None]],
 ) -> tuple[list[str], dict[str, list[int]], list[str]]:
-    """Copy each cache object to its destination. An object not verified before, or changed since,
-    is hashed on the way. Returns the destinations that did not match their md5 (removed), the
-    stamps of the objects verified now, and the destinations whose object is not in the cache."""
+    """Copy each cache object to its destination. Returns the destinations that did not match
+    their md5 (removed), the stamps of the objects verified now, and the destinations whose
+    object is not in the cache."""
     bad: list[str] = []
     absent: list[str] = []
     stamps: dict[str, list[int]] = {}
     for source, dest, expected, known in jobs:
         try:
-            src = os.open(source, os.O_RDONLY)
-        except FileNotFoundError:
+            outcome = _copy_one(source, dest, expected, known)
+        except FileNotFoundError as exc:
+            if exc.filename != source:
+                raise
             absent.append(dest)
             continue
-        try:
-            st = os.fstat(src)
-            stamp = data_memo.stamp(st)
-            dst = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-            try:
-                if known == stamp:  # verified and untouched since: the kernel copies it
-                    _kernel_copy(src, dst, st.st_size)
-                    continue
-                digest = hashlib.md5()
-                with open(dst, "wb", closefd=False) as out:
-                    while chunk := os.read(src, 4 << 20):
-                        digest.update(chunk)
-                        out.write(chunk)
-            finally:
-                os.close(dst)
-            if digest.hexdigest() != expected:
-                os.unlink(dest)
-                bad.append(dest)
-            elif data_memo.stamp(os.fstat(src)) == stamp:  # not written to while we read it
-                stamps[expected] = stamp
-        finally:
-            os.close(src)
+        except OSError as exc:
+            raise OSError(exc.errno, f"{exc.strerror or exc} (copying {source} to {dest})") from exc
+        if outcome is None:
+            bad.append(dest)
+        elif outcome:
+            stamps[expected] = outcome
     return bad, stamps, absent
+
+
+def _copy_one(source: str, dest: str, expected: str, known: list[int] | None) -> list[int] | None:
+    """Copy one cache object. One unchanged since it was verified (``known`` is its stamp) is
+    copied by the kernel: returns []. Otherwise it is hashed on the way: returns its stamp, or
+    None (the copy removed) when it does not match ``expected``."""
+    src = os.open(source, os.O_RDONLY)
+    try:
+        st = os.fstat(src)
+        stamp = data_memo.stamp(st)
+        dst = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        try:
+            if known == stamp:
+                _kernel_copy(src, dst, st.st_size)
+                return []
+            digest = hashlib.md5()
+            with open(dst, "wb", closefd=False) as out:
+                while chunk := os.read(src, 4 << 20):
+                    digest.update(chunk)
+                    out.write(chunk)
+        finally:
+            os.close(dst)
+        if digest.hexdigest() != expected:
+            os.unlink(dest)
+            return None
+        return stamp if data_memo.stamp(os.fstat(src)) == stamp else []  # [] if written to meanwhile
+    finally:
+        os.close(src)
 
 
 def _kernel_copy(src: int, dst: int, size: int) -> None:
