@@ -331,39 +331,37 @@ def test_rerun_with_data_in_neither_cache_nor_remote(project, tmp_path, remote):
     _assert_rerun_left_nothing(project, original)
 
 
-@pytest.mark.parametrize("mode", ["writable", "read-only"])
-def test_rerun_refuses_a_corrupted_cache_object(project, mode):
-    """Writable, or read-only as after a root process wrote through a hardlinked workspace file
-    (DVC trusts a read-only object): reprotrain's own hash finds it bad and says so."""
+CORRUPTED = ("data/train.csv", "does not match its pinned hash")
+
+
+@pytest.mark.parametrize(
+    ("damage", "needles"),
+    [
+        ("writable", CORRUPTED),
+        ("read-only", CORRUPTED),
+        ("unreadable", ("restoring the data", "Is a directory", "data/train.csv")),
+    ],
+)
+def test_rerun_refuses_a_damaged_cache_object(project, damage, needles):
+    """Other bytes, left writable or read-only again (as after a root process wrote through a
+    hardlinked workspace file; DVC trusts a read-only object): reprotrain's own hash finds it bad.
+    Unreadable (a directory stands in: the tests run as root, who reads through any mode): the
+    cause named. Each in one line, leaving nothing."""
     setup_fault_project(project)
     res = run_cli("run", cwd=project)
     assert res.code == 0, res.describe()
     original = only_run(project).info.run_id
     obj = _cache_object(project, dvc_out(project, "data/train.csv.dvc")["md5"])
     os.chmod(obj, 0o644)
-    obj.write_bytes(b"a,b\n9,9\n")  # same kind of content, other bytes
-    if mode == "read-only":
-        os.chmod(obj, 0o444)
+    if damage == "unreadable":
+        obj.unlink()
+        obj.mkdir()
+    else:
+        obj.write_bytes(b"a,b\n9,9\n")  # same kind of content, other bytes
+        if damage == "read-only":
+            os.chmod(obj, 0o444)
 
     res = run_cli("rerun", "last", cwd=project)
     assert res.code == 1, res.describe()
-    assert_one_line_error(res, "data/train.csv", "does not match its pinned hash")
-    _assert_rerun_left_nothing(project, original)
-
-
-def test_rerun_with_an_unreadable_cache_object(project):
-    """A cache object that cannot be read gives one line naming the cause, and leaves nothing.
-    (A directory stands in for the object: the tests run as root, who reads through any mode.)"""
-    setup_fault_project(project)
-    res = run_cli("run", cwd=project)
-    assert res.code == 0, res.describe()
-    original = only_run(project).info.run_id
-    obj = _cache_object(project, dvc_out(project, "data/train.csv.dvc")["md5"])
-    os.chmod(obj, 0o644)
-    obj.unlink()
-    obj.mkdir()
-
-    res = run_cli("rerun", "last", cwd=project)
-    assert res.code == 1, res.describe()
-    assert_one_line_error(res, "restoring the data", "Is a directory", "data/train.csv")
+    assert_one_line_error(res, *needles)
     _assert_rerun_left_nothing(project, original)
