@@ -139,20 +139,17 @@ def _watch(repo: Any) -> data_memo.Watch | None:
 
 def _object_ids(repo: Any, pinned: list[tuple[DataOutput, Any]]) -> tuple[dict[str, list[str]], list[str]]:
     """Every object id behind each output: the file's, or a directory's manifest and entries."""
-    from dvc_data.hashfile.tree import Tree
-
     oids: dict[str, list[str]] = {}
     missing_manifest = []
     for data, out in pinned:
         ids = [out.hash_info.value]
         if out.hash_info.isdir:
-            try:
-                tree = Tree.load(repo.cache.local, out.hash_info)
-            except (FileNotFoundError, ValueError, OSError):
+            entries = _manifest(repo, out.hash_info)
+            if entries is None:
                 missing_manifest.append(data.path)  # its entries are unknown: counted as one
                 oids[data.path] = []
                 continue
-            ids.extend(entry.value for _key, (_meta, entry) in tree.iteritems() if entry and entry.value)
+            ids.extend(oid for _key, oid in entries)
         oids[data.path] = ids
     return oids, missing_manifest
 
@@ -245,21 +242,7 @@ def restore(
             try:
                 missing = _restore_outputs(repo, outs, worktree, index, fresh)  # what the cache has, in one pass
                 if missing:
-                    try:
-                        repo.fetch()
-                    except DvcException as exc:
-                        raise ReprotrainError(
-                            f"the data {', '.join(missing)} is not in the DVC cache and fetching it from the DVC "
-                            f"remote failed: {_first_line(exc)}",
-                            hint="dvc push from a clone that has it, or check the DVC remote (dvc remote list)",
-                        ) from exc
-                    again = [o for o in outs if os.path.relpath(o.fs_path, worktree) in missing]
-                    still = _restore_outputs(repo, again, worktree, index, fresh)
-                    if still:
-                        raise ReprotrainError(
-                            f"the data {', '.join(still)} is in neither the DVC cache nor the DVC remote",
-                            hint="dvc push from a clone that has it, or point the DVC remote at the right store",
-                        )
+                    _fetch_and_restore(repo, outs, missing, worktree, index, fresh)
             finally:
                 if fresh:
                     _save_index(verified_index, index | fresh)
@@ -278,19 +261,53 @@ def restore(
     return missing
 
 
+def _fetch_and_restore(
+    repo: Any,
+    outs: list[Any],
+    missing: list[str],
+    worktree: Path,
+    index: dict[str, list[int]],
+    fresh: dict[str, list[int]],
+) -> None:
+    """DVC's fetch for the outputs the cache lacked, then those outputs restored again."""
+    from dvc.exceptions import DvcException
+
+    try:
+        repo.fetch()
+    except DvcException as exc:
+        raise ReprotrainError(
+            f"the data {', '.join(missing)} is not in the DVC cache and fetching it from the DVC "
+            f"remote failed: {_first_line(exc)}",
+            hint="dvc push from a clone that has it, or check the DVC remote (dvc remote list)",
+        ) from exc
+    again = [o for o in outs if os.path.relpath(o.fs_path, worktree) in missing]
+    still = _restore_outputs(repo, again, worktree, index, fresh)
+    if still:
+        raise ReprotrainError(
+            f"the data {', '.join(still)} is in neither the DVC cache nor the DVC remote",
+            hint="dvc push from a clone that has it, or point the DVC remote at the right store",
+        )
+
+
+def _manifest(repo: Any, hash_info: Any) -> list[tuple[tuple[str, ...], str]] | None:
+    """(path parts, md5) of every file in a `.dir` manifest; None when the local cache lacks it
+    or cannot read it. Iterates DVC's Tree as loaded, without building its prefix trie."""
+    from dvc_data.hashfile.tree import Tree
+
+    try:
+        tree = Tree.load(repo.cache.local, hash_info)
+    except (FileNotFoundError, ValueError, OSError):
+        return None
+    return [(key, hi.value) for key, _meta, hi in tree if hi and hi.value]
+
+
 def _entries(repo: Any, out: Any) -> list[tuple[str, str]] | None:
     """(destination file, md5) for every file of an output; None when its `.dir` manifest is not
     in the cache."""
-    from dvc_data.hashfile.tree import Tree
-
-    base = out.fs_path
     if not out.hash_info.isdir:
-        return [(base, out.hash_info.value)]
-    try:
-        tree = Tree.load(repo.cache.local, out.hash_info)
-    except (FileNotFoundError, ValueError, OSError):
-        return None
-    return [(os.path.join(base, *key), hi.value) for key, _meta, hi in tree if hi and hi.value]
+        return [(out.fs_path, out.hash_info.value)]
+    entries = _manifest(repo, out.hash_info)
+    return None if entries is None else [(os.path.join(out.fs_path, *key), oid) for key, oid in entries]
 
 
 def _load_index(path: Path | None) -> dict[str, list[int]]:
@@ -370,13 +387,11 @@ def _copy_batch(
     for source, dest, expected, known in jobs:
         try:
             outcome = _copy_one(source, dest, expected, known)
-        except FileNotFoundError as exc:
-            if exc.filename != source:
-                raise
-            absent.append(dest)
-            continue
         except OSError as exc:
-            raise OSError(exc.errno, f"{exc.strerror or exc} (copying {source} to {dest})") from exc
+            if isinstance(exc, FileNotFoundError) and exc.filename == source:
+                absent.append(dest)
+                continue
+            raise OSError(exc.errno, exc.strerror, source, None, dest) from exc  # names both files
         if outcome is None:
             bad.append(dest)
         elif outcome:
@@ -435,7 +450,6 @@ def dir_manifests(path: Path, hashes: list[str]) -> dict[str, dict[str, str] | N
     """Entries (relative path -> md5) of each `.dir` hash found in the local cache; None if absent."""
     from dvc.repo import Repo
     from dvc_data.hashfile.hash_info import HashInfo
-    from dvc_data.hashfile.tree import Tree
 
     found: dict[str, dict[str, str] | None] = {}
     try:
@@ -444,10 +458,6 @@ def dir_manifests(path: Path, hashes: list[str]) -> dict[str, dict[str, str] | N
         return dict.fromkeys(hashes)
     with repo:
         for value in hashes:
-            try:
-                tree = Tree.load(repo.cache.local, HashInfo("md5", value))
-            except (FileNotFoundError, ValueError, OSError):
-                found[value] = None
-                continue
-            found[value] = {"/".join(key): hi.value for key, _meta, hi in tree if hi}
+            entries = _manifest(repo, HashInfo("md5", value))
+            found[value] = None if entries is None else {"/".join(key): oid for key, oid in entries}
     return found
