@@ -29,6 +29,7 @@ from reprotrain.core.entrypoint import parse_entrypoint
 from reprotrain.core.pin import Problem, data_problems, git_status_problems, not_pushed_problem
 from reprotrain.core.record import DataOutput, GitInfo, data_digest
 from reprotrain.errors import NotPinnedError, UsageError
+from reprotrain.fileio import write_json
 from reprotrain.settings import Project, Settings, find_project
 
 __all__ = ["LAST_RUN_FILE", "LaunchResult", "Lineage", "PinCheck", "RunOptions", "check_pins", "gate", "launch", "run"]
@@ -424,10 +425,7 @@ def _job_results(session_dir: Path) -> list[dict[str, Any]]:
 
 
 def write_result(session: Session, num: int, **values: Any) -> None:
-    path = Path(session.session_dir) / "jobs" / f"{num}.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(values), encoding="utf-8")
-    tmp.replace(path)
+    write_json(Path(session.session_dir) / "jobs" / f"{num}.json", values)
 
 
 def _task(session: Session, cfg: Any) -> Any:

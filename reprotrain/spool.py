@@ -12,6 +12,7 @@ from reprotrain.adapters.store_helper import AnyTracker
 from reprotrain.adapters.tracking import Tracker
 from reprotrain.core.secrets import Masker
 from reprotrain.errors import ReprotrainError
+from reprotrain.fileio import write_json
 
 __all__ = ["Delivery", "deliver", "pending", "spool", "sync"]
 
@@ -47,10 +48,8 @@ def spool(state_dir: Path, delivery: Delivery) -> Path:
     directory = state_dir / SPOOL
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{delivery.run_id}-{uuid.uuid4().hex[:8]}.json"
-    tmp = path.with_suffix(".tmp")
     # mask values are secrets: they stay in the state dir only, which nothing uploads
-    tmp.write_text(json.dumps(asdict(delivery), indent=2), encoding="utf-8")
-    tmp.replace(path)
+    write_json(path, asdict(delivery), indent=2)
     return path
 
 

@@ -17,6 +17,7 @@ from reprotrain import __version__
 from reprotrain.adapters.store_helper import AnyTracker, tracker_for
 from reprotrain.core.record import data_digest
 from reprotrain.core.secrets import Masker, secret_env_values
+from reprotrain.fileio import write_json
 
 if TYPE_CHECKING:
     from reprotrain.launch import Session
@@ -61,9 +62,7 @@ def parent_for_job(session: Session, tracker: AnyTracker) -> str:
             "reprotrain_version": __version__,
         }
         _upload_json(tracker, run_id, "record.json", record)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"run_id": run_id}), encoding="utf-8")
-        tmp.replace(path)
+        write_json(path, {"run_id": run_id})
         return run_id
 
 

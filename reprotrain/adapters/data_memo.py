@@ -24,6 +24,7 @@ from typing import Any
 
 from reprotrain import __version__
 from reprotrain.core.record import DataOutput
+from reprotrain.fileio import write_json
 
 __all__ = ["Watch", "forget", "load", "save", "stamp"]
 
@@ -120,9 +121,7 @@ def save(memo: Path, commit: str, root: Path, relative_to: Path, watch: Watch, o
         "outputs": [asdict(o) for o in outputs],
     }
     try:
-        tmp = memo.with_name(f"{memo.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, separators=(",", ":")), encoding="utf-8")
-        tmp.replace(memo)
+        write_json(memo, data, separators=(",", ":"))
     except OSError:
         pass  # only an optimisation: the next gate runs DVC's check again
 

@@ -16,6 +16,7 @@ from reprotrain.adapters import data_memo
 from reprotrain.core.pin import Problem, dvc_status_problems, missing_object_problems
 from reprotrain.core.record import DataOutput
 from reprotrain.errors import ReprotrainError
+from reprotrain.fileio import write_json
 
 __all__ = ["DataSnapshot", "cache_dir", "dir_manifests", "restore", "snapshot"]
 
@@ -244,8 +245,8 @@ def restore(
                 if missing:
                     _fetch_and_restore(repo, outs, missing, worktree, index, fresh)
             finally:
-                if fresh:
-                    _save_index(verified_index, index | fresh)
+                if fresh and verified_index is not None:
+                    write_json(verified_index, index | fresh, separators=(",", ":"))
     except DvcException as exc:
         raise ReprotrainError(f"restoring the data in {worktree} failed: {_first_line(exc)}") from exc
     except UnicodeEncodeError as exc:
@@ -318,14 +319,6 @@ def _load_index(path: Path | None) -> dict[str, list[int]]:
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
-
-
-def _save_index(path: Path | None, index: dict[str, list[int]]) -> None:
-    if path is None:
-        return
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(index, separators=(",", ":")), encoding="utf-8")
-    tmp.replace(path)
 
 
 def _restore_outputs(
