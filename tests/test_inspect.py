@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 import urllib.request
@@ -139,6 +140,7 @@ def test_ui_serves_the_projects_store(project: Path, tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,  # `mlflow ui` and its uvicorn workers are stopped with it, as a group
     )
     try:
         deadline = time.monotonic() + 120
@@ -158,8 +160,14 @@ def test_ui_serves_the_projects_store(project: Path, tmp_path: Path) -> None:
             names = [e["name"] for e in json.loads(answer.read())["experiments"]]
         assert "demo" in names
     finally:
-        proc.terminate()
-        proc.wait(30)
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # whatever of the group is left
+            except ProcessLookupError:
+                pass
 
 
 def test_progress_on_a_terminal_only(project: Path) -> None:
