@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["Entrypoint", "parse_entrypoint"]
+__all__ = ["Entrypoint", "parse_entrypoint", "replaces_pythonpath"]
 
 _MODULE_CALLABLE = re.compile(r"^(?P<module>[A-Za-z_][\w.]*|[^\s:]+\.py):(?P<function>[A-Za-z_][\w.]*)$")
+_PYTHONPATH_SET = re.compile(r"(?:^|[\s;&|(])PYTHONPATH=(\S*)")
 
 
 @dataclass(frozen=True)
@@ -36,3 +37,9 @@ def parse_entrypoint(text: str) -> Entrypoint:
     if match:
         return Entrypoint(text.strip(), match.group("module"), match.group("function"))
     return Entrypoint(text.strip())
+
+
+def replaces_pythonpath(command: str) -> bool:
+    """Whether a shell command sets PYTHONPATH without keeping the value it was given
+    (`PYTHONPATH=src python train.py`, not `PYTHONPATH=src:$PYTHONPATH ...`)."""
+    return any("$PYTHONPATH" not in v and "${PYTHONPATH" not in v for v in _PYTHONPATH_SET.findall(command))

@@ -8,12 +8,22 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Check", "Verdict", "compare", "env_drift"]
+__all__ = [
+    "EXIT_CODES",
+    "NOTHING_TO_COMPARE",
+    "NOT_REPRODUCED",
+    "REPRODUCED",
+    "Check",
+    "Verdict",
+    "combined_outcome",
+    "compare",
+    "env_drift",
+]
 
 
 @dataclass(frozen=True)
 class Check:
-    kind: str  # "metric" or "file"
+    kind: str  # "metric", "file", or "run" (a run the code created that one side lacks)
     name: str
     original: Any
     rerun: Any
@@ -21,6 +31,11 @@ class Check:
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "name": self.name, "original": self.original, "rerun": self.rerun, "ok": self.ok}
+
+
+REPRODUCED = "reproduced"
+NOT_REPRODUCED = "not-reproduced"
+NOTHING_TO_COMPARE = "nothing-to-compare"
 
 
 @dataclass(frozen=True)
@@ -32,8 +47,27 @@ class Verdict:
         return bool(self.checks) and all(c.ok for c in self.checks)
 
     @property
+    def outcome(self) -> str:
+        """reproduced, not-reproduced, or nothing-to-compare (no metric, file or linked run to
+        compare: that says nothing either way, so it is never called "not reproduced")."""
+        if not self.checks:
+            return NOTHING_TO_COMPARE
+        return REPRODUCED if self.reproduced else NOT_REPRODUCED
+
+    @property
     def failures(self) -> list[Check]:
         return [c for c in self.checks if not c.ok]
+
+
+def _metric_checks(
+    original: Mapping[str, float], rerun: Mapping[str, float], rtol: float, atol: float, prefix: str = ""
+) -> list[Check]:
+    checks = []
+    for name in sorted(set(original) | set(rerun)):
+        a, b = original.get(name), rerun.get(name)
+        ok = a is not None and b is not None and _close(a, b, rtol, atol)
+        checks.append(Check("metric", prefix + name, a, b, ok))
+    return checks
 
 
 def _close(a: float, b: float, rtol: float, atol: float) -> bool:
@@ -52,14 +86,22 @@ def compare(
     file_patterns: Iterable[str] = (),
     rtol: float = 0.0,
     atol: float = 0.0,
+    original_linked: Mapping[str, Mapping[str, float]] | None = None,
+    rerun_linked: Mapping[str, Mapping[str, float]] | None = None,
 ) -> Verdict:
-    """Every metric of the original (exact unless a tolerance is given), and the sha256 of each
-    output file matching ``file_patterns`` (glob, relative to the output dir)."""
-    checks = []
-    for name in sorted(set(original_metrics) | set(rerun_metrics)):
-        a, b = original_metrics.get(name), rerun_metrics.get(name)
-        ok = a is not None and b is not None and _close(a, b, rtol, atol)
-        checks.append(Check("metric", name, a, b, ok))
+    """Every metric of the original (exact unless a tolerance is given), every metric of each run
+    the code created itself, paired by role (``*_linked``: role -> metrics), and the sha256 of
+    each output file matching ``file_patterns`` (glob, relative to the output dir)."""
+    checks = _metric_checks(original_metrics, rerun_metrics, rtol, atol)
+    linked_a, linked_b = original_linked or {}, rerun_linked or {}
+    for role in sorted(set(linked_a) | set(linked_b)):
+        if role not in linked_a or role not in linked_b:
+            present = "(created)"
+            checks.append(
+                Check("run", role, present if role in linked_a else None, present if role in linked_b else None, False)
+            )
+            continue
+        checks += _metric_checks(linked_a[role], linked_b[role], rtol, atol, f"[{role}] ")
     patterns = list(file_patterns)
     names = {n for n in set(original_files) | set(rerun_files) if any(fnmatch.fnmatch(n, p) for p in patterns)}
     for pattern in patterns:
@@ -69,6 +111,18 @@ def compare(
         fa, fb = original_files.get(name), rerun_files.get(name)
         checks.append(Check("file", name, fa, fb, fa is not None and fa == fb))
     return Verdict(checks)
+
+
+EXIT_CODES = {REPRODUCED: 0, NOT_REPRODUCED: 4, NOTHING_TO_COMPARE: 5}  # of `rerun --verify`
+
+
+def combined_outcome(outcomes: Iterable[str], jobs: int) -> str:
+    """One verdict for a sweep's jobs: reproduced only if every job was; not reproduced if any job
+    was not (or has no verdict: it failed); else nothing to compare."""
+    found = list(outcomes)
+    if len(found) < jobs or NOT_REPRODUCED in found:
+        return NOT_REPRODUCED
+    return NOTHING_TO_COMPARE if NOTHING_TO_COMPARE in found else REPRODUCED
 
 
 def env_drift(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> list[tuple[str, str | None, str | None]]:

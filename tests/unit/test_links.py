@@ -1,0 +1,146 @@
+"""Unit tests: roles of the runs the code created, verification with them, and the hook's store
+spelling and start_run decision (with a stand-in for mlflow: the hook only reads two functions)."""
+
+from __future__ import annotations
+
+import os
+from types import SimpleNamespace
+
+import pytest
+
+from reprotrain.adapters import code_hook
+from reprotrain.core.links import LinkedRun, assign_roles, linked_metrics, load_linked
+from reprotrain.core.verify import (
+    EXIT_CODES,
+    NOT_REPRODUCED,
+    NOTHING_TO_COMPARE,
+    REPRODUCED,
+    combined_outcome,
+    compare,
+)
+
+
+def run(run_id, experiment="exp", start=0, **kw):
+    return LinkedRun(run_id=run_id, experiment_id="1", experiment=experiment, start_time=start, **kw)
+
+
+def test_roles_by_place_then_name_or_position():
+    runs = [
+        run("c", start=30),
+        run("a", start=10),
+        run("n1", start=5, nested=True, name="fold-0", named=True),
+        run("n2", start=6, nested=True, name="fold-1", named=True),
+        run("s", experiment="Default", store="sqlite:////x/other.db", start=1),
+        run("d1", start=40, name="same", named=True),
+        run("d2", start=41, name="same", named=True),
+        run("r", start=20, name="bold-fox-12"),  # a name MLflow made up is no role
+    ]
+    roles = {r.run_id: r.role for r in assign_roles(runs)}
+    assert roles == {
+        "a": "exp#1",
+        "r": "exp#2",
+        "c": "exp#3",
+        "d1": "exp#4",
+        "d2": "exp#5",
+        "n1": "nested:fold-0",
+        "n2": "nested:fold-1",
+        "s": "Default in sqlite:////x/other.db#1",
+    }
+
+
+def test_roles_survive_a_round_trip_through_the_record():
+    runs = assign_roles([run("a", metrics={"loss": 0.5}), run("b", start=3)])
+    back = load_linked([{**r.to_dict(), "unknown_later_field": 1} for r in runs] + [{"no": "id"}])
+    assert back == runs
+    assert linked_metrics(back) == {"exp#1": {"loss": 0.5}, "exp#2": {}}
+
+
+def test_linked_metrics_are_compared_by_role():
+    same = compare({}, {}, {}, {}, original_linked={"exp#1": {"acc": 0.9}}, rerun_linked={"exp#1": {"acc": 0.9}})
+    assert same.outcome == REPRODUCED and [c.name for c in same.checks] == ["[exp#1] acc"]
+    differs = compare({}, {}, {}, {}, original_linked={"exp#1": {"acc": 0.9}}, rerun_linked={"exp#1": {"acc": 0.8}})
+    assert differs.outcome == NOT_REPRODUCED
+    missing = compare({"a": 1.0}, {"a": 1.0}, {}, {}, original_linked={"exp#1": {}}, rerun_linked={})
+    assert missing.outcome == NOT_REPRODUCED
+    assert [(c.kind, c.name, c.ok) for c in missing.failures] == [("run", "exp#1", False)]
+    tolerant = compare({}, {}, {}, {}, rtol=0.1, original_linked={"r": {"x": 1.0}}, rerun_linked={"r": {"x": 1.05}})
+    assert tolerant.reproduced
+
+
+def test_nothing_to_compare_is_not_a_failure():
+    files = {"model.pt": "h"}  # produced, but not named in verify_files: not compared
+    verdict = compare({}, {}, files, files, original_linked={"exp#1": {}}, rerun_linked={"exp#1": {}})
+    assert verdict.outcome == NOTHING_TO_COMPARE and not verdict.reproduced
+    assert EXIT_CODES == {REPRODUCED: 0, NOT_REPRODUCED: 4, NOTHING_TO_COMPARE: 5}
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "jobs", "expected"),
+    [
+        ([REPRODUCED, REPRODUCED], 2, REPRODUCED),
+        ([REPRODUCED, NOTHING_TO_COMPARE], 2, NOTHING_TO_COMPARE),
+        ([NOTHING_TO_COMPARE, NOT_REPRODUCED], 2, NOT_REPRODUCED),
+        ([REPRODUCED], 2, NOT_REPRODUCED),  # a job without a verdict failed
+        ([NOTHING_TO_COMPARE, NOTHING_TO_COMPARE], 2, NOTHING_TO_COMPARE),
+    ],
+)
+def test_a_sweeps_verdict(outcomes, jobs, expected):
+    assert combined_outcome(outcomes, jobs) == expected
+
+
+def test_store_spellings(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    db = tmp_path / "m.db"
+    assert code_hook.same_store("sqlite:///m.db", f"sqlite:///{db}")
+    assert code_hook.same_store(f"sqlite:///{db}?timeout=5", f"sqlite:///{db}")
+    assert not code_hook.same_store("sqlite:///m.db", "sqlite:///other.db")
+    assert code_hook.same_store("http://USER:pw@Host:80/", "http://host")
+    assert code_hook.same_store("https://host/mlflow/", "https://host:443/mlflow")
+    assert not code_hook.same_store("http://host:5000", "http://host:5001")
+    assert code_hook.same_store(str(tmp_path / "mlruns"), f"file://{tmp_path}/mlruns")
+    hook = code_hook.in_process()
+    assert hook.absolute_store("sqlite:///m.db") == f"sqlite:///{db}"
+    assert hook.absolute_store("http://u:p@h:1") == "http://u:p@h:1", "credentials are kept to reach it"
+
+
+def fake_mlflow(uri, active=None):
+    return SimpleNamespace(get_tracking_uri=lambda: uri, active_run=lambda: active)
+
+
+@pytest.mark.parametrize(
+    ("uri", "args", "env", "active", "expected"),
+    [
+        ("sqlite:////s/m.db", {}, {}, None, None),
+        ("sqlite:////s/other.db", {}, {}, None, "store"),
+        ("sqlite:////s/m.db", {"experiment_id": "7"}, {}, None, "experiment"),
+        ("sqlite:////s/m.db", {"experiment_id": "1"}, {}, None, None),
+        ("sqlite:////s/m.db", {}, {"MLFLOW_EXPERIMENT_ID": "9"}, None, "experiment"),
+        ("sqlite:////s/m.db", {"nested": True}, {}, "a run", "nested"),
+        ("sqlite:////s/m.db", {"nested": True}, {}, None, None),
+        ("sqlite:////s/m.db", {"parent_run_id": "p"}, {}, None, "nested"),
+    ],
+)
+def test_when_start_run_takes_reprotrains_run(monkeypatch, uri, args, env, active, expected):
+    hook = code_hook.in_process()
+    monkeypatch.setitem(os.environ, hook.STORE, "sqlite:////s/m.db")
+    monkeypatch.setitem(os.environ, hook.EXPERIMENT, "1")
+    monkeypatch.setitem(os.environ, "MLFLOW_EXPERIMENT_ID", env.get("MLFLOW_EXPERIMENT_ID", "1"))
+    assert hook._why_not_ours(fake_mlflow(uri, active), args) == expected
+
+
+@pytest.mark.parametrize(
+    ("command", "replaces"),
+    [
+        ("python train.py", False),
+        ("PYTHONPATH=src python train.py", True),
+        ("env PYTHONPATH=src python train.py", True),
+        ("cd x && PYTHONPATH=. python t.py", True),
+        ("PYTHONPATH=src:$PYTHONPATH python train.py", False),
+        ("PYTHONPATH=src:${PYTHONPATH} python train.py", False),
+        ("MY_PYTHONPATH=src python train.py", False),
+    ],
+)
+def test_commands_that_replace_pythonpath(command, replaces):
+    from reprotrain.core.entrypoint import replaces_pythonpath
+
+    assert replaces_pythonpath(command) is replaces
