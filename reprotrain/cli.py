@@ -35,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="reprotrain",
         description="Reproducible training runs: pinned code and data, Hydra config, MLflow record.",
         epilog="exit codes: 0 ok, 1 error, 2 usage/config error, 3 not pinned, 4 not reproduced, "
-        "other: the training code's own (130/143 after SIGINT/SIGTERM)",
+        "5 nothing to compare, other: the training code's own (130/143 after SIGINT/SIGTERM)",
     )
     parser.add_argument("--version", action="version", version=f"reprotrain {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -86,7 +86,12 @@ def _rerun_parser() -> argparse.ArgumentParser:
     )
     rerun.add_argument("run_id", help="the run to rerun, or `last`")
     rerun.add_argument("overrides", nargs="*", help="Hydra overrides for a derived run (never a reproduction)")
-    rerun.add_argument("--verify", action="store_true", help="compare metrics and output files; exit 4 if they differ")
+    rerun.add_argument(
+        "--verify",
+        action="store_true",
+        help="compare metrics (also those of runs the code created itself) and verify_files; "
+        "exit 4 if they differ, 5 if there is nothing to compare",
+    )
     rerun.add_argument("--rtol", type=float, default=0.0, help="relative tolerance for metrics (default: exact)")
     rerun.add_argument("--atol", type=float, default=0.0, help="absolute tolerance for metrics (default: exact)")
     rerun.add_argument("--strict-env", action="store_true", help="refuse when Python or package versions differ")

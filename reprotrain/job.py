@@ -12,21 +12,26 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reprotrain import __version__
+from reprotrain.adapters import code_hook
 from reprotrain.adapters import git as git_adapter
 from reprotrain.adapters import hydra as hydra_adapter
-from reprotrain.adapters.process import Outcome, load_callable, run_callable, run_command, when_imported
+from reprotrain.adapters.process import Outcome, load_callable, run_callable, run_command
 from reprotrain.adapters.store_helper import tracker_for
 from reprotrain.adapters.tracking import quick_failure
 from reprotrain.core.config import config_differences, flatten_params, interpolate_command
-from reprotrain.core.entrypoint import parse_entrypoint
+from reprotrain.core.entrypoint import parse_entrypoint, replaces_pythonpath
 from reprotrain.core.record import RunRecord, parse_metrics, run_tags
 from reprotrain.core.secrets import MASK, Masker, env_value_digests, secret_env_values
 from reprotrain.errors import ReprotrainError, UsageError
+from reprotrain.linking import find_linked, link_both_ways, write_linked
 from reprotrain.progress import progress, tree_size
+from reprotrain.render import linked_warning
 from reprotrain.spool import Delivery, deliver, spool
 
 if TYPE_CHECKING:
@@ -35,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = ["run_job"]
 
 STDERR_TAIL = 64 * 1024  # bytes of stderr kept as `reprotrain/stderr-tail.txt`
+PLACEHOLDER_RUN_ID = "0" * 32  # stands in for the run ID while the config is checked before the run exists
 
 
 def run_job(session: Session, cfg: Any) -> Any:
@@ -80,13 +86,41 @@ class Job:
     def __init__(self, session: Session, ctx: hydra_adapter.JobContext, cfg: Any) -> None:
         self.session = session
         self.ctx = ctx
+        self.cfg = cfg
         self.root = Path(session.root)
         self.entry = parse_entrypoint(session.settings.entrypoint or "")
-        self.resolved = hydra_adapter.resolve(cfg)
-        self.volatile = hydra_adapter.volatile_keys(cfg, self.resolved, ctx.output_dir)
-        env_keys = hydra_adapter.env_keys(cfg, os.environ)
+        self.private = Path(session.session_dir) / "jobs" / f"{ctx.num}.private"  # never uploaded
+        self.run_id = ""
+        hydra_adapter.register_resolver()
+        # the config resolves in the environment the code gets; a config that names the run
+        # (`${reprotrain:run_id}`, `${oc.env:MLFLOW_RUN_ID}`) is checked now with a stand-in ID and
+        # resolved again once the run exists: bad input still fails before there is a run
+        self._prepare(PLACEHOLDER_RUN_ID)
+        if self.command is not None and replaces_pythonpath(self.command):
+            print(
+                "reprotrain: warning: the entrypoint sets PYTHONPATH without $PYTHONPATH, so reprotrain's "
+                "MLflow hook is not in the training code's process (runs the code makes with a client of its own "
+                "or in another store may not be found, and set_experiment/set_tracking_uri before start_run fail "
+                "as in plain MLflow); fix: keep it, as in PYTHONPATH=src:$PYTHONPATH",
+                file=sys.stderr,
+            )
+        self.function = (
+            load_callable(self.entry.module, self.entry.function, self.root)
+            if self.entry.module and self.entry.function
+            else None
+        )
+        self.tracker = tracker_for(session.tracking_uri)
+        self.metrics: dict[str, float] = {}
+        self.window_ms: tuple[int, int] | None = None
+
+    def _prepare(self, run_id: str) -> None:
+        """Resolve the config (once per run ID), and derive from it every value written anywhere."""
+        with _environment(self.code_env(run_id)):
+            self.resolved = hydra_adapter.resolve(self.cfg)
+            env_keys = hydra_adapter.env_keys(self.cfg, os.environ)
+        self.volatile = hydra_adapter.volatile_keys(self.cfg, self.resolved, self.ctx.output_dir, run_id)
         self.masker = Masker(
-            secret_env_values(os.environ)
+            secret_env_values(os.environ | {"MLFLOW_TRACKING_URI": self.session.tracking_uri})
             | Masker.secret_config_values(self.resolved, env_keys)
             | git_adapter.remote_secrets(self.root),
             keys=env_keys,
@@ -95,14 +129,30 @@ class Job:
         self.env_digests = env_value_digests(self.resolved, env_keys)
         self._check_expected()
         self.command = None if self.entry.is_callable else interpolate_command(self.entry.text, self.resolved)
-        self.function = (
-            load_callable(self.entry.module, self.entry.function, self.root)
-            if self.entry.module and self.entry.function
-            else None
+
+    def code_env(self, run_id: str) -> dict[str, str]:
+        """The variables the training code runs with (DESIGN.md §4), and those of the hook that
+        keeps MLflow working as the code expects (adapters/code_site)."""
+        session = self.session
+        env = {
+            "MLFLOW_TRACKING_URI": session.tracking_uri,
+            "MLFLOW_RUN_ID": run_id,
+            "MLFLOW_EXPERIMENT_ID": session.experiment_id,
+            # any other run the code creates through MLflow's fluent API carries this tag
+            "MLFLOW_RUN_CONTEXT": json.dumps({"reprotrain.launched_by": run_id}),
+            "REPROTRAIN_CONFIG": str(self.private / "config.yaml"),
+            "REPROTRAIN_OUTPUT_DIR": str(self.ctx.output_dir),
+            "REPROTRAIN_RUN_ID": run_id,
+        }
+        env |= code_hook.hook_environment(
+            run_id, session.tracking_uri, session.experiment_id, self.private / "links.jsonl"
         )
-        self.tracker = tracker_for(session.tracking_uri)
-        self.run_id = ""
-        self.metrics: dict[str, float] = {}
+        # MLflow's default is 7 retries with exponential back-off: code whose server went away
+        # would hang for minutes at exit (closing its run). A shorter budget, unless set by the user.
+        for key, value in (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2"), ("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")):
+            if key not in os.environ:
+                env[key] = value
+        return env
 
     def _check_expected(self) -> None:
         expected = self.session.lineage.expected
@@ -156,8 +206,8 @@ class Job:
         )
 
     def execute(self) -> Outcome:
-        record = self.record()
-        tags = (
+        record = self.record()  # with the stand-in run ID: values naming the run are volatile, so
+        tags = (  # the config digest is already the one of the resolution with the real ID
             run_tags(record)
             | {
                 "mlflow.source.name": self.entry.text[:500],
@@ -174,52 +224,47 @@ class Job:
             tags["mlflow.parentRunId"] = parent_for_job(self.session, self.tracker)
             tags["reprotrain.sweep_id"] = tags["mlflow.parentRunId"]
         self.run_id = self.tracker.create_run(self.session.experiment_id, tags)
-        record.run_id = self.run_id
         staging = Path(self.session.root) / ".reprotrain" / "runs" / self.run_id
-        private = staging.with_name(self.run_id + ".private")  # never uploaded: the code's own copy
         staging.mkdir(parents=True, exist_ok=True)
-        private.mkdir(parents=True, exist_ok=True)
+        self.private.mkdir(parents=True, exist_ok=True)
         outcome = Outcome(1, "FAILED", "reprotrain failed before the training code started")
         try:
+            if hydra_adapter.names_the_run(self.cfg):
+                self._prepare(self.run_id)
+            record = self.record()
             (staging / "record.json").write_text(record.to_json(), encoding="utf-8")
             (staging / "config.yaml").write_text(hydra_adapter.to_yaml(self.public), encoding="utf-8")
-            (private / "config.yaml").write_text(hydra_adapter.to_yaml(self.resolved), encoding="utf-8")
-            self.tracker.log_params(self.run_id, flatten_params(self.public))
+            (self.private / "config.yaml").write_text(hydra_adapter.to_yaml(self.resolved), encoding="utf-8")
+            # the config's params are logged when the code is done (spool.deliver): the code may
+            # log the same keys itself, with its own values, and MLflow params cannot change
             self.tracker.log_data_inputs(self.run_id, record.data)
             self.tracker.log_artifacts(self.run_id, staging, "reprotrain", self.masker)
             unpinned = Path(self.session.session_dir) / "unpinned"
             self.tracker.log_artifacts(self.run_id, unpinned, "reprotrain/unpinned", self.masker)
-            outcome = self._run_code(staging, private)
+            outcome = self._run_code(staging)
+        except ReprotrainError as exc:
+            outcome = Outcome(exc.exit_code, "FAILED", str(exc))
+            print(f"reprotrain: error: {exc}", file=sys.stderr)
         except KeyboardInterrupt:
             outcome = Outcome(130, "KILLED", "stopped by SIGINT")
         finally:
-            self._finish(staging, private, outcome)
+            self._finish(staging, self.private, outcome)
         return outcome
 
-    def _run_code(self, staging: Path, private: Path) -> Outcome:
+    def _run_code(self, staging: Path) -> Outcome:
         self.ctx.output_dir.mkdir(parents=True, exist_ok=True)
-        env = {
-            "MLFLOW_TRACKING_URI": self.session.tracking_uri,
-            "MLFLOW_RUN_ID": self.run_id,
-            "MLFLOW_EXPERIMENT_ID": self.session.experiment_id,
-            # any other run the code creates through MLflow's fluent API carries this tag
-            "MLFLOW_RUN_CONTEXT": json.dumps({"reprotrain.launched_by": self.run_id}),
-            "REPROTRAIN_CONFIG": str(private / "config.yaml"),
-            "REPROTRAIN_OUTPUT_DIR": str(self.ctx.output_dir),
-            "REPROTRAIN_RUN_ID": self.run_id,
-        }
-        # MLflow's default is 7 retries with exponential back-off: code whose server went away
-        # would hang for minutes at exit (closing its run). A shorter budget, unless set by the user.
-        for key, value in (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2"), ("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")):
-            if key not in os.environ:
-                env[key] = value
+        env = self.code_env(self.run_id)
         log = staging / "console.log"
         timeout = self.session.options.timeout or self.session.settings.timeout
-        if self.function is None:
-            assert self.command is not None
-            outcome = run_command(self.command, self.root, os.environ | env, log, timeout, STDERR_TAIL)
-        else:
-            outcome = _call_in_run(self.function, hydra_adapter.to_config(self.resolved), env, log, timeout)
+        started = int(time.time() * 1000)
+        try:
+            if self.function is None:
+                assert self.command is not None
+                outcome = run_command(self.command, self.root, os.environ | env, log, timeout, STDERR_TAIL)
+            else:
+                outcome = _call_in_run(self.function, hydra_adapter.to_config(self.resolved), env, log, timeout)
+        finally:
+            self.window_ms = (started, int(time.time() * 1000))
         if outcome.stderr_tail:
             (staging / "stderr-tail.txt").write_bytes(outcome.stderr_tail)
         return outcome
@@ -228,6 +273,8 @@ class Job:
         """Log what the job left and set the final status, whatever the code did to the run."""
         import shutil
 
+        with quick_failure():
+            tags = self._linked_runs(staging, private / "links.jsonl")
         shutil.rmtree(private, ignore_errors=True)
         for name in ("console.log", "stderr-tail.txt"):
             path = staging / name
@@ -240,11 +287,9 @@ class Job:
         }
         (staging / "outputs.json").write_text(json.dumps(outputs, indent=2) + "\n", encoding="utf-8")
         self.metrics = self._read_metrics()
-        tags = {"reprotrain.exit_code": str(outcome.exit_code)}
+        tags["reprotrain.exit_code"] = str(outcome.exit_code)
         if outcome.reason:
             tags["reprotrain.status_reason"] = self.masker.text(outcome.reason)[:5000]
-        with quick_failure():
-            tags |= self._foreign_runs()
         delivery = Delivery(
             tracking_uri=self.session.tracking_uri,
             run_id=self.run_id,
@@ -254,6 +299,7 @@ class Job:
             status=outcome.status,
             artifacts=[(str(self.ctx.output_dir), None), (str(staging), "reprotrain")],
             mask_values=list(self.masker.values),
+            params=flatten_params(self.public),
         )
         files, size = tree_size(self.ctx.output_dir, staging)
         progress(f"uploading {files} file(s), {size / 1e6:.1f} MB, to run {self.run_id}")
@@ -273,25 +319,18 @@ class Job:
             return
         shutil.rmtree(staging, ignore_errors=True)
 
-    def _foreign_runs(self) -> dict[str, str]:
-        """Runs the training code opened itself (MLflow's fluent API tags them with our run ID)."""
+    def _linked_runs(self, staging: Path, links_file: Path) -> dict[str, str]:
+        """Runs the training code created itself, found, linked both ways, recorded and named."""
         try:
-            others = [r for r in self.tracker.runs_tagged("reprotrain.launched_by", self.run_id) if r != self.run_id]
-        except ReprotrainError:
+            runs = find_linked(self.tracker, self.run_id, links_file, self.window_ms)
+            tags = link_both_ways(self.tracker, self.run_id, runs, links_file)
+        except ReprotrainError as exc:
+            print(f"reprotrain: warning: could not look for runs the training code created ({exc})", file=sys.stderr)
             return {}
-        if not others:
-            return {}
-        print(
-            f"reprotrain: warning: the training code opened {len(others)} MLflow run(s) of its own "
-            f"({', '.join(others)}) instead of logging into run {self.run_id}; they are linked by tags",
-            file=sys.stderr,
-        )
-        for other in others:
-            try:
-                self.tracker.set_tags(other, {"reprotrain.opened_during": self.run_id})
-            except ReprotrainError:
-                pass
-        return {"reprotrain.foreign_runs": json.dumps(others)}
+        if runs:
+            write_linked(runs, staging)
+            print(linked_warning(self.run_id, runs, self.session.experiment_id), file=sys.stderr)
+        return tags
 
     def _read_metrics(self) -> dict[str, float]:
         metrics: dict[str, float] = {}
@@ -315,32 +354,41 @@ class Job:
 
 
 def _call_in_run(function: Any, cfg: Any, env: dict[str, str], log: Path, timeout: float | None) -> Outcome:
-    """Call the function with the run active in-process, as a child process would see it.
-
-    The run is made active in MLflow's fluent API as soon as MLflow is imported: now if it
-    already is, else the moment the code imports it (a launch served by the store's helper has
-    not imported MLflow, and code that never uses it should not pay for the import)."""
+    """Call the function with the environment a command would get, and MLflow as a fresh process
+    would see it: the run is offered through MLFLOW_RUN_ID, so the code's first run (its own
+    `start_run`, or its first `mlflow.log_*`) attaches to it, and the hook (adapters/code_site)
+    is in place the moment the code imports MLflow (a launch served by the store's helper has not
+    imported it, and code that never uses it should not pay for the import). Afterwards the runs
+    the code left active are ended and MLflow's process-global state is put back, so nothing of
+    this job reaches the next one in a reused launcher worker, nor reprotrain's own bookkeeping."""
     saved = dict(os.environ)  # the whole environment: the next job in this worker starts clean
-    uri_before = sys.modules["mlflow"].get_tracking_uri() if "mlflow" in sys.modules else None
     os.environ.update(env)
+    hook = code_hook.in_process()
     try:
-        try:
-            with when_imported("mlflow", lambda mlflow: mlflow.start_run(run_id=env["MLFLOW_RUN_ID"])):
-                outcome = run_callable(function, cfg, log, timeout, STDERR_TAIL)
-        finally:
-            mlflow = sys.modules.get("mlflow")  # the code may have imported it as it ran
-            while mlflow is not None and mlflow.active_run() is not None:
-                mlflow.end_run()
-        if mlflow is not None and mlflow.get_tracking_uri() not in {env["MLFLOW_TRACKING_URI"], uri_before}:
-            print(
-                "reprotrain: warning: the training code switched MLflow's tracking URI to "
-                f"{mlflow.get_tracking_uri()}; what it logged there is not in run {env['MLFLOW_RUN_ID']}",
-                file=sys.stderr,
-            )
+        with hook.when_imported("mlflow", hook.install):
+            outcome = run_callable(function, cfg, log, timeout, STDERR_TAIL)
+        mlflow = sys.modules.get("mlflow")
+        if mlflow is not None:
+            hook.tidy(mlflow, outcome.status)
         return outcome
     finally:
         os.environ.clear()
         os.environ.update(saved)
+
+
+@contextmanager
+def _environment(env: dict[str, str]) -> Iterator[None]:
+    """``env`` set in this process for the block (the config resolves as the code will see it)."""
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def file_sha256(path: Path) -> str:

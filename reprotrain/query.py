@@ -9,6 +9,7 @@ from typing import Any
 from reprotrain.core.record import strip_credentials
 from reprotrain.errors import ReprotrainError, UsageError
 from reprotrain.settings import find_project
+from reprotrain.spool import PARAMS_FROM_CODE
 
 __all__ = [
     "last_run_id",
@@ -48,6 +49,12 @@ def load_run(run_id: str, cwd: Path | None = None) -> dict[str, Any]:
     tracker = Tracker(store_uri(cwd), create=False)
     view = tracker.get_run(run_id)
     if "reprotrain.config.digest" not in view.tags and view.tags.get("reprotrain.sweep") != "true":
+        during = view.tags.get("reprotrain.opened_during") or view.tags.get("reprotrain.launched_by")
+        if during:
+            raise ReprotrainError(
+                f"run {run_id} was created by the training code of reprotrain run {during}, not by reprotrain",
+                hint=f"reprotrain show {during}",
+            )
         raise ReprotrainError(
             f"run {run_id} in {tracker.uri} was not launched by reprotrain (it has no reprotrain record)"
         )
@@ -61,11 +68,36 @@ def load_run(run_id: str, cwd: Path | None = None) -> dict[str, Any]:
         end_time=view.end_time,
         experiment_id=view.experiment_id,
         tracking_uri=strip_credentials(tracker.uri),
+        params_from_code=_json_list(view.tags.get(PARAMS_FROM_CODE)),
+        linked_runs=_linked_rows(tracker, view),
     )
     if view.tags.get("reprotrain.sweep") == "true":
         jobs = tracker.search([view.experiment_id], f"tags.`mlflow.parentRunId` = '{run_id}'")
         record["jobs"] = [_row(j) for j in sorted(jobs, key=lambda j: int(j.tags.get("reprotrain.job.num", "0")))]
     return record
+
+
+def _json_list(text: str | None) -> list[Any]:
+    import json
+
+    try:
+        value = json.loads(text) if text else []
+    except ValueError:
+        return []
+    return value if isinstance(value, list) else []
+
+
+def _linked_rows(tracker: Any, view: Any) -> list[dict[str, Any]]:
+    """The runs the training code created itself (recorded when the job ended)."""
+    from reprotrain.linking import LINKED_RUNS
+
+    if "reprotrain.foreign_runs" not in view.tags:
+        return []
+    try:
+        rows = tracker.read_json_artifact(view.run_id, f"reprotrain/{LINKED_RUNS}")
+    except ReprotrainError:  # recorded before the runs' details were kept: their IDs only
+        return [{"run_id": rid} for rid in _json_list(view.tags["reprotrain.foreign_runs"])]
+    return [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
 
 
 def last_run_id(cwd: Path | None = None) -> str:
@@ -206,6 +238,8 @@ def list_runs(
         views = tracker.search([experiment_id], " AND ".join(clauses), max_results=limit)
     if data_path and data_hash:  # both on one dataset, not one each on two
         views = [v for v in views if (data_path, data_hash[:36]) in v.datasets]
+    # runs the training code created itself are listed by `show` of the run they belong to
+    views = [v for v in views if "reprotrain.opened_during" not in v.tags]
     return [_row(v) for v in views]
 
 

@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["check_text", "drift_text", "problems_text", "diff_text", "run_text", "runs_text", "verdict_text"]
+__all__ = [
+    "check_text",
+    "diff_text",
+    "drift_text",
+    "linked_text",
+    "linked_warning",
+    "problems_text",
+    "run_text",
+    "runs_text",
+    "verdict_text",
+]
 
 
 def _size(n: int | None) -> str:
@@ -57,6 +68,9 @@ def run_text(view: Mapping[str, Any]) -> str:
     lines.append("metrics" if metrics else "metrics    (none)")
     width = max((len(k) for k in metrics), default=0)
     lines.extend(f"  {k.ljust(width)}  {v:g}" for k, v in sorted(metrics.items()))
+    if view.get("params_from_code"):
+        lines.append(f"params     the code's own value stands for: {', '.join(view['params_from_code'])}")
+    lines.extend(linked_text(view.get("linked_runs") or []))
     return "\n".join(lines)
 
 
@@ -102,9 +116,59 @@ def verdict_text(verdict: Any, original: str, rerun: str) -> str:
     lines = [f"verify: rerun {rerun} against original {original}"]
     lines += ["  " + "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(r)).rstrip() for r in rows]
     if not verdict.checks:
-        lines.append("  nothing to compare: the original logged no metrics and verify_files names no output")
-    lines.append("REPRODUCED" if verdict.reproduced else f"NOT REPRODUCED ({len(verdict.failures)} difference(s))")
+        lines.append(
+            "NOTHING TO COMPARE: the original logged no metrics, created no run with metrics, and "
+            "verify_files names no output (fix: write metrics.json into $REPROTRAIN_OUTPUT_DIR or log metrics "
+            'with mlflow.log_metric, or set verify_files = ["model.pt"] under [tool.reprotrain]); exit 5'
+        )
+    elif verdict.reproduced:
+        lines.append("REPRODUCED")
+    else:
+        lines.append(f"NOT REPRODUCED ({len(verdict.failures)} difference(s))")
     return "\n".join(lines)
+
+
+def _where(run: Any) -> str:
+    if run.nested:
+        return "nested in it"
+    where = f"experiment {run.experiment!r}" if run.experiment else f"experiment {run.experiment_id}"
+    return f"{where} in another store {run.store}" if run.store else where
+
+
+def linked_warning(run_id: str, runs: Sequence[Any], experiment_id: str) -> str:
+    """The one line naming the runs the training code created itself, and how to log into
+    reprotrain's run instead when they went to another experiment or store."""
+    named = ", ".join(f"{r.run_id} ({_where(r)}{', ' + r.error if r.error else ''})" for r in runs)
+    line = (
+        f"reprotrain: warning: the training code created {len(runs)} MLflow run(s) besides run {run_id}: {named}; "
+        "they are linked by tags, and `rerun --verify` compares their metrics"
+    )
+    stores = {r.store for r in runs if r.store}
+    experiments = {r.experiment for r in runs if not r.store and r.experiment_id != experiment_id and r.experiment}
+    if stores:
+        line += f"; to record in that store, set MLFLOW_TRACKING_URI={sorted(stores)[0]} for reprotrain"
+    elif len(experiments) == 1:
+        name = json.dumps(experiments.pop())
+        line += f"; to log into run {run_id} instead, set experiment_name = {name} under [tool.reprotrain]"
+    return line
+
+
+def linked_text(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """`show`'s lines for the runs the code created itself: role, ID, place, status, metrics."""
+    if not rows:
+        return []
+    lines = ["linked runs (created by the training code)"]
+    for r in rows:
+        metrics = " ".join(f"{k}={v:g}" for k, v in sorted((r.get("metrics") or {}).items())[:6])
+        known = r.get("experiment") or r.get("experiment_id")
+        place = f"experiment {known}" if known else "(recorded before reprotrain kept details)"
+        if r.get("store"):
+            place += " in another store " + r["store"]
+        lines.append(
+            f"  {r.get('role') or '-'}  {r['run_id']}  {place}  {r.get('status') or r.get('error') or '?'}"
+            + (f"  {metrics}" if metrics else "")
+        )
+    return lines
 
 
 def runs_text(rows: Sequence[Mapping[str, Any]], metric_count: int = 3) -> str:

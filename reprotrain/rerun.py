@@ -14,10 +14,20 @@ from typing import Any
 from reprotrain.adapters import dvc as dvc_adapter
 from reprotrain.adapters import git as git_adapter
 from reprotrain.adapters.tracking import Tracker
+from reprotrain.core.links import LinkedRun, linked_metrics, load_linked
 from reprotrain.core.secrets import MASK
-from reprotrain.core.verify import Verdict, compare, env_drift
+from reprotrain.core.verify import (
+    EXIT_CODES,
+    NOTHING_TO_COMPARE,
+    REPRODUCED,
+    Verdict,
+    combined_outcome,
+    compare,
+    env_drift,
+)
 from reprotrain.errors import ReprotrainError, UsageError
 from reprotrain.launch import Lineage, RunOptions, ensure_state_dir, environment, launch, tracking_uri
+from reprotrain.linking import LINKED_RUNS
 from reprotrain.progress import progress
 from reprotrain.render import drift_text, verdict_text
 from reprotrain.settings import find_project
@@ -43,7 +53,8 @@ class RerunOptions:
 
 
 def rerun(run_id: str, overrides: list[str], options: RerunOptions, cwd: Path | None = None) -> int:
-    """`reprotrain rerun`: returns the exit code (0, 4 when --verify finds a difference, ...).
+    """`reprotrain rerun`: returns the exit code (0; with --verify 4 when it finds a difference,
+    5 when there was nothing to compare; the code's own when it fails).
 
     A sweep's parent run reruns every job of the sweep, under a new parent run.
     """
@@ -102,24 +113,24 @@ def rerun(run_id: str, overrides: list[str], options: RerunOptions, cwd: Path | 
         outcomes = [
             _rerun_one(tracker, uri, target, view, record, overrides, drift, options, parent) for view, record in jobs
         ]
-        failed = next((code for code, _, _ in outcomes if code not in (0, 4)), None)
-        verdicts = [(new_id, v) for _, new_id, v in outcomes if v is not None]
-        reproduced = bool(verdicts) and len(verdicts) == len(jobs) and all(v.reproduced for _, v in verdicts)
+        failed = next((code for code, _, _ in outcomes if code not in EXIT_CODES.values()), None)
+        verdicts = [v for _, _, v in outcomes if v is not None]
+        outcome = combined_outcome((v.outcome for v in verdicts), len(jobs))
         if parent is not None:
             tags = {"reprotrain.sweep.jobs": str(len(outcomes))}
             if options.verify:
-                tags["reprotrain.reproduced"] = "true" if reproduced else "false"
+                tags |= verdict_tags(outcome)
             tracker.set_tags(parent, tags)
             tracker.terminate(parent, "FINISHED" if failed is None else "FAILED")
             if options.verify:
                 print(
-                    f"sweep {run_id} rerun as {parent}: {'REPRODUCED' if reproduced else 'NOT REPRODUCED'} "
-                    f"({sum(v.reproduced for _, v in verdicts)} of {len(jobs)} jobs reproduced)"
+                    f"sweep {run_id} rerun as {parent}: {outcome.replace('-', ' ').upper()} "
+                    f"({sum(v.reproduced for v in verdicts)} of {len(jobs)} jobs reproduced)"
                 )
         if failed is not None:
             return failed
         if options.verify and not overrides:
-            return 0 if reproduced else 4
+            return EXIT_CODES[outcome]
         return 0
     finally:
         if options.keep:
@@ -232,7 +243,7 @@ def _rerun_one(
     if options.verify and not derived:
         verdict = _verify(tracker, original.run_id, new_id, target.settings.verify_files, options)
         print(verdict_text(verdict, original.run_id, new_id))
-        return (0 if verdict.reproduced else 4), new_id, verdict
+        return EXIT_CODES[verdict.outcome], new_id, verdict
     return 0, new_id, None
 
 
@@ -259,8 +270,11 @@ def _verify(tracker: Tracker, run_id: str, new_id: str, patterns: tuple[str, ...
     original = tracker.get_run(run_id)
     new = tracker.get_run(new_id)
     files = [_outputs(tracker, rid) for rid in (run_id, new_id)]
-    verdict = compare(original.metrics, new.metrics, files[0], files[1], patterns, options.rtol, options.atol)
-    tracker.set_tags(new_id, {"reprotrain.reproduced": "true" if verdict.reproduced else "false"})
+    linked = [linked_metrics(_linked_runs(tracker, rid)) for rid in (run_id, new_id)]
+    verdict = compare(
+        original.metrics, new.metrics, files[0], files[1], patterns, options.rtol, options.atol, linked[0], linked[1]
+    )
+    tracker.set_tags(new_id, verdict_tags(verdict.outcome))
     with tempfile.TemporaryDirectory() as tmp:
         payload = {
             "original": run_id,
@@ -268,11 +282,29 @@ def _verify(tracker: Tracker, run_id: str, new_id: str, patterns: tuple[str, ...
             "rtol": options.rtol,
             "atol": options.atol,
             "reproduced": verdict.reproduced,
+            "verdict": verdict.outcome,
             "checks": [c.to_dict() for c in verdict.checks],
         }
         (Path(tmp) / "verification.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
         tracker.log_artifacts(new_id, Path(tmp), "reprotrain")
     return verdict
+
+
+def verdict_tags(outcome: str) -> dict[str, str]:
+    """`reprotrain.verdict` always; `reprotrain.reproduced` only when there was something to compare."""
+    tags = {"reprotrain.verdict": outcome}
+    if outcome != NOTHING_TO_COMPARE:
+        tags["reprotrain.reproduced"] = "true" if outcome == REPRODUCED else "false"
+    return tags
+
+
+def _linked_runs(tracker: Tracker, run_id: str) -> list[LinkedRun]:
+    """The runs the code created during ``run_id``, with the metrics recorded when it ended."""
+    try:
+        rows = tracker.read_json_artifact(run_id, f"reprotrain/{LINKED_RUNS}")
+    except ReprotrainError:
+        return []  # none, or a run recorded before reprotrain linked them
+    return load_linked(rows if isinstance(rows, list) else [])
 
 
 def _outputs(tracker: Tracker, run_id: str) -> dict[str, str]:

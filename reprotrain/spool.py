@@ -10,11 +10,12 @@ from pathlib import Path
 
 from reprotrain.adapters.store_helper import AnyTracker
 from reprotrain.adapters.tracking import Tracker
+from reprotrain.core.record import MAX_TAG
 from reprotrain.core.secrets import Masker
 from reprotrain.errors import ReprotrainError
 from reprotrain.fileio import write_json
 
-__all__ = ["Delivery", "deliver", "pending", "spool", "sync"]
+__all__ = ["PARAMS_FROM_CODE", "Delivery", "deliver", "pending", "spool", "sync"]
 
 SPOOL = "spool"
 
@@ -29,18 +30,41 @@ class Delivery:
     status: str
     artifacts: list[tuple[str, str | None]] = field(default_factory=list)  # (local dir, artifact path)
     mask_values: list[str] = field(default_factory=list)
+    params: dict[str, str] = field(default_factory=dict)  # the flattened config, logged last (see deliver)
+
+
+PARAMS_FROM_CODE = "reprotrain.params.from_code"  # config keys whose param value the code logged itself
 
 
 def deliver(tracker: AnyTracker, delivery: Delivery) -> None:
-    """Log metrics, artifacts and tags, then set the final status last: a run marked finished
-    has everything. Each step is idempotent, so a delivery can be retried."""
+    """Log metrics, params, artifacts and tags, then set the final status last: a run marked
+    finished has everything. Each step is idempotent, so a delivery can be retried."""
     masker = Masker(delivery.mask_values)
+    tags = dict(delivery.tags)
     if delivery.metrics:
         tracker.log_metrics(delivery.run_id, delivery.metrics, delivery.timestamp_ms)
+    if delivery.params:
+        tags |= _log_config_params(tracker, delivery.run_id, delivery.params)
     for local, artifact_path in delivery.artifacts:
         tracker.log_artifacts(delivery.run_id, Path(local), artifact_path, masker)
-    tracker.set_tags(delivery.run_id, delivery.tags)
+    tracker.set_tags(delivery.run_id, tags)
     tracker.terminate(delivery.run_id, delivery.status)
+
+
+def _log_config_params(tracker: AnyTracker, run_id: str, params: dict[str, str]) -> dict[str, str]:
+    """Log the config's params after the code has run, except keys the code logged itself: MLflow
+    params cannot change, and the code's value stands (the config's is in reprotrain/config.yaml).
+    Returns the tag naming the keys whose value differs from the config's."""
+    existing = tracker.get_run(run_id).params
+    tracker.log_params(run_id, {k: v for k, v in params.items() if k not in existing})
+    differing = sorted(k for k, v in params.items() if k in existing and existing[k] != v)
+    if not differing:
+        return {}
+    text = json.dumps(differing)
+    while len(text) > MAX_TAG and len(differing) > 1:  # the artifact holds the whole config
+        differing = differing[: len(differing) // 2]
+        text = json.dumps(differing + ["..."])
+    return {PARAMS_FROM_CODE: text}
 
 
 def spool(state_dir: Path, delivery: Delivery) -> Path:

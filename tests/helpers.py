@@ -219,13 +219,16 @@ def _seen(cfg, kind):
 
     out = Path(os.environ["REPROTRAIN_OUTPUT_DIR"])
     cfg_file = os.environ.get("REPROTRAIN_CONFIG")
+    env = {{k: os.environ.get(k) for k in ENV_KEYS}}  # MLflow drops MLFLOW_RUN_ID once it attached
+    # as in a fresh process: MLFLOW_RUN_ID offers reprotrain's run, the first MLflow call takes it
+    mlflow.log_metric("callable_metric", 2.5)
     active = mlflow.active_run()
     seen = {{
         "kind": kind,
         "cfg_type": type(cfg).__name__,
         "is_dictconfig": isinstance(cfg, DictConfig),
         "active_run_id": active.info.run_id if active else None,
-        "env": {{k: os.environ.get(k) for k in ENV_KEYS}},
+        "env": env,
         "config_file_text": Path(cfg_file).read_text() if cfg_file else None,
         "stamp": cfg.get("stamp"),
         "file_stamp": yaml.safe_load(Path(cfg_file).read_text()).get("stamp") if cfg_file else None,
@@ -235,7 +238,6 @@ def _seen(cfg, kind):
     }}
     (out / "seen.json").write_text(json.dumps(seen))
     (out / "metrics.json").write_text(json.dumps({{"acc": 0.75}}))
-    mlflow.log_metric("callable_metric", 2.5)
     print("{CALLABLE_MARKER}", flush=True)
     return seen
 '''

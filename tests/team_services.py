@@ -82,6 +82,7 @@ def train(cfg):
     import mlflow
 
     SEEN.append(int(cfg.seed))
+    offered = os.environ.get("MLFLOW_RUN_ID")  # MLflow drops it once the code attached to the run
     leaked = os.environ.get("REPROTRAIN_TEST_LEAK")
     started_in = os.getcwd()
     os.environ["REPROTRAIN_TEST_LEAK"] = str(cfg.seed)
@@ -95,7 +96,8 @@ def train(cfg):
         # judged here: reprotrain masks the project root in uploaded files when PWD is set to it
         "started_in_root": Path(started_in).resolve() == _project_root(),
         "pid": os.getpid(),
-        "run_id": os.environ.get("MLFLOW_RUN_ID"),
+        "run_id": offered,
+        "active_run_id": mlflow.active_run().info.run_id,
     }
     (out / "leak.json").write_text(json.dumps(facts))
     (out / "metrics.json").write_text(

@@ -47,7 +47,7 @@ def check_callable(project: Path, run, kind: str, lr: float) -> dict:
     seen = artifact_json(uri, run.info.run_id, "seen.json")
     assert seen["kind"] == kind
     assert seen["is_dictconfig"], f"called with a {seen['cfg_type']}, not an omegaconf DictConfig"
-    assert seen["active_run_id"] == run.info.run_id, "the run must be active in-process"
+    assert seen["active_run_id"] == run.info.run_id, "the code's first MLflow call must attach to the run"
     assert seen["lr"] == lr
     check_env(seen, run, project)
     assert run.data.metrics["callable_metric"] == 2.5, "the code's own log_metric lands in the run"

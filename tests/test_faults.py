@@ -287,7 +287,7 @@ def test_training_opening_its_own_run_is_linked(project):
     assert own.info.status == "FINISHED"
     assert own.data.metrics.get("own_metric") == 1.0 and "mine_metric" not in own.data.metrics
     assert other.data.metrics == {"mine_metric": 2.0}
-    warning = [line for line in res.err.splitlines() if "MLflow run(s) of its own" in line]
+    warning = [line for line in res.err.splitlines() if "MLflow run(s) besides run" in line]
     assert warning and other_id in warning[0] and own_id in warning[0], res.describe()
 
 

@@ -121,7 +121,7 @@ def test_process_state_does_not_leak_between_jobs_in_a_reused_process(project, c
     for child in sorted(children, key=lambda c: int(c.data.params["seed"])):
         f = facts[child.info.run_id]
         job = f"job seed={child.data.params['seed']} (pid {f['pid']})"
-        assert f["run_id"] == child.info.run_id
+        assert f["run_id"] == child.info.run_id and f["active_run_id"] == child.info.run_id
         if child.data.metrics.get("module_len") != 1:
             problems.append(f"{job} saw the module state of earlier jobs: SEEN={f['seen']}")
         if f["leaked"] is not None:

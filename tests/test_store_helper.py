@@ -46,13 +46,13 @@ def main(cfg):
 
 
 def with_mlflow(cfg):
-    """Code that imports MLflow itself and expects the run active."""
+    """Code that imports MLflow itself and logs into the run (its first call attaches to it)."""
     import mlflow
 
     out = Path(os.environ["REPROTRAIN_OUTPUT_DIR"])
+    mlflow.log_metric("own_metric", 3.0)
     active = mlflow.active_run()
     (out / "probe.json").write_text(json.dumps({"active": active.info.run_id if active else None}))
-    mlflow.log_metric("own_metric", 3.0)
 '''
 
 
@@ -120,7 +120,7 @@ def test_a_helper_serves_launches_after_the_first(probed):
     assert len(all_runs(embedded_uri(probed))) == 3
 
 
-def test_code_that_imports_mlflow_finds_the_run_active(probed):
+def test_code_that_imports_mlflow_logs_into_the_run(probed):
     configure(probed, entrypoint="probe_train:with_mlflow")
     launch_res = run_cli("run", cwd=probed)
     assert launch_res.code == 0, launch_res.describe()

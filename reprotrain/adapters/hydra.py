@@ -8,6 +8,7 @@ defines them (the Compose API would lose output dirs, multirun, launchers and ca
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -17,7 +18,19 @@ from typing import Any
 
 from reprotrain.errors import UsageError
 
-__all__ = ["HydraArgs", "JobContext", "job_context", "parse_args", "env_keys", "resolve", "run_app", "volatile_keys"]
+__all__ = [
+    "PROVIDED_VARIABLES",
+    "HydraArgs",
+    "JobContext",
+    "env_keys",
+    "job_context",
+    "names_the_run",
+    "parse_args",
+    "register_resolver",
+    "resolve",
+    "run_app",
+    "volatile_keys",
+]
 
 # Flags after which Hydra composes and prints, or prints help, without running any job.
 _NO_JOB_FLAGS = ("help", "hydra_help", "cfg", "info", "shell_completion")
@@ -133,6 +146,7 @@ def run_app(
             f"config directory {config_dir} does not exist",
             hint="set config_dir in [tool.reprotrain] to your Hydra config directory",
         )
+    register_resolver()
     saved = sys.argv
     sys.argv = ["reprotrain-run", *argv]
     try:
@@ -166,15 +180,18 @@ def job_context() -> JobContext:
     sweep_dir = None
     if str(hc.mode) == "RunMode.MULTIRUN":
         sweep_dir = str(hc.sweep.dir)
+    # as given: an override's own `${...}` (`logger.run_id=${reprotrain:run_id}`) is the job's to resolve
+    task = [str(o) for o in OmegaConf.to_container(hc.overrides.task, resolve=False) or []]  # type: ignore[union-attr]
+    hydra = [str(o) for o in OmegaConf.to_container(hc.overrides.hydra, resolve=False) or []]  # type: ignore[union-attr]
     return JobContext(
         output_dir=Path(hc.runtime.output_dir),
         name=str(hc.job.name),
         num=int(num) if num is not None else 0,
-        overrides=list(hc.overrides.task),
+        overrides=task,
         choices={str(k): v for k, v in choices.items()},
         config_name=str(hc.job.config_name),
         sweep_dir=sweep_dir,
-        hydra_overrides=[o for o in hc.overrides.hydra if o.split("=", 1)[0].lstrip("+~") not in _OWN_KEYS],
+        hydra_overrides=[o for o in hydra if o.split("=", 1)[0].lstrip("+~") not in _OWN_KEYS],
         optimizing_sweeper=_optimizing_sweeper(hc),
     )
 
@@ -203,16 +220,40 @@ def resolve(cfg: Any) -> dict[str, Any]:
 
 # hydra.* overrides that reprotrain sets itself, or that only describe this invocation
 _OWN_KEYS = {"hydra.run.dir", "hydra.sweep.dir", "hydra.job.name", "hydra.mode"}
-_VOLATILE_MARKERS = ("${now:", "${hydra:runtime.output_dir", "${hydra:run.", "${hydra:sweep.")
+_VOLATILE_MARKERS = ("${now:", "${hydra:runtime.output_dir", "${hydra:run.", "${hydra:sweep.", "${reprotrain:run_id")
+# variables reprotrain gives the code (DESIGN.md §4): known values, not secrets from the user's
+# environment; those that name this run or its files differ on every run by design
+PROVIDED_VARIABLES = frozenset(
+    {
+        "MLFLOW_TRACKING_URI",  # its credentials, if any, are masked as in every other value
+        "MLFLOW_RUN_ID",
+        "MLFLOW_EXPERIMENT_ID",
+        "MLFLOW_RUN_CONTEXT",
+        "REPROTRAIN_RUN_ID",
+        "REPROTRAIN_CONFIG",
+        "REPROTRAIN_OUTPUT_DIR",
+        "REPROTRAIN_TRACKING_URI",
+        "REPROTRAIN_EXPERIMENT_ID",
+        "REPROTRAIN_LINKS",
+    }
+)
+_PER_RUN_VARIABLES = frozenset(
+    {"MLFLOW_RUN_ID", "MLFLOW_RUN_CONTEXT", "REPROTRAIN_RUN_ID", "REPROTRAIN_CONFIG", "REPROTRAIN_LINKS"}
+)
+_NAMES_THE_RUN = re.compile(
+    r"\$\{\s*reprotrain:\s*run_id|\$\{oc\.env:\s*(MLFLOW_RUN_ID|REPROTRAIN_RUN_ID|MLFLOW_RUN_CONTEXT)\b"
+)
+_OC_ENV = re.compile(r"\$\{oc\.env:\s*([^,}\s]+)")
 
 
-def volatile_keys(cfg: Any, resolved: dict[str, Any], output_dir: Path) -> list[str]:
-    """Dotted keys whose value comes from the time or the job's output directory: they differ on
-    every run by design, so digests and rerun checks leave them out."""
+def volatile_keys(cfg: Any, resolved: dict[str, Any], output_dir: Path, run_id: str = "") -> list[str]:
+    """Dotted keys whose value comes from the time, the job's output directory or the run's ID:
+    they differ on every run by design, so digests and rerun checks leave them out."""
     from omegaconf import OmegaConf
 
     raw = OmegaConf.to_container(cfg, resolve=False)
     found = set()
+    varies = [str(output_dir), *([run_id] if run_id else [])]
 
     def walk(node: Any, resolved_node: Any, prefix: str) -> None:
         if isinstance(node, dict):
@@ -221,7 +262,8 @@ def volatile_keys(cfg: Any, resolved: dict[str, Any], output_dir: Path) -> list[
                 walk(child, sub, f"{prefix}.{key}" if prefix else str(key))
         elif isinstance(node, str) and (
             any(m in node for m in _VOLATILE_MARKERS)
-            or (isinstance(resolved_node, str) and str(output_dir) in resolved_node)
+            or any(var in _PER_RUN_VARIABLES for var in _OC_ENV.findall(node))
+            or (isinstance(resolved_node, str) and any(v in resolved_node for v in varies))
         ):
             found.add(prefix)
 
@@ -229,7 +271,40 @@ def volatile_keys(cfg: Any, resolved: dict[str, Any], output_dir: Path) -> list[
     return sorted(found)
 
 
-_OC_ENV = re.compile(r"\$\{oc\.env:\s*([^,}\s]+)")
+def names_the_run(cfg: Any) -> bool:
+    """Whether the config refers to the run's ID (then it is resolved again once the run exists)."""
+    from omegaconf import OmegaConf
+
+    return bool(_NAMES_THE_RUN.search(str(OmegaConf.to_container(cfg, resolve=False))))
+
+
+_RESOLVER_KEYS = {
+    "run_id": "REPROTRAIN_RUN_ID",
+    "experiment_id": "REPROTRAIN_EXPERIMENT_ID",
+    "tracking_uri": "REPROTRAIN_TRACKING_URI",
+}
+
+
+def register_resolver() -> None:
+    """`${reprotrain:run_id}`, `${reprotrain:experiment_id}`, `${reprotrain:tracking_uri}` in any
+    config: the job's run, known when the config resolves (so a framework logger can be pointed
+    at reprotrain's run from the command line)."""
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver("reprotrain"):
+        OmegaConf.register_new_resolver("reprotrain", _reprotrain_value)
+
+
+def _reprotrain_value(key: str) -> str:
+    from reprotrain.core.record import strip_credentials
+
+    variable = _RESOLVER_KEYS.get(str(key).strip())
+    if variable is None:
+        raise ValueError(f"${{reprotrain:{key}}}: unknown key; use one of: {', '.join(_RESOLVER_KEYS)}")
+    value = os.environ.get(variable)
+    if value is None:
+        raise ValueError(f"${{reprotrain:{key}}} is only known inside a job that reprotrain runs")
+    return strip_credentials(value) if variable == "REPROTRAIN_TRACKING_URI" else value
 
 
 def env_keys(cfg: Any, environ: Mapping[str, str]) -> list[str]:
@@ -244,7 +319,9 @@ def env_keys(cfg: Any, environ: Mapping[str, str]) -> list[str]:
         if isinstance(node, dict):
             for key, child in node.items():
                 walk(child, f"{prefix}.{key}" if prefix else str(key))
-        elif isinstance(node, str) and any(var in environ for var in _OC_ENV.findall(node)):
+        elif isinstance(node, str) and any(
+            var in environ and var not in PROVIDED_VARIABLES for var in _OC_ENV.findall(node)
+        ):
             found.append(prefix)
 
     walk(raw, "")

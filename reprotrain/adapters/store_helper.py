@@ -199,8 +199,11 @@ class HelperTracker:
     ) -> None:
         self._call("log_artifacts", run_id, Path(local_dir).resolve(), artifact_path, masker)
 
-    def runs_tagged(self, key: str, value: str) -> list[str]:
-        return list(self._call("runs_tagged", key, value))
+    def search_all(self, filter_string: str, max_results: int = 1000) -> list[RunView]:
+        return list(self._call("search_all", filter_string, max_results))
+
+    def experiment_names(self, experiment_ids: Sequence[str]) -> dict[str, str]:
+        return dict(self._call("experiment_names", list(experiment_ids)))
 
     def search(self, experiment_ids: Sequence[str], filter_string: str = "", max_results: int = 1000) -> list[RunView]:
         return list(self._call("search", list(experiment_ids), filter_string, max_results))

@@ -89,6 +89,7 @@ class RunView:
         self.tags: dict[str, str] = dict(run.data.tags)
         self.metrics: dict[str, float] = dict(run.data.metrics)
         self.params: dict[str, str] = dict(run.data.params)
+        self.name: str = run.info.run_name or self.tags.get("mlflow.runName", "")
         inputs = getattr(run, "inputs", None)
         self.datasets: list[tuple[str, str]] = [
             (d.dataset.name, d.dataset.digest) for d in (inputs.dataset_inputs if inputs else [])
@@ -211,14 +212,25 @@ class Tracker:
             with _mlflow_errors(f"uploading artifacts from {local_dir}", self.uri):
                 self.client.log_artifacts(run_id, os.fspath(source), artifact_path)
 
-    def runs_tagged(self, key: str, value: str) -> list[str]:
-        """IDs of the runs, in any experiment, whose tag ``key`` equals ``value``."""
+    def search_all(self, filter_string: str, max_results: int = 1000) -> list[RunView]:
+        """Runs in every experiment of the store (deleted experiments too) matching ``filter_string``."""
         from mlflow.entities import ViewType
 
-        with _mlflow_errors(f"searching runs tagged {key}", self.uri):
+        with _mlflow_errors("searching runs", self.uri):
             experiments = [e.experiment_id for e in self.client.search_experiments(view_type=ViewType.ALL)]
-            found = self.client.search_runs(experiments, filter_string=f"tags.`{key}` = '{value}'", max_results=100)
-        return [r.info.run_id for r in found]
+            found = self.client.search_runs(experiments, filter_string=filter_string, max_results=max_results)
+        return [RunView(r) for r in found]
+
+    def experiment_names(self, experiment_ids: Sequence[str]) -> dict[str, str]:
+        """ID -> name of each experiment (an ID not found is left out)."""
+        names = {}
+        with _mlflow_errors("reading experiments", self.uri):
+            for experiment_id in dict.fromkeys(experiment_ids):
+                try:
+                    names[experiment_id] = self.client.get_experiment(experiment_id).name
+                except Exception:  # deleted for good, or never there
+                    continue
+        return names
 
     def search(self, experiment_ids: Sequence[str], filter_string: str = "", max_results: int = 1000) -> list[RunView]:
         with _mlflow_errors("searching runs", self.uri):

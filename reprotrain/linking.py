@@ -1,0 +1,127 @@
+"""Runs a job's training code created itself: found after the code ends, linked both ways by
+tags, and recorded with their metrics (`reprotrain/linked-runs.json`) for `show` and `rerun --verify`.
+
+They are found three ways, most exact first:
+
+1. noted by the hook in the code's process (adapters/code_site): every run any MlflowClient
+   created there, in whatever store;
+2. tagged ``reprotrain.launched_by`` in reprotrain's store (fluent runs of a process the hook did not
+   reach, through ``MLFLOW_RUN_CONTEXT``);
+3. for a local store only (one user writes it), runs with no reprotrain tag created while the code
+   ran: those of a client that went around both.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from reprotrain.adapters import code_hook
+from reprotrain.adapters.store_helper import AnyTracker
+from reprotrain.adapters.tracking import RunView, Tracker, is_local_store
+from reprotrain.core.links import LinkedRun, assign_roles
+from reprotrain.core.record import strip_credentials
+from reprotrain.errors import ReprotrainError
+
+__all__ = ["LINKED_RUNS", "find_linked", "link_both_ways", "write_linked"]
+
+LINKED_RUNS = "linked-runs.json"  # artifact under reprotrain/
+LAUNCHED_BY = "reprotrain.launched_by"
+OPENED_DURING = "reprotrain.opened_during"
+
+
+def find_linked(
+    tracker: AnyTracker,
+    run_id: str,
+    links_file: Path,
+    window_ms: tuple[int, int] | None,
+) -> list[LinkedRun]:
+    """Every run the code created during the job, with its role (see core/links.py)."""
+    noted = [e for e in code_hook.read_links(links_file) if e["run_id"] != run_id]
+    here = [e for e in noted if code_hook.same_store(e["store"], tracker.uri)]
+    runs = _in_our_store(tracker, run_id, here, window_ms)
+    elsewhere: dict[str, list[dict[str, Any]]] = {}
+    for entry in noted:
+        if entry not in here:
+            elsewhere.setdefault(code_hook.store_key(entry["store"]), []).append(entry)
+    for entries in elsewhere.values():
+        runs += _in_another_store(entries[0]["store"], entries, run_id)
+    return assign_roles(runs)
+
+
+def _in_our_store(
+    tracker: AnyTracker, run_id: str, noted: list[dict[str, Any]], window_ms: tuple[int, int] | None
+) -> list[LinkedRun]:
+    named = {e["run_id"]: bool(e.get("named")) for e in noted}
+    views: dict[str, tuple[RunView, str]] = {}
+    for entry in noted:
+        try:
+            views[entry["run_id"]] = (tracker.get_run(entry["run_id"]), "hook")
+        except ReprotrainError:
+            continue  # deleted by the code itself
+    for view in tracker.search_all(f"tags.`{LAUNCHED_BY}` = '{run_id}'"):
+        views.setdefault(view.run_id, (view, "tag"))
+    if window_ms is not None and is_local_store(tracker.uri):
+        start, end = window_ms
+        for view in tracker.search_all(f"attributes.start_time >= {start} AND attributes.start_time <= {end}"):
+            if view.run_id != run_id and not any(k.startswith("reprotrain.") for k in view.tags):
+                views.setdefault(view.run_id, (view, "time"))
+    views.pop(run_id, None)
+    names = tracker.experiment_names([v.experiment_id for v, _ in views.values()]) if views else {}
+    return [
+        _linked(view, run_id, names.get(view.experiment_id, ""), "", found_by, named.get(view.run_id, False))
+        for view, found_by in views.values()
+    ]
+
+
+def _in_another_store(uri: str, entries: list[dict[str, Any]], run_id: str) -> list[LinkedRun]:
+    shown = strip_credentials(uri)
+    try:
+        tracker = Tracker(uri, create=False)
+        views = [tracker.get_run(e["run_id"]) for e in entries]
+        names = tracker.experiment_names([v.experiment_id for v in views])
+    except ReprotrainError as exc:
+        error = str(exc)
+        return [LinkedRun(e["run_id"], str(e.get("experiment_id", "")), store=shown, error=error) for e in entries]
+    return [
+        _linked(view, run_id, names.get(view.experiment_id, ""), shown, "hook", bool(entry.get("named")))
+        for view, entry in zip(views, entries)
+    ]
+
+
+def _linked(view: RunView, run_id: str, experiment: str, store: str, found_by: str, named: bool) -> LinkedRun:
+    return LinkedRun(
+        run_id=view.run_id,
+        experiment_id=view.experiment_id,
+        experiment=experiment,
+        store=store,
+        nested=view.tags.get("mlflow.parentRunId") == run_id,
+        name=view.name,
+        named=named,
+        start_time=view.start_time,
+        status=view.status,
+        found_by=found_by,
+        metrics=dict(view.metrics),
+    )
+
+
+def link_both_ways(tracker: AnyTracker, run_id: str, runs: Sequence[LinkedRun], links_file: Path) -> dict[str, str]:
+    """Tag each linked run with the job's run and its role; return the job run's own tags."""
+    stores = {e["run_id"]: e["store"] for e in code_hook.read_links(links_file)}
+    for run in runs:
+        if run.error:
+            continue
+        try:
+            target = Tracker(stores[run.run_id], create=False) if run.store else tracker
+            target.set_tags(run.run_id, {OPENED_DURING: run_id, "reprotrain.role": run.role})
+        except (ReprotrainError, KeyError):
+            continue  # the link from the job's run still stands
+    return {"reprotrain.foreign_runs": json.dumps([r.run_id for r in runs])} if runs else {}
+
+
+def write_linked(runs: Sequence[LinkedRun], directory: Path) -> None:
+    if runs:
+        rows = [r.to_dict() for r in runs]
+        (directory / LINKED_RUNS).write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
