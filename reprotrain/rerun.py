@@ -15,6 +15,7 @@ from reprotrain.adapters import dvc as dvc_adapter
 from reprotrain.adapters import git as git_adapter
 from reprotrain.adapters.tracking import Tracker
 from reprotrain.core.links import LinkedRun, linked_metrics, load_linked
+from reprotrain.core.record import strip_credentials
 from reprotrain.core.secrets import MASK
 from reprotrain.core.verify import (
     EXIT_CODES,
@@ -113,7 +114,7 @@ def rerun(run_id: str, overrides: list[str], options: RerunOptions, cwd: Path | 
         outcomes = [
             _rerun_one(tracker, uri, target, view, record, overrides, drift, options, parent) for view, record in jobs
         ]
-        failed = next((code for code, _, _ in outcomes if code not in EXIT_CODES.values()), None)
+        failed = next((code for code, _, _ in outcomes if code != 0), None)  # the code's own, passed through
         verdicts = [v for _, _, v in outcomes if v is not None]
         outcome = combined_outcome((v.outcome for v in verdicts), len(jobs))
         if parent is not None:
@@ -141,7 +142,9 @@ def rerun(run_id: str, overrides: list[str], options: RerunOptions, cwd: Path | 
 
 def _record(tracker: Tracker, view: Any, uri: str) -> dict[str, Any]:
     if "reprotrain.config.digest" not in view.tags:
-        raise ReprotrainError(f"run {view.run_id} in {uri} was not launched by reprotrain: nothing to rebuild it from")
+        raise ReprotrainError(
+            f"run {view.run_id} in {strip_credentials(uri)} was not launched by reprotrain: nothing to rebuild it from"
+        )
     record: dict[str, Any] = tracker.read_json_artifact(view.run_id, "reprotrain/record.json")
     return record
 
@@ -199,7 +202,8 @@ def _rerun_one(
     options: RerunOptions,
     parent: str | None,
 ) -> tuple[int, str | None, Verdict | None]:
-    """Rerun one recorded job in the prepared worktree: (exit code, new run ID, verdict)."""
+    """Rerun one recorded job in the prepared worktree: (the launch's exit code, new run ID, verdict);
+    the verdict's own exit code is the caller's to give, so a code's own 4 or 5 is never taken for one."""
     derived = bool(overrides)
     config = record["config"]
     masked = [o for o in config["overrides"] if o.endswith("=" + MASK)]
@@ -243,7 +247,7 @@ def _rerun_one(
     if options.verify and not derived:
         verdict = _verify(tracker, original.run_id, new_id, target.settings.verify_files, options)
         print(verdict_text(verdict, original.run_id, new_id))
-        return EXIT_CODES[verdict.outcome], new_id, verdict
+        return 0, new_id, verdict
     return 0, new_id, None
 
 

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from reprotrain.core.record import DataOutput
+from reprotrain.core.record import DataOutput, strip_credentials, strip_urls
 from reprotrain.core.secrets import Masker
 from reprotrain.errors import ReprotrainError
 
@@ -60,20 +60,21 @@ def quick_failure(retries: int = 1, timeout: int = 10) -> Iterator[None]:
 def _mlflow_errors(action: str, uri: str) -> Iterator[None]:
     from mlflow.exceptions import MlflowException
 
+    shown = strip_credentials(uri)  # an error names the store; never with its password
     try:
         yield
     except MlflowException as exc:
         if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
             raise ReprotrainError(
-                f"{action}: not found in the tracking store {uri}",
+                strip_urls(f"{action}: not found in the tracking store {shown}"),
                 hint="check the run ID, or set MLFLOW_TRACKING_URI to the store that holds it",
             ) from exc
-        raise ReprotrainError(f"{action} failed on the tracking store {uri}: {exc.message}") from exc
+        raise ReprotrainError(strip_urls(f"{action} failed on the tracking store {shown}: {exc.message}")) from exc
     except (OSError, ConnectionError) as exc:
-        raise ReprotrainError(f"{action}: the tracking store {uri} is unreachable ({exc})") from exc
+        raise ReprotrainError(strip_urls(f"{action}: the tracking store {shown} is unreachable ({exc})")) from exc
     except Exception as exc:  # SQLAlchemy and requests errors have no common base to name here
         if type(exc).__module__.split(".")[0] in {"sqlalchemy", "requests", "urllib3", "alembic"}:
-            raise ReprotrainError(f"{action}: the tracking store {uri} failed: {exc}") from exc
+            raise ReprotrainError(strip_urls(f"{action}: the tracking store {shown} failed: {exc}")) from exc
         raise
 
 
@@ -128,7 +129,7 @@ class Tracker:
             if experiment is not None:
                 if experiment.lifecycle_stage == "deleted":
                     raise ReprotrainError(
-                        f"experiment {name!r} is deleted in {self.uri}",
+                        f"experiment {name!r} is deleted in {strip_credentials(self.uri)}",
                         hint=f"mlflow experiments restore --experiment-id {experiment.experiment_id}, "
                         "or set experiment_name in [tool.reprotrain]",
                     )

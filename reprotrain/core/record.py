@@ -22,6 +22,7 @@ __all__ = [
     "parse_metrics",
     "run_tags",
     "strip_credentials",
+    "strip_urls",
 ]
 
 SCHEMA = 1
@@ -51,6 +52,14 @@ def data_digest(outputs: Sequence[DataOutput]) -> str:
     """One sha256 over every pinned output's path and hash, independent of order."""
     lines = sorted(f"{o.path}\t{o.hash}" for o in outputs)
     return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
+
+
+_URL = re.compile(r"[a-zA-Z][\w+.-]*://[^\s'\"<>]+")
+
+
+def strip_urls(text: str) -> str:
+    """``text`` with the credentials removed from every URL in it (error messages name stores)."""
+    return _URL.sub(lambda m: strip_credentials(m.group(0)), text)
 
 
 def strip_credentials(url: str) -> str:
