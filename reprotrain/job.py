@@ -25,7 +25,8 @@ from reprotrain.adapters.process import Outcome, load_callable, run_callable, ru
 from reprotrain.adapters.store_helper import tracker_for
 from reprotrain.adapters.tracking import quick_failure
 from reprotrain.core.config import config_differences, flatten_params, interpolate_command
-from reprotrain.core.entrypoint import parse_entrypoint, replaces_pythonpath
+from reprotrain.core.entrypoint import hook_blocked, parse_entrypoint
+from reprotrain.core.links import PROJECT
 from reprotrain.core.record import RunRecord, parse_metrics, run_tags
 from reprotrain.core.secrets import MASK, Masker, env_value_digests, secret_env_values
 from reprotrain.errors import ReprotrainError, UsageError
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = ["run_job"]
 
 STDERR_TAIL = 64 * 1024  # bytes of stderr kept as `reprotrain/stderr-tail.txt`
+_IN_PROJECT = (f"sqlite:///{PROJECT}/", f"file://{PROJECT}/")  # a store inside the project (core/links.py)
 PLACEHOLDER_RUN_ID = "0" * 32  # stands in for the run ID while the config is checked before the run exists
 
 
@@ -96,19 +98,22 @@ class Job:
         # (`${reprotrain:run_id}`, `${oc.env:MLFLOW_RUN_ID}`) is checked now with a stand-in ID and
         # resolved again once the run exists: bad input still fails before there is a run
         self._prepare(PLACEHOLDER_RUN_ID)
-        if self.command is not None and replaces_pythonpath(self.command):
+        blocked = hook_blocked(self.command) if self.command is not None else None
+        if blocked:
             print(
-                "reprotrain: warning: the entrypoint sets PYTHONPATH without $PYTHONPATH, so reprotrain's "
-                "MLflow hook is not in the training code's process (runs the code makes with a client of its own "
-                "or in another store may not be found, and set_experiment/set_tracking_uri before start_run fail "
-                "as in plain MLflow); fix: keep it, as in PYTHONPATH=src:$PYTHONPATH",
+                f"reprotrain: warning: reprotrain's MLflow hook will not be in the training code's process: {blocked} "
+                "(runs the code makes with a client of its own or in another store may not be found, and "
+                "set_experiment/set_tracking_uri before start_run fail as in plain MLflow); fix: keep PYTHONPATH "
+                "first, as in PYTHONPATH=$PYTHONPATH:src, and drop -I/-E/-S",
                 file=sys.stderr,
             )
-        self.function = (
-            load_callable(self.entry.module, self.entry.function, self.root)
-            if self.entry.module and self.entry.function
-            else None
-        )
+        self.function = None
+        if self.entry.module and self.entry.function:
+            # the hook is in place before the code's module is imported: a module that binds
+            # `from mlflow import start_run` at its top gets the hooked function (inert outside the job)
+            hook = code_hook.in_process()
+            with hook.when_imported("mlflow", hook.install):
+                self.function = load_callable(self.entry.module, self.entry.function, self.root)
         self.tracker = tracker_for(session.tracking_uri)
         self.metrics: dict[str, float] = {}
         self.window_ms: tuple[int, int] | None = None
@@ -274,7 +279,7 @@ class Job:
         import shutil
 
         with quick_failure():
-            tags = self._linked_runs(staging, private / "links.jsonl")
+            tags = self._linked_runs(staging, private / "links.jsonl", outcome.status)
         shutil.rmtree(private, ignore_errors=True)
         for name in ("console.log", "stderr-tail.txt"):
             path = staging / name
@@ -319,17 +324,24 @@ class Job:
             return
         shutil.rmtree(staging, ignore_errors=True)
 
-    def _linked_runs(self, staging: Path, links_file: Path) -> dict[str, str]:
+    def _linked_runs(self, staging: Path, links_file: Path, status: str) -> dict[str, str]:
         """Runs the training code created itself, found, linked both ways, recorded and named."""
         try:
-            runs = find_linked(self.tracker, self.run_id, links_file, self.window_ms)
-            tags = link_both_ways(self.tracker, self.run_id, runs, links_file)
+            found = find_linked(self.tracker, self.run_id, links_file, self.window_ms, self.root)
+            runs, tags = link_both_ways(self.tracker, self.run_id, found, links_file, status)
         except ReprotrainError as exc:
             print(f"reprotrain: warning: could not look for runs the training code created ({exc})", file=sys.stderr)
             return {}
         if runs:
             write_linked(runs, staging)
-            print(linked_warning(self.run_id, runs, self.session.experiment_id), file=sys.stderr)
+            print(self.masker.text(linked_warning(self.run_id, runs, self.session.experiment_id)), file=sys.stderr)
+            if self.session.lineage.tags and any(r.store.startswith(_IN_PROJECT) for r in runs):
+                print(
+                    f"reprotrain: note: the training code's own store is inside the rerun's worktree {self.root}, "
+                    "which is removed afterwards: its runs there are kept only as reprotrain/linked-runs.json "
+                    "(rerun --keep keeps the worktree)",
+                    file=sys.stderr,
+                )
         return tags
 
     def _read_metrics(self) -> dict[str, float]:

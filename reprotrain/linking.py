@@ -7,21 +7,26 @@ They are found three ways, most exact first:
    created there, in whatever store;
 2. tagged ``reprotrain.launched_by`` in reprotrain's store (fluent runs of a process the hook did not
    reach, through ``MLFLOW_RUN_CONTEXT``);
-3. for a local store only (one user writes it), runs with no reprotrain tag created while the code
-   ran: those of a client that went around both.
+3. only when the hook was in none of the code's processes (``python -E``, a replaced
+   ``PYTHONPATH``) and reprotrain's store is a local file (one user writes it): runs with no
+   reprotrain tag created while the code ran, those of a client that went around both.
+
+Runs the code left RUNNING (a client's run never terminated, a worker process that exited without
+MLflow's exit handler) are closed with the job's status: nothing else ever would.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from reprotrain.adapters import code_hook
 from reprotrain.adapters.store_helper import AnyTracker
-from reprotrain.adapters.tracking import RunView, Tracker, is_local_store
-from reprotrain.core.links import LinkedRun, assign_roles
+from reprotrain.adapters.tracking import RunView, Tracker, sqlite_file
+from reprotrain.core.links import LinkedRun, assign_roles, portable_store
 from reprotrain.core.record import strip_credentials
 from reprotrain.errors import ReprotrainError
 
@@ -30,6 +35,7 @@ __all__ = ["LINKED_RUNS", "find_linked", "link_both_ways", "write_linked"]
 LINKED_RUNS = "linked-runs.json"  # artifact under reprotrain/
 LAUNCHED_BY = "reprotrain.launched_by"
 OPENED_DURING = "reprotrain.opened_during"
+CLOSED = "reprotrain.status_reason"
 
 
 def find_linked(
@@ -37,18 +43,25 @@ def find_linked(
     run_id: str,
     links_file: Path,
     window_ms: tuple[int, int] | None,
+    root: Path,
 ) -> list[LinkedRun]:
     """Every run the code created during the job, with its role (see core/links.py)."""
     noted = [e for e in code_hook.read_links(links_file) if e["run_id"] != run_id]
     here = [e for e in noted if code_hook.same_store(e["store"], tracker.uri)]
-    runs = _in_our_store(tracker, run_id, here, window_ms)
+    by_time = window_ms if not code_hook.hook_installed(links_file) and _file_store(tracker.uri) else None
+    runs = _in_our_store(tracker, run_id, here, by_time)
     elsewhere: dict[str, list[dict[str, Any]]] = {}
     for entry in noted:
         if entry not in here:
             elsewhere.setdefault(code_hook.store_key(entry["store"]), []).append(entry)
     for entries in elsewhere.values():
-        runs += _in_another_store(entries[0]["store"], entries, run_id)
+        runs += _in_another_store(entries[0]["store"], entries, run_id, root)
     return assign_roles(runs)
+
+
+def _file_store(uri: str) -> bool:
+    """A store in a local file: a SQLite database or a directory (not a database server)."""
+    return sqlite_file(uri) is not None or uri.startswith("file:") or "://" not in uri
 
 
 def _in_our_store(
@@ -63,7 +76,7 @@ def _in_our_store(
             continue  # deleted by the code itself
     for view in tracker.search_all(f"tags.`{LAUNCHED_BY}` = '{run_id}'"):
         views.setdefault(view.run_id, (view, "tag"))
-    if window_ms is not None and is_local_store(tracker.uri):
+    if window_ms is not None:
         start, end = window_ms
         for view in tracker.search_all(f"attributes.start_time >= {start} AND attributes.start_time <= {end}"):
             if view.run_id != run_id and not any(k.startswith("reprotrain.") for k in view.tags):
@@ -76,8 +89,8 @@ def _in_our_store(
     ]
 
 
-def _in_another_store(uri: str, entries: list[dict[str, Any]], run_id: str) -> list[LinkedRun]:
-    shown = strip_credentials(uri)
+def _in_another_store(uri: str, entries: list[dict[str, Any]], run_id: str, root: Path) -> list[LinkedRun]:
+    shown = portable_store(strip_credentials(uri), str(root))
     try:
         tracker = Tracker(uri, create=False)
         views = [tracker.get_run(e["run_id"]) for e in entries]
@@ -101,24 +114,35 @@ def _linked(view: RunView, run_id: str, experiment: str, store: str, found_by: s
         name=view.name,
         named=named,
         start_time=view.start_time,
+        end_time=view.end_time,
         status=view.status,
         found_by=found_by,
         metrics=dict(view.metrics),
     )
 
 
-def link_both_ways(tracker: AnyTracker, run_id: str, runs: Sequence[LinkedRun], links_file: Path) -> dict[str, str]:
-    """Tag each linked run with the job's run and its role; return the job run's own tags."""
+def link_both_ways(
+    tracker: AnyTracker, run_id: str, runs: Sequence[LinkedRun], links_file: Path, status: str
+) -> tuple[list[LinkedRun], dict[str, str]]:
+    """Tag each linked run with the job's run and its role, and close the ones left RUNNING with
+    the job's status; returns the runs as they are now and the job run's own tags."""
     stores = {e["run_id"]: e["store"] for e in code_hook.read_links(links_file)}
+    linked = []
     for run in runs:
-        if run.error:
-            continue
-        try:
-            target = Tracker(stores[run.run_id], create=False) if run.store else tracker
-            target.set_tags(run.run_id, {OPENED_DURING: run_id, "reprotrain.role": run.role})
-        except (ReprotrainError, KeyError):
-            continue  # the link from the job's run still stands
-    return {"reprotrain.foreign_runs": json.dumps([r.run_id for r in runs])} if runs else {}
+        if not run.error:
+            try:
+                target = Tracker(stores[run.run_id], create=False) if run.store else tracker
+                tags = {OPENED_DURING: run_id, "reprotrain.role": run.role}
+                if run.status == "RUNNING":
+                    tags[CLOSED] = f"left RUNNING by the training code of run {run_id}; closed when its job ended"
+                target.set_tags(run.run_id, tags)
+                if run.status == "RUNNING":
+                    target.terminate(run.run_id, status)
+                    run = replace(run, status=status)
+            except (ReprotrainError, KeyError):
+                pass  # the link from the job's run still stands
+        linked.append(run)
+    return linked, ({"reprotrain.foreign_runs": json.dumps([r.run_id for r in runs])} if runs else {})
 
 
 def write_linked(runs: Sequence[LinkedRun], directory: Path) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-__all__ = ["HOOK_DIR", "hook_environment", "in_process", "read_links", "same_store", "store_key"]
+__all__ = ["HOOK_DIR", "hook_environment", "hook_installed", "in_process", "read_links", "same_store", "store_key"]
 
 HOOK_DIR = Path(__file__).with_name("code_site")
 _MODULE = "reprotrain_code_hook"
@@ -43,6 +43,10 @@ def in_process() -> ModuleType:
 
 def read_links(path: Path) -> list[dict[str, Any]]:
     return list(in_process().read_links(str(path)))
+
+
+def hook_installed(path: Path) -> bool:
+    return bool(in_process().hook_installed(str(path)))
 
 
 def store_key(uri: str) -> str:

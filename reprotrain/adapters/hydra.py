@@ -220,26 +220,24 @@ def resolve(cfg: Any) -> dict[str, Any]:
 
 # hydra.* overrides that reprotrain sets itself, or that only describe this invocation
 _OWN_KEYS = {"hydra.run.dir", "hydra.sweep.dir", "hydra.job.name", "hydra.mode"}
-_VOLATILE_MARKERS = ("${now:", "${hydra:runtime.output_dir", "${hydra:run.", "${hydra:sweep.", "${reprotrain:run_id")
-# variables reprotrain gives the code (DESIGN.md §4): known values, not secrets from the user's
-# environment; those that name this run or its files differ on every run by design
-PROVIDED_VARIABLES = frozenset(
+_VOLATILE_MARKERS = ("${now:", "${hydra:runtime.output_dir", "${hydra:run.", "${hydra:sweep.", "${reprotrain:")
+# variables reprotrain gives the code (DESIGN.md §4): they say where and as which run the job is
+# recorded, not what it computes, so a value read from one is volatile; none is a secret from the
+# user's environment, except a tracking URI that carries credentials or a query
+_NOT_SECRET_VARIABLES = frozenset(
     {
-        "MLFLOW_TRACKING_URI",  # its credentials, if any, are masked as in every other value
         "MLFLOW_RUN_ID",
         "MLFLOW_EXPERIMENT_ID",
         "MLFLOW_RUN_CONTEXT",
         "REPROTRAIN_RUN_ID",
         "REPROTRAIN_CONFIG",
         "REPROTRAIN_OUTPUT_DIR",
-        "REPROTRAIN_TRACKING_URI",
         "REPROTRAIN_EXPERIMENT_ID",
         "REPROTRAIN_LINKS",
     }
 )
-_PER_RUN_VARIABLES = frozenset(
-    {"MLFLOW_RUN_ID", "MLFLOW_RUN_CONTEXT", "REPROTRAIN_RUN_ID", "REPROTRAIN_CONFIG", "REPROTRAIN_LINKS"}
-)
+_STORE_VARIABLES = frozenset({"MLFLOW_TRACKING_URI", "REPROTRAIN_TRACKING_URI"})
+PROVIDED_VARIABLES = _NOT_SECRET_VARIABLES | _STORE_VARIABLES
 _NAMES_THE_RUN = re.compile(
     r"\$\{\s*reprotrain:\s*run_id|\$\{oc\.env:\s*(MLFLOW_RUN_ID|REPROTRAIN_RUN_ID|MLFLOW_RUN_CONTEXT)\b"
 )
@@ -262,7 +260,7 @@ def volatile_keys(cfg: Any, resolved: dict[str, Any], output_dir: Path, run_id: 
                 walk(child, sub, f"{prefix}.{key}" if prefix else str(key))
         elif isinstance(node, str) and (
             any(m in node for m in _VOLATILE_MARKERS)
-            or any(var in _PER_RUN_VARIABLES for var in _OC_ENV.findall(node))
+            or any(var in PROVIDED_VARIABLES for var in _OC_ENV.findall(node))
             or (isinstance(resolved_node, str) and any(v in resolved_node for v in varies))
         ):
             found.add(prefix)
@@ -304,7 +302,7 @@ def _reprotrain_value(key: str) -> str:
     value = os.environ.get(variable)
     if value is None:
         raise ValueError(f"${{reprotrain:{key}}} is only known inside a job that reprotrain runs")
-    return strip_credentials(value) if variable == "REPROTRAIN_TRACKING_URI" else value
+    return strip_credentials(value).split("?", 1)[0] if variable == "REPROTRAIN_TRACKING_URI" else value
 
 
 def env_keys(cfg: Any, environ: Mapping[str, str]) -> list[str]:
@@ -319,13 +317,23 @@ def env_keys(cfg: Any, environ: Mapping[str, str]) -> list[str]:
         if isinstance(node, dict):
             for key, child in node.items():
                 walk(child, f"{prefix}.{key}" if prefix else str(key))
-        elif isinstance(node, str) and any(
-            var in environ and var not in PROVIDED_VARIABLES for var in _OC_ENV.findall(node)
-        ):
+        elif isinstance(node, str) and any(_from_user(var, environ) for var in _OC_ENV.findall(node)):
             found.append(prefix)
 
     walk(raw, "")
     return found
+
+
+def _from_user(variable: str, environ: Mapping[str, str]) -> bool:
+    """Whether a `${oc.env:...}` value is the user's (masked wherever written)."""
+    from reprotrain.core.record import strip_credentials
+
+    if variable not in environ or variable in _NOT_SECRET_VARIABLES:
+        return False
+    if variable in _STORE_VARIABLES:
+        uri = environ[variable]
+        return strip_credentials(uri) != uri or "?" in uri
+    return True
 
 
 def to_config(resolved: dict[str, Any]) -> Any:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["Entrypoint", "parse_entrypoint", "replaces_pythonpath"]
+__all__ = ["Entrypoint", "hook_blocked", "parse_entrypoint"]
 
 _MODULE_CALLABLE = re.compile(r"^(?P<module>[A-Za-z_][\w.]*|[^\s:]+\.py):(?P<function>[A-Za-z_][\w.]*)$")
 _PYTHONPATH_SET = re.compile(r"(?:^|[\s;&|(])PYTHONPATH=(\S*)")
+_PYTHON_FLAGS = re.compile(r"(?:^|[\s;&|(/])python[\d.]*((?:\s+-[A-Za-z]+)+)")  # the flags before the script
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,15 @@ def parse_entrypoint(text: str) -> Entrypoint:
     return Entrypoint(text.strip())
 
 
-def replaces_pythonpath(command: str) -> bool:
-    """Whether a shell command sets PYTHONPATH without keeping the value it was given
-    (`PYTHONPATH=src python train.py`, not `PYTHONPATH=src:$PYTHONPATH ...`)."""
-    return any("$PYTHONPATH" not in v and "${PYTHONPATH" not in v for v in _PYTHONPATH_SET.findall(command))
+def hook_blocked(command: str) -> str | None:
+    """Why a shell command's Python would not import reprotrain's hook from PYTHONPATH, if it
+    would not: it sets PYTHONPATH without keeping the value it was given, or runs Python with a
+    flag that ignores PYTHONPATH (or the site module). None when nothing says so."""
+    if any("$PYTHONPATH" not in v and "${PYTHONPATH" not in v for v in _PYTHONPATH_SET.findall(command)):
+        return "it sets PYTHONPATH without $PYTHONPATH"
+    for flags in _PYTHON_FLAGS.findall(command):
+        letters = "".join(flag.lstrip("-") for flag in flags.split())
+        found = [f"-{c}" for c in "IES" if c in letters]
+        if found:
+            return f"it runs Python with {'/'.join(found)}, which ignores PYTHONPATH"
+    return None

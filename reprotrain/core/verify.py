@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import fnmatch
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from reprotrain.core.config import canonical_json
 
 __all__ = [
     "EXIT_CODES",
@@ -59,6 +61,10 @@ class Verdict:
         return [c for c in self.checks if not c.ok]
 
 
+def _created(runs: Sequence[Mapping[str, float]]) -> str | None:
+    return f"{len(runs)} run(s)" if runs else None
+
+
 def _metric_checks(
     original: Mapping[str, float], rerun: Mapping[str, float], rtol: float, atol: float, prefix: str = ""
 ) -> list[Check]:
@@ -86,22 +92,24 @@ def compare(
     file_patterns: Iterable[str] = (),
     rtol: float = 0.0,
     atol: float = 0.0,
-    original_linked: Mapping[str, Mapping[str, float]] | None = None,
-    rerun_linked: Mapping[str, Mapping[str, float]] | None = None,
+    original_linked: Mapping[str, Sequence[Mapping[str, float]]] | None = None,
+    rerun_linked: Mapping[str, Sequence[Mapping[str, float]]] | None = None,
 ) -> Verdict:
     """Every metric of the original (exact unless a tolerance is given), every metric of each run
-    the code created itself, paired by role (``*_linked``: role -> metrics), and the sha256 of
-    each output file matching ``file_patterns`` (glob, relative to the output dir)."""
+    the code created itself, paired by role (``*_linked``: role -> the metrics of its runs), and the
+    sha256 of each output file matching ``file_patterns`` (glob, relative to the output dir)."""
     checks = _metric_checks(original_metrics, rerun_metrics, rtol, atol)
     linked_a, linked_b = original_linked or {}, rerun_linked or {}
     for role in sorted(set(linked_a) | set(linked_b)):
-        if role not in linked_a or role not in linked_b:
-            present = "(created)"
-            checks.append(
-                Check("run", role, present if role in linked_a else None, present if role in linked_b else None, False)
-            )
+        runs_a, runs_b = linked_a.get(role, []), linked_b.get(role, [])
+        if len(runs_a) != len(runs_b):
+            checks.append(Check("run", role, _created(runs_a), _created(runs_b), False))
             continue
-        checks += _metric_checks(linked_a[role], linked_b[role], rtol, atol, f"[{role}] ")
+        # a group that ran at the same time has no order: its runs are paired by what they logged
+        pairs = zip(sorted(runs_a, key=canonical_json), sorted(runs_b, key=canonical_json))
+        for n, (a, b) in enumerate(pairs, 1):
+            label = f"[{role}] " if len(runs_a) == 1 else f"[{role} {n}/{len(runs_a)}] "
+            checks += _metric_checks(a, b, rtol, atol, label)
     patterns = list(file_patterns)
     names = {n for n in set(original_files) | set(rerun_files) if any(fnmatch.fnmatch(n, p) for p in patterns)}
     for pattern in patterns:

@@ -193,7 +193,13 @@ def _wrap_create_run(original: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def install(mlflow: Any) -> None:
-    """Wrap ``start_run`` and ``MlflowClient.create_run`` (once per process)."""
+    """Wrap ``start_run`` and ``MlflowClient.create_run`` (once per process), and note that the
+    hook was there for this job (then no run is looked for by its creation time alone)."""
+    try:
+        if os.environ.get(RUN):
+            _note({"hook": "installed", "pid": os.getpid()})
+    except Exception:
+        pass
     try:
         fluent = mlflow.tracking.fluent
         client = mlflow.tracking.client.MlflowClient
@@ -223,11 +229,36 @@ def tidy(mlflow: Any, status: str) -> None:
             continue
     try:
         mlflow.set_tracking_uri(None)
-        fluent = mlflow.tracking.fluent
-        if hasattr(fluent, "_active_experiment_id"):  # no public call unsets set_experiment's choice
-            fluent._active_experiment_id = None
     except Exception:
         pass
+    # no public call unsets these: set_experiment's choice, the last run, autologging turned on
+    fluent = getattr(getattr(mlflow, "tracking", None), "fluent", None)
+    try:
+        fluent._active_experiment_id = None  # type: ignore[union-attr]
+        fluent._last_active_run_id.set(None)  # type: ignore[union-attr]
+    except Exception:
+        pass
+    try:
+        from mlflow.utils.autologging_utils import AUTOLOGGING_INTEGRATIONS
+
+        enabled = [name for name, conf in AUTOLOGGING_INTEGRATIONS.items() if not conf.get("disable", False)]
+    except Exception:
+        enabled = []
+    for name in enabled:
+        try:
+            target = mlflow if name == "mlflow" else getattr(mlflow, name)
+            target.autolog(disable=True)
+        except Exception:
+            continue
+
+
+def hook_installed(path: str | None) -> bool:
+    """Whether the hook was installed in a process of the job that wrote ``path``."""
+    try:
+        with open(path or "", encoding="utf-8") as fh:
+            return any('"hook": "installed"' in line for line in fh)
+    except OSError:
+        return False
 
 
 def read_links(path: str | None) -> list[dict[str, Any]]:
