@@ -56,7 +56,8 @@ def load_run(run_id: str, cwd: Path | None = None) -> dict[str, Any]:
                 hint=f"reprotrain show {during}",
             )
         raise ReprotrainError(
-            f"run {run_id} in {tracker.uri} was not launched by reprotrain (it has no reprotrain record)"
+            f"run {run_id} in {strip_credentials(tracker.uri)} was not launched by reprotrain "
+            "(it has no reprotrain record)"
         )
     record: dict[str, Any] = tracker.read_json_artifact(run_id, "reprotrain/record.json")
     record.update(
@@ -146,13 +147,21 @@ def stale_runs(tracker: Any, experiment_ids: list[str]) -> list[Any]:
 
 
 def reap_stale(tracker: Any, experiment_ids: list[str]) -> list[str]:
-    """Mark stale runs KILLED, with the reason; returns their IDs."""
+    """Mark stale runs KILLED, with the reason and the config's params (a job logs them when its
+    code ends, which a killed launcher never saw); returns their IDs."""
+    from reprotrain.core.config import flatten_params
+    from reprotrain.spool import log_config_params
+
     reaped = []
     for view in stale_runs(tracker, experiment_ids):
-        tracker.set_tags(
-            view.run_id,
-            {"reprotrain.status_reason": "its launcher died without closing it (found by a later reprotrain command)"},
-        )
+        reason = "its launcher died without closing it (found by a later reprotrain command)"
+        tags = {"reprotrain.status_reason": reason}
+        try:
+            record = tracker.read_json_artifact(view.run_id, "reprotrain/record.json")
+            tags |= log_config_params(tracker, view.run_id, flatten_params(record["config"]["resolved"]))
+        except (ReprotrainError, KeyError, TypeError):
+            pass  # no record uploaded yet: nothing to log the params from
+        tracker.set_tags(view.run_id, tags)
         tracker.terminate(view.run_id, "KILLED")
         reaped.append(view.run_id)
     return reaped
@@ -177,7 +186,7 @@ def open_ui(host: str, port: int, cwd: Path | None = None) -> int:
     if uri.startswith(("http://", "https://")):
         import webbrowser
 
-        print(f"the project's store is a tracking server: {uri}")
+        print(f"the project's store is a tracking server: {strip_credentials(uri)}")
         webbrowser.open(uri)
         return 0
     mlflow = shutil.which("mlflow")
@@ -186,7 +195,7 @@ def open_ui(host: str, port: int, cwd: Path | None = None) -> int:
             "the MLflow UI needs the full mlflow package (reprotrain installs mlflow-skinny)",
             hint="pip install 'reprotrain[server]'  (or: pip install mlflow)",
         )
-    print(f"MLflow UI for {uri} at http://{host}:{port} (Ctrl-C to stop)", flush=True)
+    print(f"MLflow UI for {strip_credentials(uri)} at http://{host}:{port} (Ctrl-C to stop)", flush=True)
     return subprocess.call([mlflow, "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)])
 
 
@@ -216,7 +225,9 @@ def list_runs(
         experiment = experiment_name(find_project(cwd))
     experiment_id = tracker.experiment_id(experiment)
     if experiment_id is None:
-        raise ReprotrainError(f"no experiment {experiment!r} in the tracking store {uri}", hint="reprotrain run ...")
+        raise ReprotrainError(
+            f"no experiment {experiment!r} in the tracking store {strip_credentials(uri)}", hint="reprotrain run ..."
+        )
     if stale:
         views = stale_runs(tracker, [experiment_id])
     else:

@@ -15,7 +15,7 @@ from reprotrain.core.secrets import Masker
 from reprotrain.errors import ReprotrainError
 from reprotrain.fileio import write_json
 
-__all__ = ["PARAMS_FROM_CODE", "Delivery", "deliver", "pending", "spool", "sync"]
+__all__ = ["FROM_CODE_FILE", "PARAMS_FROM_CODE", "Delivery", "deliver", "log_config_params", "pending", "spool", "sync"]
 
 SPOOL = "spool"
 
@@ -34,6 +34,7 @@ class Delivery:
 
 
 PARAMS_FROM_CODE = "reprotrain.params.from_code"  # config keys whose param value the code logged itself
+FROM_CODE_FILE = "params-from-code.json"  # ... all of them, under reprotrain/, when the tag cannot hold them
 
 
 def deliver(tracker: AnyTracker, delivery: Delivery) -> None:
@@ -44,26 +45,32 @@ def deliver(tracker: AnyTracker, delivery: Delivery) -> None:
     if delivery.metrics:
         tracker.log_metrics(delivery.run_id, delivery.metrics, delivery.timestamp_ms)
     if delivery.params:
-        tags |= _log_config_params(tracker, delivery.run_id, delivery.params)
+        own = next((Path(local) for local, path in delivery.artifacts if path == "reprotrain"), None)
+        tags |= log_config_params(tracker, delivery.run_id, delivery.params, own)
     for local, artifact_path in delivery.artifacts:
         tracker.log_artifacts(delivery.run_id, Path(local), artifact_path, masker)
     tracker.set_tags(delivery.run_id, tags)
     tracker.terminate(delivery.run_id, delivery.status)
 
 
-def _log_config_params(tracker: AnyTracker, run_id: str, params: dict[str, str]) -> dict[str, str]:
+def log_config_params(
+    tracker: AnyTracker, run_id: str, params: dict[str, str], staging: Path | None = None
+) -> dict[str, str]:
     """Log the config's params after the code has run, except keys the code logged itself: MLflow
     params cannot change, and the code's value stands (the config's is in reprotrain/config.yaml).
-    Returns the tag naming the keys whose value differs from the config's."""
+    Returns the tag naming the keys whose value differs from the config's; when they are too many
+    for a tag, it ends with "..." and ``staging`` gets the whole list as `params-from-code.json`."""
     existing = tracker.get_run(run_id).params
     tracker.log_params(run_id, {k: v for k, v in params.items() if k not in existing})
     differing = sorted(k for k, v in params.items() if k in existing and existing[k] != v)
     if not differing:
         return {}
-    text = json.dumps(differing)
-    while len(text) > MAX_TAG and len(differing) > 1:  # the artifact holds the whole config
-        differing = differing[: len(differing) // 2]
-        text = json.dumps(differing + ["..."])
+    if staging is not None and staging.is_dir():
+        (staging / FROM_CODE_FILE).write_text(json.dumps(differing, indent=1) + "\n", encoding="utf-8")
+    shown, text = differing, json.dumps(differing)
+    while len(text) > MAX_TAG:
+        shown = shown[: len(shown) // 2]
+        text = json.dumps([*shown, "..."])
     return {PARAMS_FROM_CODE: text}
 
 
