@@ -21,10 +21,33 @@ MLCODE_PY = '''\
 import json
 import os
 import random
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import mlflow
 from mlflow import MlflowClient
+from mlflow import set_experiment as bound_set_experiment  # bound when the module is imported
+from mlflow import start_run as bound_start_run
+
+COLLEAGUE = """
+import os, mlflow
+client = mlflow.MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+found = client.get_experiment_by_name("colleague")
+experiment_id = found.experiment_id if found else client.create_experiment("colleague")
+client.set_terminated(client.create_run(experiment_id).info.run_id)
+"""
+
+
+def pool_worker(i):
+    """A worker of a process pool: a run of its own with a client, never terminated (as workers
+    that exit without MLflow's exit handler leave theirs)."""
+    client = MlflowClient()
+    run = client.create_run(os.environ["MLFLOW_EXPERIMENT_ID"])
+    client.log_metric(run.info.run_id, "score", 0.5 + i)
+    time.sleep(1.0)  # the workers' runs overlap
+    return run.info.run_id
 
 
 class FrameworkLogger:
@@ -109,6 +132,24 @@ def run_pattern(cfg, pattern, score):
         logger.log_hyperparams({"alpha": cfg["alpha"]})
         logger.log_metrics({"score": score}, step=0)
         logger.finalize()
+    elif pattern == "bound_names":  # `from mlflow import start_run` at the module's top
+        bound_set_experiment(cfg["mlflow_experiment"])
+        with bound_start_run():
+            mlflow.log_metric("score", score)
+    elif pattern == "colleague":  # another process, without the hook, writes to the same store
+        mlflow.log_metric("score", score)
+        subprocess.run([sys.executable, "-E", "-c", COLLEAGUE], check=True)
+    elif pattern == "pool":
+        import multiprocessing
+
+        mlflow.log_metric("score", score)  # attaches: MLflow drops MLFLOW_RUN_ID, workers make their own
+        with multiprocessing.get_context("spawn").Pool(2) as pool:
+            pool.map(pool_worker, [0, 1])
+    elif pattern == "fit_only":  # fits without autolog, as a fresh process would see MLflow
+        last = mlflow.last_active_run()
+        fit_ridge(0.5)
+        mlflow.log_metric("score", score)
+        mlflow.log_metric("saw_last_active_run", 0.0 if last is None else 1.0)
     elif pattern == "none":
         pass
     else:
@@ -126,6 +167,8 @@ def train(cfg):
     (out / "seen.json").write_text(json.dumps({"run_id_env": os.environ.get("MLFLOW_RUN_ID")}))
     if cfg["fail"]:
         raise RuntimeError("MLCODE-TRAINING-FAILED")
+    if os.environ.get("MLCODE_EXIT"):  # set by a test for one launch only (the config stays the same)
+        sys.exit(int(os.environ["MLCODE_EXIT"]))
     return score
 
 

@@ -152,6 +152,7 @@ def test_sigkilled_launcher_leaves_a_stale_run_that_is_reaped(project, tmp_path,
     stale = only_run(project)
     stale_id = stale.info.run_id
     assert stale.info.status == "RUNNING", "nothing could close the run of a SIGKILLed launcher"
+    assert "model.lr" not in stale.data.params, "the config's params are logged when the code ends"
     host, pid, start = stale.data.tags["reprotrain.launcher"].rsplit(":", 2)
     assert (host, pid) == (socket.gethostname(), str(proc.pid)), stale.data.tags["reprotrain.launcher"]
     assert start.isdigit()
@@ -171,6 +172,7 @@ def test_sigkilled_launcher_leaves_a_stale_run_that_is_reaped(project, tmp_path,
     reaped = client_for(uri).get_run(stale_id)
     assert reaped.info.status == "KILLED"
     assert "launcher died" in reaped.data.tags.get("reprotrain.status_reason", ""), reaped.data.tags
+    assert reaped.data.params["model.lr"] == "0.1", "reaping logs the config's params from the record"
     again = run_cli("runs", "--stale", "--json", cwd=project)
     assert again.code == 0 and json.loads(again.out) == [], again.describe()
     assert "RUNNING" not in statuses(uri).values()

@@ -58,6 +58,7 @@ def test_code_logging_config_params_itself_wins_and_nothing_fails(ml):
     assert params["pattern"] == "own_params" and params["data.path"] == "data/train.csv", "the rest of the config"
     assert json.loads(run.data.tags["reprotrain.params.from_code"]) == ["alpha", "model.layers"]
     uri, run_id = embedded_uri(ml), run.info.run_id
+    assert json.loads(artifact_text(uri, run_id, "reprotrain/params-from-code.json")) == ["alpha", "model.layers"]
     resolved = record_of(uri, run_id)["config"]["resolved"]
     assert resolved["alpha"] == 1 and resolved["model"]["layers"] == 2, "the record keeps the config's values"
     assert yaml.safe_load(artifact_text(uri, run_id, "reprotrain/config.yaml"))["alpha"] == 1
@@ -235,11 +236,44 @@ def test_framework_logger_pointed_at_reprotrains_run_from_the_command_line(ml, s
     assert not linked_warnings(res) and run.info.status == "FINISHED"
 
 
+def test_names_bound_when_the_module_is_imported_are_hooked_too(ml):
+    """`from mlflow import start_run, set_experiment` at the top of the code's module."""
+    run_ok(ml, "pattern=bound_names")
+    own, others = own_and_others(ml)
+    (theirs,) = others
+    names = {e.experiment_id: e.name for e in _experiments(ml)}
+    assert names[theirs.info.experiment_id] == "my-experiment" and theirs.data.metrics == {"score": 0.51}
+    assert theirs.data.tags["reprotrain.opened_during"] == own.info.run_id
+
+
+def test_a_run_without_reprotrains_tags_is_not_claimed_when_the_hook_was_there(ml):
+    """Another process (without the hook) writes a run into the same store while the job runs: it is
+    not the code's, as far as anyone can tell, and is left alone."""
+    res = run_ok(ml, "pattern=colleague")
+    own, others = own_and_others(ml)
+    (colleague,) = others
+    assert not any(k.startswith("reprotrain.") for k in colleague.data.tags), colleague.data.tags
+    assert "reprotrain.foreign_runs" not in own.data.tags and not linked_warnings(res)
+
+
+def test_a_pool_of_workers_runs_share_one_role_and_are_closed_when_the_job_ends(ml):
+    """Workers' runs that overlap in time have no order; runs left RUNNING get the job's status."""
+    res = run_ok(ml, "pattern=pool")
+    own, others = own_and_others(ml)
+    assert own.data.metrics["score"] == 0.51
+    assert len(others) == 2, res.describe()
+    assert {o.data.tags["reprotrain.role"] for o in others} == {"demo#1-2"}
+    assert {o.info.status for o in others} == {"FINISHED"}, "left RUNNING by the workers, closed by reprotrain"
+    assert all("left RUNNING" in o.data.tags["reprotrain.status_reason"] for o in others)
+    assert sorted(o.data.metrics["score"] for o in others) == [0.5, 1.5]
+
+
 def test_run_without_the_hook_is_found_by_its_time(project):
     """`python -E` ignores PYTHONPATH, so reprotrain's hook is not in the code's process: a client's
     run in the embedded store is still found (by when it was created) and linked."""
     setup_mlcode(project, "command", entrypoint="python -E mlcode.py")
     res = run_ok(project, "pattern=client_run")
+    assert "reprotrain's MLflow hook will not be in the training code's process: it runs Python with -E" in res.err
     own, others = own_and_others(project)
     (theirs,) = others
     assert "reprotrain.launched_by" not in theirs.data.tags, "the hook was not there to tag it"
@@ -251,14 +285,16 @@ def test_run_without_the_hook_is_found_by_its_time(project):
 
 def test_jobs_in_one_process_do_not_leak_mlflow_state(project):
     """A sweep runs its jobs in one process (Hydra's basic launcher; a reused joblib worker): the
-    experiment and tracking URI one callable job set must not reach the next."""
+    experiment, autologging and last run one callable job left must not reach the next."""
     setup_mlcode(project, "callable")
-    res = run_cli("run", "-m", "pattern=set_experiment,plain", cwd=project)
+    res = run_cli("run", "-m", "pattern=set_experiment,autolog,fit_only", cwd=project, timeout=300)
     assert res.code == 0, res.describe()
     runs = runs_by_id(embedded_uri(project))
     jobs = {r.data.params.get("pattern"): r for r in runs.values() if "reprotrain.config.digest" in r.data.tags}
-    assert set(jobs) == {"set_experiment", "plain"}, jobs
-    assert jobs["plain"].data.metrics == {"score": 0.51}, "the second job's metric landed in its own run"
-    assert jobs["plain"].info.experiment_id == jobs["set_experiment"].info.experiment_id
-    assert "reprotrain.foreign_runs" not in jobs["plain"].data.tags
+    assert set(jobs) == {"set_experiment", "autolog", "fit_only"}, jobs
+    last = jobs["fit_only"]
+    assert last.data.metrics == {"score": 0.51, "saw_last_active_run": 0.0}, "autolog or the last run leaked"
+    assert last.info.experiment_id == jobs["set_experiment"].info.experiment_id
+    assert "reprotrain.foreign_runs" not in last.data.tags
+    assert "training_r2_score" in jobs["autolog"].data.metrics
     assert all(r.info.status == "FINISHED" for r in jobs.values())

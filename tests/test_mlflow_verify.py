@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers import artifact_json, embedded_uri, run_cli
+from helpers import artifact_json, commit_all, embedded_uri, git_status, run_cli
 from mlflow_code import runs_by_id, setup_mlcode
 
 
@@ -80,3 +80,35 @@ def test_a_sweep_with_nothing_to_compare(project):
     res = run_cli("rerun", parent, "--verify", cwd=project, timeout=300)
     assert res.code == 5, res.describe()
     assert "NOTHING TO COMPARE (0 of 2 jobs reproduced)" in res.out, res.out
+
+
+def test_a_pool_of_workers_is_verified_as_one_group(project):
+    setup_mlcode(project, "callable")
+    res = rerun_verify(project, "pattern=pool")
+    assert res.code == 0, res.describe()
+    assert "[demo#1-2 1/2] score" in res.out and "[demo#1-2 2/2] score" in res.out, res.out
+
+
+def test_a_store_inside_the_project_is_the_same_store_in_the_rerun(project):
+    """`set_tracking_uri("sqlite:///code-store.db")` (a path relative to the project, ignored by
+    git): the rerun's code writes into its worktree's copy, which counts as the same store."""
+    setup_mlcode(project, "command")
+    (project / ".gitignore").write_text((project / ".gitignore").read_text() + "code-store.db\n")
+    commit_all(project, "ignore the code's own store")
+    res = rerun_verify(project, "pattern=tracking_uri", "tracking_uri='sqlite:///code-store.db'")
+    assert res.code == 0, res.describe()
+    assert "[Default in sqlite:///<project>/code-store.db#1] score" in res.out, res.out
+    assert "inside the rerun's worktree" in res.err, res.describe()
+    assert git_status(project) == ""
+
+
+def test_the_codes_own_exit_code_passes_through_a_rerun(project):
+    """A code that exits 5 or 4 in the rerun is a failed rerun with that code, never a verdict."""
+    setup_mlcode(project, "command")
+    first = run_cli("run", "write_metrics=true", cwd=project)
+    assert first.code == 0, first.describe()
+    plain = run_cli("rerun", "last", cwd=project, env={"MLCODE_EXIT": "5"}, timeout=240)
+    assert plain.code == 5 and "FAILED (exit code 5)" in plain.err, plain.describe()
+    verified = run_cli("rerun", "last", "--verify", cwd=project, env={"MLCODE_EXIT": "4"}, timeout=240)
+    assert verified.code == 4 and "FAILED (exit code 4)" in verified.err, verified.describe()
+    assert "REPRODUCED" not in verified.out and "NOTHING TO COMPARE" not in verified.out, verified.out

@@ -215,3 +215,47 @@ def test_rerun_verify_from_a_second_clone_pulls_the_data_from_the_object_store(t
     assert git_status(clone) == ""
     assert_artifacts_in_bucket(tp, new)
     assert_no_secret_stored(tp)
+
+
+def test_training_code_that_uses_mlflow_itself_on_the_tracking_server(project, team, tmp_path):  # noqa: F811
+    """The MLflow patterns of tests/test_mlflow_code.py against `mlflow server`, with the tracking
+    password inside the tracking URI (as some teams set it): the code's own runs are found through
+    the hook (no time-window search on a server), verified by role, and the password is stored nowhere."""
+    from mlflow.entities import ViewType
+    from mlflow_code import setup_mlcode
+
+    setup_mlcode(project, "callable")
+    experiment = f"team-{uuid.uuid4().hex[:12]}"
+    password = team.secrets["MLFLOW_TRACKING_PASSWORD"]
+    url = team.tracking_uri.replace("http://", f"http://rt-team-member:{password}@")
+    env = team.client_env(experiment) | {"MLFLOW_TRACKING_URI": url}
+    res = run_cli("run", "-m", "pattern=nested,client_run,logger", cwd=project, env=env, timeout=600)
+    assert res.code == 0, res.describe()
+    own_lines = [line for line in (res.out + res.err).splitlines() if line.startswith("reprotrain")]
+    assert not [line for line in own_lines if password in line], "reprotrain printed the password"
+    client = client_for(team.tracking_uri)
+    jobs = [r for r in runs_in(team.tracking_uri, experiment) if "reprotrain.config.digest" in r.data.tags]
+    assert {j.data.params["pattern"] for j in jobs} == {"nested", "client_run", "logger"}
+    linked = {
+        j.data.params["pattern"]: json.loads(j.data.tags.get("reprotrain.foreign_runs", "[]")) for j in jobs
+    }
+    assert len(linked["nested"]) == 2 and len(linked["client_run"]) == 1 and len(linked["logger"]) == 1, linked
+    roles = {client.get_run(rid).data.tags["reprotrain.role"] for ids in linked.values() for rid in ids}
+    assert roles == {"nested:fold-0", "nested:fold-1", "client-exp#1", "lightning_logs#1"}
+    assert res.err.count("MLflow run(s) besides run") == 3, "one warning line per job that made runs"
+
+    parent = next(r for r in runs_in(team.tracking_uri, experiment) if r.data.tags.get("reprotrain.sweep") == "true")
+    rerun = run_cli("rerun", parent.info.run_id, "--verify", cwd=project, env=env, timeout=600)
+    assert rerun.code == 0, rerun.describe()
+    assert "[lightning_logs#1] score" in rerun.out and "[client-exp#1] score" in rerun.out, rerun.out
+
+    leaks = []
+    experiments = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
+    for run in client.search_runs(experiments, max_results=1000):
+        texts = [run.info.run_name or "", *(f"{k}={v}" for k, v in {**run.data.tags, **run.data.params}.items())]
+        leaks += [f"run {run.info.run_id}: {t[:80]}" for t in texts if password in t]
+        local = Path(client.download_artifacts(run.info.run_id, "", str(tmp_path / run.info.run_id)))
+        files = [p for p in local.rglob("*") if p.is_file()]
+        leaks += [f"run {run.info.run_id} artifact {p.name}" for p in files if password.encode() in p.read_bytes()]
+    assert not leaks, "the password in the tracking URI was stored:\n" + "\n".join(leaks)
+    assert git_status(project) == ""

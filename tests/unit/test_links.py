@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from reprotrain.adapters import code_hook
-from reprotrain.core.links import LinkedRun, assign_roles, linked_metrics, load_linked
+from reprotrain.core.links import LinkedRun, assign_roles, linked_metrics, load_linked, portable_store
 from reprotrain.core.verify import (
     EXIT_CODES,
     NOT_REPRODUCED,
@@ -20,8 +20,9 @@ from reprotrain.core.verify import (
 )
 
 
-def run(run_id, experiment="exp", start=0, **kw):
-    return LinkedRun(run_id=run_id, experiment_id="1", experiment=experiment, start_time=start, **kw)
+def run(run_id, experiment="exp", start=0, end="after start", **kw):
+    end = start + 1 if end == "after start" else end  # one after the other unless told
+    return LinkedRun(run_id=run_id, experiment_id="1", experiment=experiment, start_time=start, end_time=end, **kw)
 
 
 def test_roles_by_place_then_name_or_position():
@@ -48,28 +49,61 @@ def test_roles_by_place_then_name_or_position():
     }
 
 
+def test_runs_that_ran_at_the_same_time_share_a_role():
+    runs = [
+        run("w1", start=10, end=50),
+        run("w2", start=11, end=40),
+        run("w3", start=45, end=60),  # starts before w1 ended: the same group
+        run("after", start=70, end=80),
+        run("open", start=90, end=None),  # left running: overlaps whatever starts after it
+        run("late", start=95, end=99),
+        run("named", start=12, end=13, name="eval", named=True),  # a name tells it apart anyway
+    ]
+    roles = {r.run_id: r.role for r in assign_roles(runs)}
+    assert roles == {
+        "w1": "exp#1-4",
+        "w2": "exp#1-4",
+        "w3": "exp#1-4",
+        "after": "exp#5",
+        "open": "exp#6-7",
+        "late": "exp#6-7",
+        "named": "exp:eval",
+    }
+
+
 def test_roles_survive_a_round_trip_through_the_record():
     runs = assign_roles([run("a", metrics={"loss": 0.5}), run("b", start=3)])
     back = load_linked([{**r.to_dict(), "unknown_later_field": 1} for r in runs] + [{"no": "id"}])
     assert back == runs
-    assert linked_metrics(back) == {"exp#1": {"loss": 0.5}, "exp#2": {}}
+    assert linked_metrics(back) == {"exp#1": [{"loss": 0.5}], "exp#2": [{}]}
 
 
 def test_linked_metrics_are_compared_by_role():
-    same = compare({}, {}, {}, {}, original_linked={"exp#1": {"acc": 0.9}}, rerun_linked={"exp#1": {"acc": 0.9}})
+    one = {"exp#1": [{"acc": 0.9}]}
+    same = compare({}, {}, {}, {}, original_linked=one, rerun_linked={"exp#1": [{"acc": 0.9}]})
     assert same.outcome == REPRODUCED and [c.name for c in same.checks] == ["[exp#1] acc"]
-    differs = compare({}, {}, {}, {}, original_linked={"exp#1": {"acc": 0.9}}, rerun_linked={"exp#1": {"acc": 0.8}})
+    differs = compare({}, {}, {}, {}, original_linked=one, rerun_linked={"exp#1": [{"acc": 0.8}]})
     assert differs.outcome == NOT_REPRODUCED
-    missing = compare({"a": 1.0}, {"a": 1.0}, {}, {}, original_linked={"exp#1": {}}, rerun_linked={})
+    missing = compare({"a": 1.0}, {"a": 1.0}, {}, {}, original_linked={"exp#1": [{}]}, rerun_linked={})
     assert missing.outcome == NOT_REPRODUCED
     assert [(c.kind, c.name, c.ok) for c in missing.failures] == [("run", "exp#1", False)]
-    tolerant = compare({}, {}, {}, {}, rtol=0.1, original_linked={"r": {"x": 1.0}}, rerun_linked={"r": {"x": 1.05}})
+    tolerant = compare({}, {}, {}, {}, rtol=0.1, original_linked={"r": [{"x": 1.0}]}, rerun_linked={"r": [{"x": 1.05}]})
     assert tolerant.reproduced
+
+
+def test_a_group_of_runs_is_compared_whatever_order_its_runs_had():
+    a = {"pool#1-2": [{"score": 0.1}, {"score": 0.2}]}
+    swapped = compare({}, {}, {}, {}, original_linked=a, rerun_linked={"pool#1-2": [{"score": 0.2}, {"score": 0.1}]})
+    assert swapped.reproduced and [c.name for c in swapped.checks] == ["[pool#1-2 1/2] score", "[pool#1-2 2/2] score"]
+    other = compare({}, {}, {}, {}, original_linked=a, rerun_linked={"pool#1-2": [{"score": 0.2}, {"score": 0.3}]})
+    assert other.outcome == NOT_REPRODUCED
+    fewer = compare({}, {}, {}, {}, original_linked=a, rerun_linked={"pool#1-2": [{"score": 0.2}]})
+    assert [(c.original, c.rerun) for c in fewer.failures] == [("2 run(s)", "1 run(s)")]
 
 
 def test_nothing_to_compare_is_not_a_failure():
     files = {"model.pt": "h"}  # produced, but not named in verify_files: not compared
-    verdict = compare({}, {}, files, files, original_linked={"exp#1": {}}, rerun_linked={"exp#1": {}})
+    verdict = compare({}, {}, files, files, original_linked={"exp#1": [{}]}, rerun_linked={"exp#1": [{}]})
     assert verdict.outcome == NOTHING_TO_COMPARE and not verdict.reproduced
     assert EXIT_CODES == {REPRODUCED: 0, NOT_REPRODUCED: 4, NOTHING_TO_COMPARE: 5}
 
@@ -129,18 +163,34 @@ def test_when_start_run_takes_reprotrains_run(monkeypatch, uri, args, env, activ
 
 
 @pytest.mark.parametrize(
-    ("command", "replaces"),
+    ("command", "blocked"),
     [
-        ("python train.py", False),
-        ("PYTHONPATH=src python train.py", True),
-        ("env PYTHONPATH=src python train.py", True),
-        ("cd x && PYTHONPATH=. python t.py", True),
-        ("PYTHONPATH=src:$PYTHONPATH python train.py", False),
-        ("PYTHONPATH=src:${PYTHONPATH} python train.py", False),
-        ("MY_PYTHONPATH=src python train.py", False),
+        ("python train.py", None),
+        ("PYTHONPATH=src python train.py", "PYTHONPATH"),
+        ("env PYTHONPATH=src python train.py", "PYTHONPATH"),
+        ("cd x && PYTHONPATH=. python t.py", "PYTHONPATH"),
+        ("PYTHONPATH=src:$PYTHONPATH python train.py", None),
+        ("PYTHONPATH=$PYTHONPATH:src python train.py", None),
+        ("PYTHONPATH=src:${PYTHONPATH} python train.py", None),
+        ("MY_PYTHONPATH=src python train.py", None),
+        ("python -E mlcode.py", "-E"),
+        ("python3.11 -u -I t.py --lr 0.1", "-I"),
+        ("/usr/bin/python3 -sE t.py", "-E"),
+        ("python -m src.train -E", None),  # the module's own flag, after the script
+        ("python -u train.py", None),
     ],
 )
-def test_commands_that_replace_pythonpath(command, replaces):
-    from reprotrain.core.entrypoint import replaces_pythonpath
+def test_commands_that_keep_the_hook_out(command, blocked):
+    from reprotrain.core.entrypoint import hook_blocked
 
-    assert replaces_pythonpath(command) is replaces
+    found = hook_blocked(command)
+    assert (found is None) if blocked is None else (found is not None and blocked in found), found
+
+
+def test_a_store_inside_the_project_has_one_name_in_any_checkout(tmp_path):
+    for root in (tmp_path / "proj", tmp_path / "proj" / ".reprotrain" / "worktrees" / "abc"):
+        root.mkdir(parents=True, exist_ok=True)
+        assert portable_store(f"sqlite:///{root}/runs/m.db", str(root)) == "sqlite:///<project>/runs/m.db"
+        assert portable_store(f"file://{root}/mlruns", str(root)) == "file://<project>/mlruns"
+    assert portable_store("sqlite:////elsewhere/m.db", str(tmp_path)) == "sqlite:////elsewhere/m.db"
+    assert portable_store("http://host:5000", str(tmp_path)) == "http://host:5000"
