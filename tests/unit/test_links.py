@@ -194,3 +194,38 @@ def test_a_store_inside_the_project_has_one_name_in_any_checkout(tmp_path):
         assert portable_store(f"file://{root}/mlruns", str(root)) == "file://<project>/mlruns"
     assert portable_store("sqlite:////elsewhere/m.db", str(tmp_path)) == "sqlite:////elsewhere/m.db"
     assert portable_store("http://host:5000", str(tmp_path)) == "http://host:5000"
+
+
+def test_start_run_hides_the_offer_from_another_store_and_offers_it_again(monkeypatch):
+    """The wrapper around MLflow's start_run, with a stand-in for it that attaches as MLflow does
+    (it drops MLFLOW_RUN_ID once it used it)."""
+    hook = code_hook.in_process()
+    calls = []
+
+    def start_run(run_id=None, experiment_id=None, run_name=None, nested=False, parent_run_id=None, tags=None):
+        calls.append((os.environ.get("MLFLOW_RUN_ID"), os.environ.get("MLFLOW_EXPERIMENT_ID")))
+        os.environ.pop("MLFLOW_RUN_ID", None)
+
+    store = ["sqlite:////s/other.db"]
+    mlflow = SimpleNamespace(get_tracking_uri=lambda: store[0], active_run=lambda: None)
+    wrapped = hook._wrap_start_run(start_run, mlflow)
+    for key, value in {
+        hook.RUN: "run-a",
+        "MLFLOW_RUN_ID": "run-a",
+        hook.STORE: "sqlite:////s/m.db",
+        hook.EXPERIMENT: "1",
+        "MLFLOW_EXPERIMENT_ID": "1",
+    }.items():
+        monkeypatch.setitem(os.environ, key, value)
+
+    wrapped(run_name="elsewhere")  # another store: neither our run nor our store's experiment ID
+    assert calls[-1] == (None, None)
+    assert os.environ["MLFLOW_RUN_ID"] == "run-a" and os.environ["MLFLOW_EXPERIMENT_ID"] == "1", "offered again"
+    os.environ.pop("MLFLOW_RUN_ID")  # the code's end_run of that run drops it, as MLflow does
+    store[0] = "sqlite:////s/m.db"
+    wrapped()  # back in reprotrain's store: the run is offered again, and taken
+    assert calls[-1] == ("run-a", "1")
+    wrapped()  # a second run of the code's own after it ended the first: a new run, as in MLflow
+    assert calls[-1] == (None, "1")
+    wrapped("explicit-id")  # an explicit run ID is the code's business
+    assert len(calls) == 4
