@@ -273,6 +273,7 @@ def _row(view: Any) -> dict[str, Any]:
         "pinned": tags.get("reprotrain.pinned") == "true",
         "metrics": view.metrics,
         "reproduced": tags.get("reprotrain.reproduced"),
+        "verdict": tags.get("reprotrain.verdict"),
         "rerun_of": tags.get("reprotrain.rerun_of"),
         "parent": tags.get("mlflow.parentRunId"),
     }

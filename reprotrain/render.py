@@ -179,6 +179,8 @@ def runs_text(rows: Sequence[Mapping[str, Any]], metric_count: int = 3) -> str:
     for r in rows:
         metrics = " ".join(f"{k}={v:.4g}" for k, v in sorted(r.get("metrics", {}).items())[:metric_count])
         repro = {"true": "yes", "false": "NO"}.get(str(r.get("reproduced")), "-")
+        if r.get("verdict") == "nothing-to-compare":
+            repro = "none"  # verified, but nothing to compare
         table.append(
             (
                 r["run_id"][:12],
