@@ -21,6 +21,7 @@ from reprotrain import __version__
 from reprotrain.adapters import code_hook
 from reprotrain.adapters import git as git_adapter
 from reprotrain.adapters import hydra as hydra_adapter
+from reprotrain.adapters.dvc_config import remote_secrets as dvc_remote_secrets
 from reprotrain.adapters.process import Outcome, load_callable, run_callable, run_command
 from reprotrain.adapters.store_helper import tracker_for
 from reprotrain.adapters.tracking import quick_failure
@@ -28,8 +29,16 @@ from reprotrain.core.config import config_differences, flatten_params, interpola
 from reprotrain.core.entrypoint import hook_blocked, parse_entrypoint
 from reprotrain.core.links import PROJECT
 from reprotrain.core.record import RunRecord, parse_metrics, run_tags
-from reprotrain.core.secrets import MASK, Masker, env_value_digests, secret_env_values
+from reprotrain.core.secrets import (
+    MASK,
+    Masker,
+    config_strings,
+    env_value_digests,
+    secret_env_values,
+    url_secrets,
+)
 from reprotrain.errors import ReprotrainError, UsageError
+from reprotrain.fileio import walk_tree
 from reprotrain.linking import find_linked, link_both_ways, write_linked
 from reprotrain.progress import progress, tree_size
 from reprotrain.render import linked_warning
@@ -127,7 +136,9 @@ class Job:
         self.masker = Masker(
             secret_env_values(os.environ | {"MLFLOW_TRACKING_URI": self.session.tracking_uri})
             | Masker.secret_config_values(self.resolved, env_keys)
-            | git_adapter.remote_secrets(self.root),
+            | url_secrets([*config_strings(self.resolved), *self.ctx.overrides, *self.session.argv])
+            | git_adapter.remote_secrets(self.root)
+            | dvc_remote_secrets(self.root),
             keys=env_keys,
         )
         self.public = self.masker.config(self.resolved)  # what is written anywhere but the code's copy
@@ -285,11 +296,7 @@ class Job:
             path = staging / name
             if path.is_file() and (masked := self.masker.data(path.read_bytes())) is not None:
                 path.write_bytes(masked)
-        outputs = {
-            p.relative_to(self.ctx.output_dir).as_posix(): file_sha256(p)
-            for p in sorted(self.ctx.output_dir.rglob("*"))
-            if p.is_file()
-        }
+        outputs = self._outputs()
         (staging / "outputs.json").write_text(json.dumps(outputs, indent=2) + "\n", encoding="utf-8")
         self.metrics = self._read_metrics()
         tags["reprotrain.exit_code"] = str(outcome.exit_code)
@@ -315,7 +322,15 @@ class Job:
                 self.tracker.get_run(self.run_id)
                 deliver(self.tracker, delivery)
         except ReprotrainError as exc:
-            where = spool(Path(self.session.root) / ".reprotrain", delivery)
+            try:
+                where = spool(Path(self.session.root) / ".reprotrain", delivery)
+            except OSError as disk:
+                print(
+                    f"reprotrain: error: could not finish logging run {self.run_id} ({exc}), nor keep it for "
+                    f"`reprotrain sync`: {disk} (fix: free space on the disk of {self.session.root}, then rerun)",
+                    file=sys.stderr,
+                )
+                return
             print(
                 f"reprotrain: warning: could not finish logging run {self.run_id} ({exc}); "
                 f"saved in {where}: run `reprotrain sync` when the store is back",
@@ -343,6 +358,33 @@ class Job:
                     file=sys.stderr,
                 )
         return tags
+
+    def _outputs(self) -> dict[str, str]:
+        """sha256 of every file the upload sends; a link that is not followed (out of the output
+        dir, to a directory, dangling) as `symlink:<target>`; special files are named in a warning."""
+        outputs: dict[str, str] = {}
+        left_out = []
+        for entry in walk_tree(self.ctx.output_dir):
+            if entry.source is not None:
+                try:
+                    outputs[entry.rel] = file_sha256(entry.source)
+                except OSError as exc:  # removed or unreadable: it cannot be uploaded either
+                    left_out.append(f"{entry.rel} ({exc.strerror})")
+            elif entry.kind == "link":
+                outputs[entry.rel] = f"symlink:{entry.target}"
+                left_out.append(f"{entry.rel} -> {entry.target}")
+            else:
+                left_out.append(f"{entry.rel} (not a regular file)")
+        if left_out:
+            print(
+                self.masker.text(
+                    f"reprotrain: warning: not uploaded from the output dir {self.ctx.output_dir} (a link is never "
+                    f"followed out of it, a FIFO or socket never opened): {', '.join(left_out[:20])}"
+                    + (f" and {len(left_out) - 20} more" if len(left_out) > 20 else "")
+                ),
+                file=sys.stderr,
+            )
+        return outputs
 
     def _read_metrics(self) -> dict[str, float]:
         metrics: dict[str, float] = {}

@@ -14,12 +14,17 @@ def progress(message: str) -> None:
 
 
 def tree_size(*directories: Path) -> tuple[int, int]:
-    """(files, bytes) under the directories."""
+    """(files, bytes) that an upload of the directories sends (links out of them and special
+    files are not sent)."""
+    from reprotrain.fileio import walk_tree
+
     files = size = 0
     for directory in directories:
-        if directory.is_dir():
-            for path in directory.rglob("*"):
-                if path.is_file():
-                    files += 1
-                    size += path.stat().st_size
+        for entry in walk_tree(directory):
+            if entry.source is not None:
+                try:
+                    size += entry.source.stat().st_size
+                except OSError:
+                    continue
+                files += 1
     return files, size

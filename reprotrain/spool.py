@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from reprotrain.adapters.store_helper import AnyTracker
 from reprotrain.adapters.tracking import Tracker
-from reprotrain.core.record import MAX_TAG
+from reprotrain.core.record import MAX_TAG, strip_credentials
 from reprotrain.core.secrets import Masker
 from reprotrain.errors import ReprotrainError
 from reprotrain.fileio import write_json
@@ -75,12 +75,33 @@ def log_config_params(
 
 
 def spool(state_dir: Path, delivery: Delivery) -> Path:
-    """Keep the delivery on disk (its artifact dirs stay where they are) for `reprotrain sync`."""
+    """Keep the delivery on disk for `reprotrain sync`, holding no secret: its artifact dirs are
+    copied masked beside it (hard links where a file holds none), the tracking URI is kept without
+    credentials, and the file is readable by this user only."""
+    import shutil
+
+    from reprotrain.adapters.tracking import upload_tree
+
     directory = state_dir / SPOOL
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{delivery.run_id}-{uuid.uuid4().hex[:8]}.json"
-    # mask values are secrets: they stay in the state dir only, which nothing uploads
-    write_json(path, asdict(delivery), indent=2)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    name = f"{delivery.run_id}-{uuid.uuid4().hex[:8]}"
+    masker = Masker(delivery.mask_values)
+    files = directory / f"{name}.files"
+    artifacts = []
+    try:
+        for n, (local, artifact_path) in enumerate(delivery.artifacts):
+            artifacts.append((str(upload_tree(Path(local), files / str(n), masker)), artifact_path))
+        kept = replace(
+            delivery, tracking_uri=strip_credentials(delivery.tracking_uri), artifacts=artifacts, mask_values=[]
+        )
+        path = directory / f"{name}.json"
+        write_json(path, asdict(kept), mode=0o600, indent=2)
+    except OSError:
+        shutil.rmtree(files, ignore_errors=True)  # nothing half-written is left for sync to trip on
+        raise
+    for local, artifact_path in delivery.artifacts:
+        if artifact_path == "reprotrain":
+            shutil.rmtree(local, ignore_errors=True)  # the staging dir is ours; the copy replaces it
     return path
 
 
@@ -88,24 +109,38 @@ def pending(state_dir: Path) -> list[Path]:
     return sorted((state_dir / SPOOL).glob("*.json"))
 
 
-def sync(state_dir: Path) -> tuple[list[str], list[tuple[str, str]]]:
-    """Deliver every spooled job. Returns (delivered run IDs, [(run ID, error)])."""
+def sync(state_dir: Path, current_uri: str | None = None) -> tuple[list[str], list[tuple[str, str]]]:
+    """Deliver every spooled job. Returns (delivered run IDs, [(run ID, error)]). A delivery for the
+    store ``current_uri`` names is made with that URI (its credentials were not kept). One `sync`
+    at a time: a second one waits for the first."""
+    import fcntl
     import shutil
+
+    from reprotrain.adapters.code_hook import same_store
 
     done: list[str] = []
     failed: list[tuple[str, str]] = []
-    for path in pending(state_dir):
-        raw = json.loads(path.read_text(encoding="utf-8"))
-        raw["artifacts"] = [tuple(a) for a in raw.get("artifacts", [])]
-        delivery = Delivery(**raw)
-        try:
-            deliver(Tracker(delivery.tracking_uri), delivery)
-        except ReprotrainError as exc:
-            failed.append((delivery.run_id, str(exc)))
-            continue
-        path.unlink()
-        for local, artifact_path in delivery.artifacts:
-            if artifact_path == "reprotrain":  # the staging dir is ours to clean; outputs are not
-                shutil.rmtree(local, ignore_errors=True)
-        done.append(delivery.run_id)
+    directory = state_dir / SPOOL
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with open(directory / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for path in pending(state_dir):
+            try:
+                raw = json.loads(path.read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                continue  # delivered by a sync that held the lock before this one
+            raw["artifacts"] = [tuple(a) for a in raw.get("artifacts", [])]
+            delivery = Delivery(**raw)
+            uri = current_uri if current_uri and same_store(current_uri, delivery.tracking_uri) else None
+            try:
+                deliver(Tracker(uri or delivery.tracking_uri), delivery)
+            except ReprotrainError as exc:
+                failed.append((delivery.run_id, str(exc)))
+                continue
+            path.unlink()
+            for local, artifact_path in delivery.artifacts:
+                if artifact_path == "reprotrain":  # a staging dir (spooled before copies were kept)
+                    shutil.rmtree(local, ignore_errors=True)
+            shutil.rmtree(path.with_suffix(".files"), ignore_errors=True)
+            done.append(delivery.run_id)
     return done, failed

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from reprotrain import __version__
 from reprotrain.adapters.store_helper import AnyTracker, tracker_for
 from reprotrain.core.record import data_digest
-from reprotrain.core.secrets import Masker, secret_env_values
+from reprotrain.core.secrets import Masker, secret_env_values, url_secrets
 from reprotrain.fileio import write_json
 
 if TYPE_CHECKING:
@@ -33,7 +33,9 @@ def parent_for_job(session: Session, tracker: AnyTracker) -> str:
         path = directory / "parent.json"
         if path.is_file():
             return str(json.loads(path.read_text(encoding="utf-8"))["run_id"])
-        masker = Masker(secret_env_values(os.environ))
+        masker = Masker(
+            secret_env_values(os.environ) | url_secrets([*(session.sweep_overrides or []), *session.argv])
+        )
         check = session.check
         overrides = masker.overrides(session.sweep_overrides or [])
         tags = {

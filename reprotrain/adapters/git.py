@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,11 +73,16 @@ def commit_on_remote(path: Path) -> tuple[bool, bool]:
         return True, bool(out.strip())
 
 
-def save_unpinned_evidence(path: Path, dest: Path, max_file: int = 1 << 20, max_total: int = 20 << 20) -> None:
-    """What makes the tree unpinned, kept with the run: `git diff HEAD` of tracked files, the list
-    of untracked files, and copies of the untracked files themselves up to a size limit."""
-    import shutil
+# untracked files whose contents are kept with an unpinned run: code and config, by their name
+_CODE_SUFFIXES = (".py", ".pyi", ".ipynb", ".yaml", ".yml", ".toml", ".cfg", ".ini", ".json", ".sh", ".r", ".sql")
+_CODE_NAMES = {"makefile", "dockerfile", "justfile"}
 
+
+def save_unpinned_evidence(path: Path, dest: Path, max_file: int = 1 << 20, max_total: int = 20 << 20) -> None:
+    """What makes the tree unpinned, kept with the run: `git diff HEAD` of tracked files, and each
+    untracked file's name, size and sha256 (`untracked.json`; the names alone in `untracked.txt`).
+    Contents are kept only of untracked code and config files (by name; never a link, nor a
+    file whose name suggests a secret), up to a size limit, and are masked when uploaded."""
     import git
 
     dest.mkdir(parents=True, exist_ok=True)
@@ -87,26 +94,57 @@ def save_unpinned_evidence(path: Path, dest: Path, max_file: int = 1 << 20, max_
         listed = repo.git.ls_files("--others", "--exclude-standard", "-z")
     untracked = [p for p in listed.split("\0") if p]
     (dest / "untracked.txt").write_text("".join(f"{p}\n" for p in untracked), encoding="utf-8")
+    rows = []
     total = 0
-    skipped = []
     for rel in untracked:
-        if _looks_secret(rel):
-            skipped.append(f"{rel}\tnot copied: its name suggests it holds secrets")
-            continue
-        source = root / rel
-        try:
-            size = source.stat().st_size
-        except OSError:
-            continue
-        if size > max_file or total + size > max_total:
-            skipped.append(f"{rel}\t{size} bytes")
-            continue
-        target = dest / "untracked" / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, target)
-        total += size
-    if skipped:
-        (dest / "untracked-not-copied.txt").write_text("\n".join(skipped) + "\n", encoding="utf-8")
+        row = _untracked_row(root / rel, rel)
+        size = int(str(row.get("size") or 0))
+        if row.get("kept") is None and total + size <= max_total and size <= max_file:
+            target = dest / "untracked" / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                target.write_bytes((root / rel).read_bytes())
+                row["kept"] = "contents"
+                total += size
+            except OSError as exc:
+                row["kept"] = f"name only: {exc.strerror}"
+        elif row.get("kept") is None:
+            row["kept"] = "name only: over the size limit"
+        rows.append(row)
+    (dest / "untracked.json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+
+
+def _untracked_row(source: Path, rel: str) -> dict[str, object]:
+    """What is recorded of one untracked file; ``kept`` is None while its contents may be kept."""
+    import hashlib
+    import stat
+
+    try:
+        info = source.lstat()
+    except OSError as exc:
+        return {"path": rel, "kept": f"name only: {exc.strerror}"}
+    if stat.S_ISLNK(info.st_mode):
+        return {"path": rel, "symlink": os.readlink(source), "kept": "name only: a link is never followed"}
+    if not stat.S_ISREG(info.st_mode):
+        return {"path": rel, "kept": "name only: not a regular file"}
+    row: dict[str, object] = {"path": rel, "size": info.st_size}
+    try:
+        digest = hashlib.sha256()
+        with source.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        row["sha256"] = digest.hexdigest()
+    except OSError as exc:
+        row["kept"] = f"name only: {exc.strerror}"
+        return row
+    name = rel.rsplit("/", 1)[-1].lower()
+    if _looks_secret(rel):
+        row["kept"] = "name only: its name suggests it holds secrets"
+    elif not (name.endswith(_CODE_SUFFIXES) or name in _CODE_NAMES):
+        row["kept"] = "name only: not code or config"
+    else:
+        row["kept"] = None
+    return row
 
 
 def has_commit(path: Path, sha: str) -> bool:

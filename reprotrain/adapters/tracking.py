@@ -18,8 +18,17 @@ from typing import Any
 from reprotrain.core.record import DataOutput, strip_credentials, strip_urls
 from reprotrain.core.secrets import Masker
 from reprotrain.errors import ReprotrainError
+from reprotrain.fileio import walk_tree
 
-__all__ = ["RunView", "Tracker", "default_tracking_uri", "is_local_store", "quick_failure", "sqlite_file"]
+__all__ = [
+    "RunView",
+    "Tracker",
+    "default_tracking_uri",
+    "is_local_store",
+    "quick_failure",
+    "sqlite_file",
+    "upload_tree",
+]
 
 _BATCH = 100  # MLflow's limit of params per log_batch call
 TERMINAL = {"FINISHED", "FAILED", "KILLED"}
@@ -204,12 +213,14 @@ class Tracker:
     def log_artifacts(
         self, run_id: str, local_dir: Path, artifact_path: str | None = None, masker: Masker | None = None
     ) -> None:
-        """Upload a directory; with a masker, files holding a secret are uploaded masked (the
-        local files are left as they are: other files are hard-linked into the upload tree)."""
+        """Upload a directory as fileio.walk_tree sees it: a link out of it, a dangling link and a
+        special file (FIFO, socket) are never sent; with a masker, files holding a secret are sent
+        masked, whatever their size. The local files are left as they are: the upload tree is made
+        of hard links, and of masked copies where a file holds a secret."""
         if not local_dir.is_dir() or not any(local_dir.iterdir()):
             return
         with tempfile.TemporaryDirectory(prefix="upload-", dir=local_dir.parent) as tmp:
-            source = _masked_tree(local_dir, Path(tmp) / local_dir.name, masker) if masker else local_dir
+            source = upload_tree(local_dir, Path(tmp) / local_dir.name, masker)
             with _mlflow_errors(f"uploading artifacts from {local_dir}", self.uri):
                 self.client.log_artifacts(run_id, os.fspath(source), artifact_path)
 
@@ -257,26 +268,72 @@ class Tracker:
             return json.loads(Path(local).read_text(encoding="utf-8"))
 
 
-MASK_LIMIT = 16 << 20  # larger files (checkpoints) are not scanned for secrets
+_CHUNK = 1 << 20
 
 
-def _masked_tree(source: Path, target: Path, masker: Masker) -> Path:
-    """A copy of ``source`` with secrets masked in the files that hold one; every other file is
-    a hard link (no copy), or a copy where links are impossible."""
+def upload_tree(source: Path, target: Path, masker: Masker | None = None) -> Path:
+    """``target``: what an upload of ``source`` sends (see Tracker.log_artifacts)."""
     import shutil
 
-    for path in sorted(source.rglob("*")):
-        dest = target / path.relative_to(source)
-        if path.is_dir():
-            dest.mkdir(parents=True, exist_ok=True)
-            continue
+    secrets = _secret_pattern(masker)
+    target.mkdir(parents=True, exist_ok=True)
+    for entry in walk_tree(source):
+        if entry.source is None:
+            continue  # a link out of the tree, or a special file: never followed, never opened
+        dest = target / entry.rel
         dest.parent.mkdir(parents=True, exist_ok=True)
-        masked = masker.data(path.read_bytes()) if path.stat().st_size <= MASK_LIMIT else None
-        if masked is not None:
-            dest.write_bytes(masked)
+        if secrets is not None and _holds_secret(entry.source, *secrets):
+            _write_masked(entry.source, dest, *secrets)
             continue
         try:
-            os.link(path, dest)
+            os.link(entry.source, dest)
         except OSError:
-            shutil.copy2(path, dest)
+            shutil.copyfile(entry.source, dest)
     return target
+
+
+def _secret_pattern(masker: Masker | None) -> tuple[Any, int] | None:
+    """The secrets as one bytes pattern, and how many bytes one may span (longest first, so that
+    a secret that contains another is masked whole)."""
+    import re
+
+    if not masker or not masker.values:
+        return None
+    values = [v.encode("utf-8") for v in masker.values]
+    return re.compile(b"|".join(re.escape(v) for v in values)), max(len(v) for v in values)
+
+
+def _holds_secret(path: Path, pattern: Any, keep: int) -> bool:
+    tail = b""  # the end of the previous chunk: a secret may straddle two
+    with path.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            window = tail + chunk
+            if pattern.search(window):
+                return True
+            tail = window[-keep:]
+    return False
+
+
+def _write_masked(path: Path, dest: Path, pattern: Any, keep: int) -> None:
+    """Copy ``path`` with every secret replaced, one chunk at a time (a checkpoint of gigabytes
+    never sits in memory); a secret across two chunks is kept whole in the carried part."""
+    from reprotrain.core.secrets import MASK
+
+    mask = MASK.encode()
+    carry = b""
+    with path.open("rb") as src, dest.open("wb") as out:
+        while True:
+            chunk = src.read(_CHUNK)
+            window = carry + chunk
+            if not chunk:
+                out.write(pattern.sub(mask, window))
+                return
+            cut = max(0, len(window) - keep)
+            for match in pattern.finditer(window):
+                if match.start() >= cut:
+                    break
+                if match.end() > cut:
+                    cut = match.start()
+                    break
+            out.write(pattern.sub(mask, window[:cut]))
+            carry = window[cut:]

@@ -11,7 +11,15 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["MASK", "Masker", "env_value_digests", "is_secret_name", "secret_env_values"]
+__all__ = [
+    "MASK",
+    "Masker",
+    "config_strings",
+    "env_value_digests",
+    "is_secret_name",
+    "secret_env_values",
+    "url_secrets",
+]
 
 MASK = "****"
 # Substrings that name a secret wherever they appear, and words that do so only as a whole word
@@ -72,6 +80,28 @@ def secret_env_values(environ: Mapping[str, str]) -> set[str]:
             values.add(value)
         values |= _url_passwords(value)
     return {v for v in values if len(v) >= _MIN_SECRET}
+
+
+def url_secrets(texts: Iterable[str]) -> set[str]:
+    """Passwords and tokens inside any URL in these texts (a config value
+    `postgresql://admin:PW@host/db`, an override `+remote=https://user:PW@host`)."""
+    found: set[str] = set()
+    for text in texts:
+        found |= _url_passwords(text)
+    return {v for v in found if len(v) >= _MIN_SECRET}
+
+
+def config_strings(resolved: Any) -> Iterable[str]:
+    """Every string value (and key) anywhere in a resolved config."""
+    if isinstance(resolved, Mapping):
+        for key, value in resolved.items():
+            yield str(key)
+            yield from config_strings(value)
+    elif isinstance(resolved, (list, tuple)):
+        for value in resolved:
+            yield from config_strings(value)
+    elif isinstance(resolved, str):
+        yield resolved
 
 
 class Masker:
