@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Sequence
 
@@ -125,13 +126,29 @@ def _split_run_options(tokens: Sequence[str]) -> tuple[dict[str, object], list[s
                 seconds = float(value)
             except ValueError:
                 raise UsageError(f"--timeout must be a number of seconds, got {value!r}") from None
-            if seconds <= 0:
-                raise UsageError(f"--timeout must be positive, got {value!r}")
+            if not 0 < seconds < math.inf:
+                raise UsageError(f"--timeout must be a positive number of seconds, got {value!r}")
             options["timeout"] = seconds
         else:
             rest.append(token)
         i += 1
     return options, rest
+
+
+def _json(value: object) -> str:
+    """JSON for scripts: a metric that is NaN or infinite is written as the string "NaN",
+    "Infinity" or "-Infinity" (bare NaN is not JSON)."""
+
+    def finite(item: object) -> object:
+        if isinstance(item, float) and not math.isfinite(item):
+            return "NaN" if math.isnan(item) else ("Infinity" if item > 0 else "-Infinity")
+        if isinstance(item, dict):
+            return {k: finite(v) for k, v in item.items()}
+        if isinstance(item, (list, tuple)):
+            return [finite(v) for v in item]
+        return item
+
+    return json.dumps(finite(value), indent=2, ensure_ascii=False, default=str, allow_nan=False)
 
 
 def _run(tokens: Sequence[str]) -> int:
@@ -150,7 +167,7 @@ def _show(run_id: str, as_json: bool) -> int:
 
     view = load_run(run_id)
     if as_json:
-        print(json.dumps(view, indent=2, ensure_ascii=False, default=str))
+        print(_json(view))
     else:
         print(run_text(view))
     return 0
@@ -191,7 +208,7 @@ def _runs(args: argparse.Namespace) -> int:
         stale=args.stale,
         limit=args.limit,
     )
-    print(json.dumps(rows, indent=2) if args.json else runs_text(rows))
+    print(_json(rows) if args.json else runs_text(rows))
     return 0
 
 
@@ -200,7 +217,7 @@ def _diff(run_a: str, run_b: str, as_json: bool) -> int:
     from reprotrain.render import diff_text
 
     diff = diff_runs(run_a, run_b)
-    print(json.dumps(diff, indent=2, default=str) if as_json else diff_text(diff))
+    print(_json(diff) if as_json else diff_text(diff))
     return 0
 
 
@@ -233,11 +250,12 @@ def _init() -> int:
 
 
 def _sync() -> int:
-    from reprotrain.launch import ensure_state_dir
+    from reprotrain.launch import ensure_state_dir, tracking_uri
     from reprotrain.settings import find_project
     from reprotrain.spool import sync
 
-    done, failed = sync(ensure_state_dir(find_project()))
+    project = find_project()
+    done, failed = sync(ensure_state_dir(project), tracking_uri(project))
     for run_id in done:
         print(f"delivered run {run_id}")
     for run_id, error in failed:
@@ -253,7 +271,7 @@ def _check(require_pushed: bool, as_json: bool) -> int:
 
     report = gate(require_pushed=require_pushed)
     if as_json:
-        print(json.dumps(report, indent=2, ensure_ascii=False))
+        print(_json(report))
     else:
         print(check_text(report), file=sys.stdout if report["pinned"] else sys.stderr)
     return 0 if report["pinned"] else NotPinnedError.exit_code

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Mapping
@@ -55,6 +56,7 @@ class Settings:
 
 
 _LISTS = {"metrics_files", "inputs", "verify_files"}
+_IN_OUTPUT_DIR = {"metrics_files", "verify_files"}  # read from the job's output directory only
 _BOOLS = {"has_data", "require_pushed"}
 
 
@@ -62,13 +64,22 @@ def _check(key: str, value: Any, source: str) -> Any:
     if key in _LISTS:
         if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
             raise UsageError(f"setting {key} in {source} must be a list of paths, got {value!r}")
-        return tuple(v.strip().rstrip("/") for v in value)
+        paths = tuple(v.strip().rstrip("/") for v in value)
+        if key in _IN_OUTPUT_DIR:
+            outside = [v for v in paths if v.startswith("/") or ".." in v.split("/")]
+            if outside:
+                raise UsageError(
+                    f"setting {key} in {source} names files outside the job's output directory: {outside[0]!r}",
+                    hint=f"give paths relative to the output directory, without '..' "
+                    f'(e.g. {key} = ["eval/metrics.json"])',
+                )
+        return paths
     if key in _BOOLS:
         if not isinstance(value, bool):
             raise UsageError(f"setting {key} in {source} must be true or false, got {value!r}")
         return value
     if key == "timeout":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
             raise UsageError(f"setting timeout in {source} must be a positive number of seconds, got {value!r}")
         return float(value)
     if not isinstance(value, str) or not value.strip():
