@@ -9,6 +9,7 @@ misbehaviour is chosen by test-only environment variables (so the recorded confi
     FT_PIDFILE     file the code writes its pid to, right before it sleeps
     FT_SLEEP       seconds to sleep in mode sleep (default 60)
     FT_SERVER_PID  file holding the pid of an `mlflow server` that mode kill_server kills
+    FT_LEAK_VAR    name of an environment variable whose value the code writes to leak.txt
 
 It imports mlflow only in the modes that need it, to keep each run short.
 """
@@ -122,6 +123,8 @@ if mode == "foreign":
 
 (out / "metrics.json").write_text(json.dumps({{"acc": 0.9, "loss": 0.25}}))
 (out / "model.txt").write_text("weights\\n")
+if os.environ.get("FT_LEAK_VAR"):  # an output file that holds a secret of the environment
+    (out / "leak.txt").write_text(os.environ[os.environ["FT_LEAK_VAR"]])
 print("FT-DONE", flush=True)
 '''
 

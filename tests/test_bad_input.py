@@ -95,6 +95,11 @@ def test_wrong_entrypoint(project, entrypoint, named):
         ('timeout = "soon"', "timeout"),  # wrong type
         ('metrics_files = "extra.json"', "metrics_files"),  # a string where a list is expected
         ("require_pushed = 1", "require_pushed"),  # a number where a boolean is expected
+        ("timeout = nan", "timeout"),  # would never fire
+        ("timeout = inf", "timeout"),
+        ('metrics_files = ["../../etc/metrics.json"]', "outside the job's output directory"),
+        ('metrics_files = ["/etc/metrics.json"]', "outside the job's output directory"),
+        ('verify_files = ["../model.pt"]', "outside the job's output directory"),
     ],
 )
 def test_bad_settings(project, line, named):
@@ -235,3 +240,33 @@ def test_hundred_kilobyte_value(huge_run):
     config = yaml.safe_load(artifact_text(uri, run.info.run_id, "reprotrain/config.yaml"))
     assert config["long_text"] == LONG_VALUE, "the full value is in reprotrain/config.yaml"
     assert record_of(uri, run.info.run_id)["config"]["resolved"]["long_text"] == LONG_VALUE
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-3"])
+def test_bad_timeout_on_the_command_line(project, value):
+    (project / "ftrain.py").write_text(FTRAIN_PY)
+    write_pyproject(project, entrypoint="python ftrain.py")
+    commit_all(project, "settings")
+    res = run_cli("run", "--timeout", value, cwd=project)
+    assert res.code == 2, res.describe()
+    assert_one_line_error(res, "--timeout", value)
+    assert not (project / ".reprotrain").exists()
+
+
+def test_show_json_is_json_when_a_metric_is_nan(project):
+    """`show --json` and `runs --json` printed a bare NaN, which JSON readers refuse."""
+    import json
+
+    (project / "nan.py").write_text(
+        "import json, os\nfrom pathlib import Path\n"
+        "Path(os.environ['REPROTRAIN_OUTPUT_DIR'], 'metrics.json').write_text('{\"loss\": NaN, \"big\": Infinity}')\n"
+    )
+    write_pyproject(project, entrypoint="python nan.py")
+    commit_all(project, "nan metrics")
+    assert run_cli("run", cwd=project).code == 0
+    shown = run_cli("show", "last", "--json", cwd=project)
+    assert shown.code == 0, shown.describe()
+    metrics = json.loads(shown.out, parse_constant=lambda c: pytest.fail(f"bare {c} in --json output"))["metrics"]
+    assert metrics["loss"] == "NaN" and metrics["big"] > 1e308  # MLflow keeps infinity as the largest float
+    rows = run_cli("runs", "--json", cwd=project)
+    assert json.loads(rows.out, parse_constant=lambda c: pytest.fail(f"bare {c}"))[0]["metrics"]["loss"] == "NaN"

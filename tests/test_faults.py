@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import time
 
@@ -49,6 +50,7 @@ from helpers import (
 
 TAIL_BYTES = 64 * 1024
 GIVE_UP_WITHIN = 180  # seconds for a run whose tracking server died mid-way
+SPOOL_SECRET = "tok-SpooledSecret-6060"
 
 
 # --------------------------------------------------------------------------- crashes
@@ -233,7 +235,13 @@ def test_tracking_server_gone_mid_run_then_sync(project, tmp_path):
     server = MlflowServer(base, free_port())
     server.start()
     try:
-        env = {"MLFLOW_TRACKING_URI": server.uri, "FT_MODE": "kill_server", "FT_SERVER_PID": str(server.pidfile)}
+        env = {
+            "MLFLOW_TRACKING_URI": server.uri,
+            "FT_MODE": "kill_server",
+            "FT_SERVER_PID": str(server.pidfile),
+            "MY_API_TOKEN": SPOOL_SECRET,
+            "FT_LEAK_VAR": "MY_API_TOKEN",
+        }
         try:  # a launcher that gives up on the dead store within seconds needs far less than this
             res = run_cli("run", cwd=project, env=env, timeout=GIVE_UP_WITHIN)
         except subprocess.TimeoutExpired as exc:
@@ -250,6 +258,10 @@ def test_tracking_server_gone_mid_run_then_sync(project, tmp_path):
         run_id = spooled[0].name.split("-", 1)[0]
         warnings = [line for line in res.err.splitlines() if line.startswith("reprotrain: warning:")]
         assert any(run_id in w and "reprotrain sync" in w and str(spool) in w for w in warnings), res.describe()
+        assert stat.S_IMODE(spooled[0].stat().st_mode) == 0o600, "the spool is this user's only"
+        kept = [p for p in spool.rglob("*") if p.is_file() and SPOOL_SECRET.encode() in p.read_bytes()]
+        assert not kept, f"the spool holds a secret: {kept}"
+        assert not (project / ".reprotrain" / "runs" / run_id).exists(), "the masked copy replaced the staging dir"
 
         server.start()  # same port, same store
         client = client_for(server.uri)
@@ -264,6 +276,8 @@ def test_tracking_server_gone_mid_run_then_sync(project, tmp_path):
         paths = artifact_paths(server.uri, run_id)
         assert {"model.txt", "metrics.json", "reprotrain/console.log", "reprotrain/record.json"} <= paths, paths
         assert "FT-KILLED-THE-SERVER" in artifact_text(server.uri, run_id, "reprotrain/console.log")
+        assert artifact_text(server.uri, run_id, "leak.txt") == "****", "delivered masked"
+        assert not list(spool.glob("*.files")), "the spooled copies are removed once delivered"
         assert list(spool.glob("*.json")) == [], "the spool is empty after delivery"
         assert not (project / ".reprotrain" / "runs" / run_id).exists(), "the staging dir is cleaned up"
         again = run_cli("sync", cwd=project, env={"MLFLOW_TRACKING_URI": server.uri})

@@ -5,6 +5,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 from helpers import (
     TRACKED_DATA_FILE,
     artifact_paths,
@@ -57,9 +60,10 @@ def test_allow_unpinned_runs_and_keeps_the_evidence(project):
     assert scratch and "git add scratch" in scratch[0]["fix"], record["problems"]
 
     paths = artifact_paths(uri, run_id)
-    for name in ("diff.patch", "untracked.txt", "untracked/notes.txt", "untracked/scratch/params.yaml"):
+    for name in ("diff.patch", "untracked.txt", "untracked.json", "untracked/scratch/params.yaml"):
         assert f"reprotrain/unpinned/{name}" in paths, sorted(paths)
-    assert "reprotrain/unpinned/untracked/big.bin" not in paths, "files over 1 MB are not copied"
+    assert "reprotrain/unpinned/untracked/big.bin" not in paths, "not code or config, and over 1 MB"
+    assert "reprotrain/unpinned/untracked/notes.txt" not in paths, "only code and config are kept whole"
 
     diff = artifact_text(uri, run_id, "reprotrain/unpinned/diff.patch")
     assert "train.py" in diff and f"+{EDIT_MARKER}" in diff, diff
@@ -68,10 +72,13 @@ def test_allow_unpinned_runs_and_keeps_the_evidence(project):
     assert {"notes.txt", "scratch/params.yaml", "big.bin"} <= set(listed), listed
     assert not any(line.startswith(".reprotrain") for line in listed), listed
 
-    assert artifact_text(uri, run_id, "reprotrain/unpinned/untracked/notes.txt") == "small untracked note\n"
     assert artifact_text(uri, run_id, "reprotrain/unpinned/untracked/scratch/params.yaml") == "lr: 0.3\n"
-    not_copied = artifact_text(uri, run_id, "reprotrain/unpinned/untracked-not-copied.txt")
-    assert "big.bin" in not_copied, not_copied
+    rows = {r["path"]: r for r in json.loads(artifact_text(uri, run_id, "reprotrain/unpinned/untracked.json"))}
+    note = rows["notes.txt"]
+    assert note["size"] == len("small untracked note\n") and note["kept"] == "name only: not code or config"
+    assert note["sha256"] == hashlib.sha256(b"small untracked note\n").hexdigest()
+    assert rows["scratch/params.yaml"]["kept"] == "contents"
+    assert rows["big.bin"]["kept"].startswith("name only"), rows["big.bin"]
 
     assert git_status(project) == status_before, "reprotrain changed git status"
     assert (project / "train.py").read_text().endswith(EDIT_MARKER + "\n"), "the working copy is untouched"
