@@ -33,40 +33,58 @@ def write_json(path: Path, value: Any, mode: int = 0o644, **dumps: Any) -> None:
 @dataclass(frozen=True)
 class Entry:
     """One entry of an uploaded tree. ``kind`` is ``file`` (a regular file, or a link to a regular
-    file inside the tree: ``source`` is that file), ``link`` (a link out of the tree, to a
-    directory, or dangling: never followed; ``target`` is what it points to) or ``special`` (a FIFO,
-    socket or device: never opened)."""
+    file inside the tree: ``source`` is that file, ``inode`` the (device, inode) the walk saw),
+    ``link`` (a link out of the tree, to a directory, or dangling: never followed; ``target`` is
+    what it points to), ``special`` (a FIFO, socket or device: never opened) or ``unreadable`` (a
+    directory or link that could not be read)."""
 
     rel: str
     kind: str
     source: Path | None = None
     target: str = ""
+    inode: tuple[int, int] = (0, 0)
 
 
 def walk_tree(root: Path) -> Iterator[Entry]:
-    """Every entry under ``root``, sorted (directories descended, links to directories not)."""
+    """Every entry under ``root``, sorted (directories descended, links to directories not). A
+    ``root`` that is itself a link is not walked: it is one ``link`` entry, ``.``."""
+    if root.is_symlink():
+        return iter([Entry(".", "link", target=_readlink(root))])
+    if not root.is_dir():
+        return iter([])
+    top = os.path.realpath(root)
     found: list[Entry] = []
-    if root.is_dir():
-        _walk(root, root, os.path.realpath(root), found)
+    pending = [root]
+    while pending:  # a stack, not recursion: a tree a thousand directories deep is walked too
+        directory = pending.pop()
+        try:
+            items = list(os.scandir(directory))
+        except OSError:
+            found.append(Entry(directory.relative_to(root).as_posix(), "unreadable"))
+            continue
+        for item in items:
+            path = Path(item.path)
+            rel = path.relative_to(root).as_posix()
+            try:
+                if item.is_symlink():
+                    found.append(_link(path, rel, top))
+                elif item.is_dir(follow_symlinks=False):
+                    pending.append(path)
+                elif item.is_file(follow_symlinks=False):
+                    info = item.stat(follow_symlinks=False)
+                    found.append(Entry(rel, "file", path, inode=(info.st_dev, info.st_ino)))
+                else:
+                    found.append(Entry(rel, "special"))
+            except OSError:  # removed or changed while walked
+                found.append(Entry(rel, "unreadable"))
     return iter(sorted(found, key=lambda e: e.rel))
 
 
-def _walk(directory: Path, root: Path, top: str, found: list[Entry]) -> None:
+def _readlink(path: Path) -> str:
     try:
-        items = list(os.scandir(directory))
+        return os.readlink(path)
     except OSError:
-        return
-    for item in items:
-        path = Path(item.path)
-        rel = path.relative_to(root).as_posix()
-        if item.is_symlink():
-            found.append(_link(path, rel, top))
-        elif item.is_dir(follow_symlinks=False):
-            _walk(path, root, top, found)
-        elif item.is_file(follow_symlinks=False):
-            found.append(Entry(rel, "file", path))
-        else:
-            found.append(Entry(rel, "special"))
+        return "?"
 
 
 def _link(path: Path, rel: str, top: str) -> Entry:
@@ -74,9 +92,9 @@ def _link(path: Path, rel: str, top: str) -> Entry:
     real = os.path.realpath(path)
     inside = real.startswith(top + os.sep)
     try:
-        regular = stat.S_ISREG(os.stat(real).st_mode)
+        info = os.stat(real, follow_symlinks=False)
     except OSError:
-        regular = False
-    if inside and regular:
-        return Entry(rel, "file", Path(real), target)
+        return Entry(rel, "link", None, target)
+    if inside and stat.S_ISREG(info.st_mode):
+        return Entry(rel, "file", Path(real), target, (info.st_dev, info.st_ino))
     return Entry(rel, "link", None, target)

@@ -24,7 +24,7 @@ from reprotrain.adapters import hydra as hydra_adapter
 from reprotrain.adapters.dvc_config import remote_secrets as dvc_remote_secrets
 from reprotrain.adapters.process import Outcome, load_callable, run_callable, run_command
 from reprotrain.adapters.store_helper import tracker_for
-from reprotrain.adapters.tracking import quick_failure
+from reprotrain.adapters.tracking import quick_failure, scan_file, secret_pattern
 from reprotrain.core.config import config_differences, flatten_params, interpolate_command
 from reprotrain.core.entrypoint import hook_blocked, parse_entrypoint
 from reprotrain.core.links import PROJECT
@@ -360,26 +360,33 @@ class Job:
         return tags
 
     def _outputs(self) -> dict[str, str]:
-        """sha256 of every file the upload sends; a link that is not followed (out of the output
-        dir, to a directory, dangling) as `symlink:<target>`; special files are named in a warning."""
+        """sha256 of every output file; a link that is not followed (out of the output dir, to a
+        directory, dangling) as `symlink:<target>`. What the upload leaves out is named in one
+        warning line: those links, special files, unreadable files, and binary files that hold a
+        secret (masking would corrupt them)."""
         outputs: dict[str, str] = {}
         left_out = []
+        secrets = secret_pattern(self.masker)
         for entry in walk_tree(self.ctx.output_dir):
             if entry.source is not None:
-                try:
-                    outputs[entry.rel] = file_sha256(entry.source)
-                except OSError as exc:  # removed or unreadable: it cannot be uploaded either
-                    left_out.append(f"{entry.rel} ({exc.strerror})")
+                scan = scan_file(entry, secrets)
+                if scan.error:
+                    left_out.append(f"{entry.rel} ({scan.error})")
+                    continue
+                outputs[entry.rel] = scan.sha256
+                if scan.held_back:
+                    left_out.append(f"{entry.rel} (a binary file that holds a secret)")
             elif entry.kind == "link":
                 outputs[entry.rel] = f"symlink:{entry.target}"
                 left_out.append(f"{entry.rel} -> {entry.target}")
             else:
-                left_out.append(f"{entry.rel} (not a regular file)")
+                left_out.append(f"{entry.rel} ({'unreadable' if entry.kind == 'unreadable' else 'not a regular file'})")
         if left_out:
             print(
                 self.masker.text(
                     f"reprotrain: warning: not uploaded from the output dir {self.ctx.output_dir} (a link is never "
-                    f"followed out of it, a FIFO or socket never opened): {', '.join(left_out[:20])}"
+                    "followed out of it, a FIFO or socket never opened, a binary file holding a secret never "
+                    f"sent): {', '.join(left_out[:20])}"
                     + (f" and {len(left_out) - 20} more" if len(left_out) > 20 else "")
                 ),
                 file=sys.stderr,
@@ -388,9 +395,13 @@ class Job:
 
     def _read_metrics(self) -> dict[str, float]:
         metrics: dict[str, float] = {}
+        top = os.path.realpath(self.ctx.output_dir)
         for name in ("metrics.json", *self.session.settings.metrics_files):
             path = self.ctx.output_dir / name
             if not path.is_file():
+                continue
+            if not os.path.realpath(path).startswith(top + os.sep):
+                print(f"reprotrain: warning: {path} is a link out of the output dir; not read", file=sys.stderr)
                 continue
             try:
                 payload = json.loads(path.read_text(encoding="utf-8"))
@@ -443,16 +454,6 @@ def _environment(env: dict[str, str]) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-
-
-def file_sha256(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _process_start() -> str:

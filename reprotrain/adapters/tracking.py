@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from reprotrain.core.record import DataOutput, strip_credentials, strip_urls
 from reprotrain.core.secrets import Masker
 from reprotrain.errors import ReprotrainError
-from reprotrain.fileio import walk_tree
+from reprotrain.fileio import Entry, walk_tree
 
 __all__ = [
     "RunView",
@@ -27,6 +29,9 @@ __all__ = [
     "is_local_store",
     "quick_failure",
     "sqlite_file",
+    "FileScan",
+    "scan_file",
+    "secret_pattern",
     "upload_tree",
 ]
 
@@ -269,49 +274,116 @@ class Tracker:
 
 
 _CHUNK = 1 << 20
+_TEXT_PROBE = 8192  # a NUL byte in the first 8 KiB makes a file binary (git's rule)
 
 
-def upload_tree(source: Path, target: Path, masker: Masker | None = None) -> Path:
-    """``target``: what an upload of ``source`` sends (see Tracker.log_artifacts)."""
-    import shutil
+@dataclass(frozen=True)
+class FileScan:
+    """One read of an output file: its sha256, whether it holds a secret, whether it is binary,
+    or why it could not be read (then nothing else is known)."""
 
-    secrets = _secret_pattern(masker)
+    sha256: str = ""
+    secret: bool = False
+    binary: bool = False
+    error: str = ""
+
+    @property
+    def held_back(self) -> bool:
+        """A binary file with a secret inside: masking would corrupt it, sending it would leak."""
+        return self.secret and self.binary
+
+
+def scan_file(entry: Entry, secrets: tuple[Any, int] | None) -> FileScan:
+    """Read the file the walk saw (never through a link swapped in since: the open refuses links,
+    and the file must be the very inode the walk found) once: hash, secret search, binary probe."""
+    import hashlib
+
+    assert entry.source is not None
+    try:
+        fd = os.open(entry.source, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as exc:
+        return FileScan(error=exc.strerror or str(exc))
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fh.fileno())
+        if not stat.S_ISREG(info.st_mode) or (info.st_dev, info.st_ino) != entry.inode:
+            return FileScan(error="replaced while it was read")
+        digest = hashlib.sha256()
+        found = binary = False
+        tail = b""
+        first = True
+        try:
+            while chunk := fh.read(_CHUNK):
+                digest.update(chunk)
+                if first:
+                    binary, first = b"\0" in chunk[:_TEXT_PROBE], False
+                if secrets is not None and not found:
+                    window = tail + chunk
+                    found = secrets[0].search(window) is not None
+                    tail = window[-secrets[1] :]
+        except OSError as exc:
+            return FileScan(error=exc.strerror or str(exc))
+    return FileScan(digest.hexdigest(), found, binary)
+
+
+def upload_tree(source: Path, target: Path, masker: Masker | None = None, copy: bool = False) -> Path:
+    """``target``: what an upload of ``source`` sends (see Tracker.log_artifacts). Each file is a
+    hard link (``copy``: a copy, which later writes to the original do not reach), a masked copy
+    when it holds a secret, or left out: a binary file holding a secret, a file that cannot be
+    read, or one replaced since the walk. Secrets in file names are masked too."""
+    secrets = secret_pattern(masker)
     target.mkdir(parents=True, exist_ok=True)
     for entry in walk_tree(source):
         if entry.source is None:
-            continue  # a link out of the tree, or a special file: never followed, never opened
-        dest = target / entry.rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        if secrets is not None and _holds_secret(entry.source, *secrets):
-            _write_masked(entry.source, dest, *secrets)
+            continue  # a link out of the tree, a special file, an unreadable directory
+        scan = scan_file(entry, secrets)
+        if scan.error or scan.held_back:
             continue
+        dest = target / (masker.text(entry.rel) if masker else entry.rel)
+        dest.parent.mkdir(parents=True, exist_ok=True)
         try:
-            os.link(entry.source, dest)
+            if scan.secret and secrets is not None:
+                _write_masked(entry.source, dest, *secrets)
+            else:
+                _place(entry, dest, copy)
         except OSError:
-            shutil.copyfile(entry.source, dest)
+            dest.unlink(missing_ok=True)  # left out, as an unreadable file is
     return target
 
 
-def _secret_pattern(masker: Masker | None) -> tuple[Any, int] | None:
+def _place(entry: Entry, dest: Path, copy: bool) -> None:
+    """Link (or copy) the file into the upload tree, and make sure what landed there is the
+    regular file the walk saw, not a link put in its place meanwhile."""
+    import shutil
+
+    assert entry.source is not None
+    if copy:
+        fd = os.open(entry.source, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd, "rb") as src, dest.open("wb") as out:
+            if (os.fstat(src.fileno()).st_dev, os.fstat(src.fileno()).st_ino) != entry.inode:
+                raise OSError("replaced while it was read")
+            shutil.copyfileobj(src, out, _CHUNK)
+        return
+    try:
+        os.link(entry.source, dest, follow_symlinks=False)
+    except OSError:
+        _place(entry, dest, copy=True)  # another filesystem
+        return
+    info = dest.lstat()
+    if not stat.S_ISREG(info.st_mode) or (info.st_dev, info.st_ino) != entry.inode:
+        dest.unlink()
+        raise OSError("replaced while it was read")
+
+
+def secret_pattern(masker: Masker | None) -> tuple[Any, int] | None:
     """The secrets as one bytes pattern, and how many bytes one may span (longest first, so that
-    a secret that contains another is masked whole)."""
+    a secret that contains another is masked whole). Undecodable bytes in a secret (from the
+    environment) are kept as the bytes they were."""
     import re
 
     if not masker or not masker.values:
         return None
-    values = [v.encode("utf-8") for v in masker.values]
+    values = [os.fsencode(v) for v in masker.values]
     return re.compile(b"|".join(re.escape(v) for v in values)), max(len(v) for v in values)
-
-
-def _holds_secret(path: Path, pattern: Any, keep: int) -> bool:
-    tail = b""  # the end of the previous chunk: a secret may straddle two
-    with path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            window = tail + chunk
-            if pattern.search(window):
-                return True
-            tail = window[-keep:]
-    return False
 
 
 def _write_masked(path: Path, dest: Path, pattern: Any, keep: int) -> None:
@@ -321,7 +393,8 @@ def _write_masked(path: Path, dest: Path, pattern: Any, keep: int) -> None:
 
     mask = MASK.encode()
     carry = b""
-    with path.open("rb") as src, dest.open("wb") as out:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as src, dest.open("wb") as out:
         while True:
             chunk = src.read(_CHUNK)
             window = carry + chunk
