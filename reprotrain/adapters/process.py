@@ -152,6 +152,24 @@ def _killpg(pid: int, sig: int) -> None:
         pass
 
 
+def _stop_leftovers(pgid: int, grace: float = 2.0) -> None:
+    """Processes the code started and left running when it exited (its process group) are stopped:
+    SIGTERM, then SIGKILL after ``grace`` seconds. Left alone they would keep the console pipes
+    open, and keep writing into the output directory while it is uploaded."""
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        return  # nothing left
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(0.05)
+    _killpg(pgid, signal.SIGKILL)
+
+
 def run_command(
     command: str,
     cwd: Path,
@@ -205,6 +223,8 @@ def run_command(
                         _killpg(proc.pid, signal.SIGKILL)
         if received or timed_out:
             _killpg(proc.pid, signal.SIGKILL)  # whatever the code started is gone too
+        else:
+            _stop_leftovers(proc.pid)
         tee.join()
     return _outcome(code, received, timed_out, timeout).with_tail(bytes(tee.tail))
 
