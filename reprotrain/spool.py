@@ -76,8 +76,8 @@ def log_config_params(
 
 def spool(state_dir: Path, delivery: Delivery) -> Path:
     """Keep the delivery on disk for `reprotrain sync`, holding no secret: its artifact dirs are
-    copied masked beside it (hard links where a file holds none), the tracking URI is kept without
-    credentials, and the file is readable by this user only."""
+    copied, masked, beside it, the tracking URI is kept without credentials, and the file is
+    readable by this user only."""
     import shutil
 
     from reprotrain.adapters.tracking import upload_tree
@@ -90,7 +90,8 @@ def spool(state_dir: Path, delivery: Delivery) -> Path:
     artifacts = []
     try:
         for n, (local, artifact_path) in enumerate(delivery.artifacts):
-            artifacts.append((str(upload_tree(Path(local), files / str(n), masker)), artifact_path))
+            # copies, not links: a later run writing into the same output dir must not change them
+            artifacts.append((str(upload_tree(Path(local), files / str(n), masker, copy=True)), artifact_path))
         kept = replace(
             delivery, tracking_uri=strip_credentials(delivery.tracking_uri), artifacts=artifacts, mask_values=[]
         )

@@ -8,9 +8,31 @@ import configparser
 import os
 from pathlib import Path
 
-from reprotrain.core.secrets import is_secret_name, url_secrets
+from reprotrain.core.secrets import url_secrets
 
 __all__ = ["remote_secrets"]
+
+# DVC's remote options that hold a credential (s3, azure, gs, gdrive, ssh, http, webdav, oss, ...):
+# named one by one, since a rule by name would also mask `auth = basic` or `ask_password = true`
+CREDENTIAL_OPTIONS = frozenset(
+    {
+        "password",
+        "passphrase",
+        "secret_access_key",
+        "access_key_id",
+        "session_token",
+        "token",
+        "sas_token",
+        "account_key",
+        "connection_string",
+        "client_secret",
+        "gdrive_client_secret",
+        "key_secret",
+        "oss_key_secret",
+        "oss_key_id",
+        "custom_auth_header_value",
+    }
+)
 
 
 def _config_files(root: Path) -> list[Path]:
@@ -24,7 +46,7 @@ def _config_files(root: Path) -> list[Path]:
 
 
 def remote_secrets(root: Path) -> set[str]:
-    """Values of secret-named keys (`secret_access_key`, `password`, `access_key_id`, ...) and
+    """Values of DVC's credential options (`secret_access_key`, `password`, `account_key`, ...) and
     passwords inside URLs, in the project's DVC config, its `config.local` and the user's."""
     found: set[str] = set()
     for path in _config_files(root):
@@ -36,7 +58,7 @@ def remote_secrets(root: Path) -> set[str]:
         for section in parser.sections():
             for key, value in parser.items(section):
                 value = value.strip().strip("'\"")
-                if is_secret_name(key) and value:
+                if key.lower() in CREDENTIAL_OPTIONS and value.lower() not in {"true", "false", ""}:
                     found.add(value)
                 found |= url_secrets([value])
     return {v for v in found if len(v) >= 4}

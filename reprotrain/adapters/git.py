@@ -9,6 +9,7 @@ from pathlib import Path
 
 from reprotrain.core.pin import GitState, parse_porcelain_v2
 from reprotrain.core.record import strip_credentials
+from reprotrain.core.secrets import holds_credentials, mask_assignments
 from reprotrain.errors import ReprotrainError
 
 __all__ = ["GitSnapshot", "snapshot"]
@@ -74,8 +75,13 @@ def commit_on_remote(path: Path) -> tuple[bool, bool]:
 
 
 # untracked files whose contents are kept with an unpinned run: code and config, by their name
-_CODE_SUFFIXES = (".py", ".pyi", ".ipynb", ".yaml", ".yml", ".toml", ".cfg", ".ini", ".json", ".sh", ".r", ".sql")
+_CODE_SUFFIXES = (
+    *(".py", ".pyi", ".ipynb", ".yaml", ".yml", ".toml", ".cfg", ".ini", ".json", ".sh", ".sql", ".md", ".rst"),
+    *(".c", ".cc", ".cpp", ".cu", ".h", ".hpp", ".js", ".ts", ".go", ".rs", ".jl", ".r", ".java", ".scala", ".lua"),
+)
 _CODE_NAMES = {"makefile", "dockerfile", "justfile"}
+_CODE_PREFIXES = ("requirements", "constraints")  # requirements-dev.txt
+_HASH_LIMIT = 256 << 20  # larger untracked files (data) get a size, not a hash: the launch stays quick
 
 
 def save_unpinned_evidence(path: Path, dest: Path, max_file: int = 1 << 20, max_total: int = 20 << 20) -> None:
@@ -90,7 +96,8 @@ def save_unpinned_evidence(path: Path, dest: Path, max_file: int = 1 << 20, max_
         root = Path(repo.working_tree_dir or path)
         has_head = repo.head.is_valid()
         diff = repo.git.diff("HEAD", "--binary") if has_head else repo.git.diff("--cached", "--binary")
-        (dest / "diff.patch").write_text(diff + ("\n" if diff else ""), encoding="utf-8")
+        # a credential pasted into a tracked file: its value is masked here, like in untracked files
+        (dest / "diff.patch").write_text(mask_assignments(diff) + ("\n" if diff else ""), encoding="utf-8")
         listed = repo.git.ls_files("--others", "--exclude-standard", "-z")
     untracked = [p for p in listed.split("\0") if p]
     (dest / "untracked.txt").write_text("".join(f"{p}\n" for p in untracked), encoding="utf-8")
@@ -103,11 +110,16 @@ def save_unpinned_evidence(path: Path, dest: Path, max_file: int = 1 << 20, max_
             target = dest / "untracked" / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
-                target.write_bytes((root / rel).read_bytes())
-                row["kept"] = "contents"
-                total += size
-            except OSError as exc:
-                row["kept"] = f"name only: {exc.strerror}"
+                text = (root / rel).read_bytes().decode("utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                row["kept"] = f"name only: {getattr(exc, 'strerror', None) or 'not text'}"
+            else:
+                if holds_credentials(text):
+                    row["kept"] = "name only: its contents look like credentials"
+                else:
+                    target.write_text(text, encoding="utf-8")
+                    row["kept"] = "contents"
+                    total += size
         elif row.get("kept") is None:
             row["kept"] = "name only: over the size limit"
         rows.append(row)
@@ -128,6 +140,9 @@ def _untracked_row(source: Path, rel: str) -> dict[str, object]:
     if not stat.S_ISREG(info.st_mode):
         return {"path": rel, "kept": "name only: not a regular file"}
     row: dict[str, object] = {"path": rel, "size": info.st_size}
+    if info.st_size > _HASH_LIMIT:
+        row["kept"] = "name only: over the size limit"
+        return row
     try:
         digest = hashlib.sha256()
         with source.open("rb") as fh:
@@ -140,7 +155,7 @@ def _untracked_row(source: Path, rel: str) -> dict[str, object]:
     name = rel.rsplit("/", 1)[-1].lower()
     if _looks_secret(rel):
         row["kept"] = "name only: its name suggests it holds secrets"
-    elif not (name.endswith(_CODE_SUFFIXES) or name in _CODE_NAMES):
+    elif not (name.endswith(_CODE_SUFFIXES) or name in _CODE_NAMES or name.startswith(_CODE_PREFIXES)):
         row["kept"] = "name only: not code or config"
     else:
         row["kept"] = None
@@ -201,13 +216,22 @@ def remove_worktree(path: Path, target: Path) -> None:
         repo.git.worktree("prune")
 
 
-_SECRET_FILES = (".env", ".netrc", ".pgpass", "id_rsa", "id_ed25519", "credentials", "secrets")
-_SECRET_SUFFIXES = (".pem", ".key", ".p12", ".pfx", ".keystore")
+_SECRET_FILES = (".env", ".netrc", ".pgpass", ".pypirc", ".git-credentials", "id_rsa", "id_dsa", "id_ecdsa", "id_ed")
+_SECRET_SUFFIXES = (".pem", ".key", ".p12", ".pfx", ".keystore", ".jks", ".ppk", ".env")
+_SECRET_PARTS = ("secret", "credential", "token", "passw", "kubeconfig", "service-account", "serviceaccount")
 
 
 def _looks_secret(rel: str) -> bool:
-    name = rel.rsplit("/", 1)[-1].lower()
-    return name.startswith(_SECRET_FILES) or name.endswith(_SECRET_SUFFIXES) or "secret" in name
+    """Whether a file's name says it holds credentials (`.git-credentials`, `prod.env`,
+    `token.json`, `kubeconfig.yaml`, `.docker/config.json`, a key file)."""
+    path = rel.lower()
+    name = path.rsplit("/", 1)[-1]
+    return (
+        name.startswith(_SECRET_FILES)
+        or name.endswith(_SECRET_SUFFIXES)
+        or any(part in path for part in _SECRET_PARTS)
+        or path.endswith(".docker/config.json")
+    )
 
 
 def code_changes(path: Path, a: str, b: str, limit: int = 20) -> dict[str, object]:

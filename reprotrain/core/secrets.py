@@ -16,7 +16,9 @@ __all__ = [
     "Masker",
     "config_strings",
     "env_value_digests",
+    "holds_credentials",
     "is_secret_name",
+    "mask_assignments",
     "secret_env_values",
     "url_secrets",
 ]
@@ -104,6 +106,37 @@ def config_strings(resolved: Any) -> Iterable[str]:
         yield resolved
 
 
+_PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")
+_TOKEN_FORMATS = re.compile(  # AWS access key IDs, GitHub, GitLab and Slack tokens
+    r"\b(AKIA[0-9A-Z]{16}|ghp_[A-Za-z0-9]{20,}|github_pat_\w{20,}|glpat-[\w-]{20,}|xox[abprs]-[\w-]{10,})"
+)
+_KEY_BLOCK = re.compile(r"(-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----).*?(-----END [A-Z0-9 ]*PRIVATE KEY-----)", re.S)
+# `key = value`, `key: value`, `"key": "value"`, `export KEY=value`: the key is group 2, the value 4
+_ASSIGNMENT = re.compile(r"""(["']?)([A-Za-z_][\w.-]*)\1\s*[:=]\s*(["']?)([^\s"',;]{4,})\3""")
+
+
+def holds_credentials(text: str) -> bool:
+    """Whether a text looks like it holds credentials: a private key, a known token format, or a
+    value given to a secret-named key (`password = ...`, `"private_key": "..."`, `export API_TOKEN=...`)."""
+    if _PRIVATE_KEY.search(text) or _TOKEN_FORMATS.search(text):
+        return True
+    return any(is_secret_name(m.group(2)) for m in _ASSIGNMENT.finditer(text))
+
+
+def mask_assignments(text: str) -> str:
+    """``text`` with the values of secret-named keys, private keys and known tokens as `****`."""
+
+    def value(match: re.Match[str]) -> str:
+        if not is_secret_name(match.group(2)):
+            return match.group(0)
+        quote = match.group(3)
+        return match.group(0)[: match.start(4) - match.start(0)] + MASK + quote
+
+    masked = _ASSIGNMENT.sub(value, text)
+    masked = _TOKEN_FORMATS.sub(MASK, masked)
+    return _KEY_BLOCK.sub(rf"\1{MASK}\2", masked)
+
+
 class Masker:
     """Masks known secret values in text, secret keys in configs, and secret override values."""
 
@@ -124,9 +157,11 @@ class Masker:
         """Masked bytes, or None when nothing needed masking (binary-safe, UTF-8 values)."""
         if self._pattern is None:
             return None
+        import os
+
         changed = data
-        for value in self.values:
-            changed = changed.replace(value.encode("utf-8"), MASK.encode())
+        for value in self.values:  # undecodable bytes of an environment value are kept as they were
+            changed = changed.replace(os.fsencode(value), MASK.encode())
         return None if changed == data else changed
 
     def config(self, resolved: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
