@@ -42,10 +42,35 @@ elif mode == "print":
     print(text, flush=True)
     print(text, file=sys.stderr, flush=True)
     (out / "printed.txt").write_text(text)
+elif mode == "rootlink":  # the output dir itself replaced by a link to elsewhere
+    import shutil
+
+    shutil.rmtree(out)
+    os.symlink(os.environ["LEAK_OUTSIDE_DIR"], out)
+elif mode == "binary":  # a checkpoint with the config pickled in, as frameworks save hyperparameters
+    import pickle
+    import zipfile
+
+    with zipfile.ZipFile(out / "model.ckpt", "w") as zf:
+        zf.writestr("hparams.pkl", pickle.dumps({"token": os.environ["MY_API_TOKEN"]}))
+    (out / "notes.txt").write_text("token " + os.environ["MY_API_TOKEN"] + "\\n")
+elif mode == "names":
+    token = os.environ["MY_API_TOKEN"]
+    (out / f"ckpt-{token}.txt").write_text("weights\\n")
+    deep = out
+    for i in range(400):
+        deep = deep / "d"
+    deep.mkdir(parents=True)
+    (deep / "leaf.txt").write_text("deep\\n")
+elif mode == "leftover":
+    import subprocess
+
+    child = subprocess.Popen(["sleep", "300"], start_new_session=False)
+    Path(os.environ["LEAK_PIDFILE"]).write_text(str(child.pid))
 elif mode == "big":
     secret = os.environ["MY_API_TOKEN"].encode()
-    with open(out / "big.bin", "wb") as fh:  # over 16 MB, a secret on either side of 1 MiB chunks
-        fh.write(b"\\0" * ((1 << 20) - 5) + secret + b"x" * (17 << 20) + secret + b"end")
+    with open(out / "big.log", "wb") as fh:  # text over 16 MB, a secret across the first 1 MiB chunk's end
+        fh.write(b"a" * ((1 << 20) - 5) + secret + b"x" * (17 << 20) + secret + b"end")
 print("LEAKY-DONE", flush=True)
 """
 
@@ -147,7 +172,7 @@ def test_large_output_files_are_masked_too(project):
     res = run_cli("run", cwd=project, env={"LEAK_MODE": "big", "MY_API_TOKEN": TOKEN}, timeout=240)
     assert res.code == 0, res.describe()
     run = single_run(embedded_uri(project))
-    artifact = Path(run.info.artifact_uri.removeprefix("file://")) / "big.bin"
+    artifact = Path(run.info.artifact_uri.removeprefix("file://")) / "big.log"
     data = artifact.read_bytes()
     assert TOKEN.encode() not in data and data.count(b"****") == 2 and data.endswith(b"end")
     assert len(data) == (1 << 20) - 5 + 4 + (17 << 20) + 4 + 3
@@ -175,9 +200,17 @@ def test_unpinned_evidence_keeps_no_credential_file(project):
         "kubeconfig": f"token: {TOKEN}\n",
         ".pypirc": f"[pypi]\npassword = {TOKEN}\n",
         "scratch.py": f"TOKEN = '{TOKEN}'  # pasted while debugging\n",
+        "my-project-4f2a1c.json": '{"type": "service_account", "private_key": "-----BEGIN PRIVATE KEY-----\\nKEY"}',
+        "gcloud/token.json": '{"refresh": "r"}',
+        "deploy.sh": f"export AWS_SECRET_ACCESS_KEY={TOKEN}\n",
+        "requirements-dev.txt": "pytest\n",
+        "notes.py": "LR = 0.1\n",
     }
     for name, text in files.items():
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
         (project / name).write_text(text)
+    train = project / "leaky.py"
+    train.write_text(train.read_text() + "PASTED_PASSWORD = 'pw-NotInTheEnvironment-5151'\n")  # a tracked file
     os.symlink("/etc/passwd", project / "passwd-link")
     res = run_cli("run", "--allow-unpinned", cwd=project, env={"MY_API_TOKEN": TOKEN})
     assert res.code == 0, res.describe()
@@ -186,12 +219,14 @@ def test_unpinned_evidence_keeps_no_credential_file(project):
     for name in files:
         assert rows[name]["size"] == len(files[name]) and len(rows[name]["sha256"]) == 64, rows[name]
     kept = {p for p in artifact_paths(uri, run_id) if p.startswith("reprotrain/unpinned/untracked/")}
-    assert kept == {"reprotrain/unpinned/untracked/scratch.py"}, kept
-    scratch = artifact_text(uri, run_id, "reprotrain/unpinned/untracked/scratch.py")
-    assert scratch == "TOKEN = '****'  # pasted while debugging\n", scratch
+    assert kept == {f"reprotrain/unpinned/untracked/{n}" for n in ("requirements-dev.txt", "notes.py")}, kept
+    assert rows["scratch.py"]["kept"] == "name only: its contents look like credentials"
+    assert rows["my-project-4f2a1c.json"]["kept"] == "name only: its contents look like credentials"
     assert rows["passwd-link"]["symlink"] == "/etc/passwd"
     leaks = [p for p, data in stored_bytes(project).items() if TOKEN.encode() in data or b"KEYKEYKEY" in data]
     assert not leaks, leaks
+    assert "PASTED_PASSWORD = '****'" in artifact_text(uri, run_id, "reprotrain/unpinned/diff.patch")
+    assert not [p for p, data in stored_bytes(project).items() if b"NotInTheEnvironment-5151" in data]
 
 
 def _closed_port() -> int:
@@ -200,3 +235,78 @@ def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def test_an_output_dir_replaced_by_a_link_is_not_followed(project, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "id_rsa").write_text("PRIVATE-KEY-BEHIND-THE-LINK\n")
+    leaky(project)
+    res = run_cli("run", cwd=project, env={"LEAK_MODE": "rootlink", "LEAK_OUTSIDE_DIR": str(elsewhere)})
+    assert res.code == 0, res.describe()
+    run = single_run(embedded_uri(project))
+    assert run.info.status == "FINISHED"
+    assert not [p for p in artifact_paths(embedded_uri(project), run.info.run_id) if "id_rsa" in p]
+    assert not [p for p, data in stored_bytes(project).items() if b"PRIVATE-KEY-BEHIND-THE-LINK" in data]
+    assert any("not uploaded from the output dir" in line and ". -> " in line for line in res.err.splitlines())
+
+
+def test_a_binary_file_holding_a_secret_is_held_back_not_corrupted(project):
+    """Masking changes a file's length: a zip or pickle would be broken. A binary file that holds
+    a secret is not sent (and named); a text file is sent masked."""
+    leaky(project)
+    res = run_cli("run", cwd=project, env={"LEAK_MODE": "binary", "MY_API_TOKEN": TOKEN})
+    assert res.code == 0, res.describe()
+    uri, run_id = embedded_uri(project), single_run(embedded_uri(project)).info.run_id
+    paths = artifact_paths(uri, run_id)
+    assert "model.ckpt" not in paths and "notes.txt" in paths, paths
+    assert artifact_text(uri, run_id, "notes.txt") == "token ****\n"
+    assert "model.ckpt" in artifact_json(uri, run_id, "reprotrain/outputs.json"), "its hash is still recorded"
+    (line,) = [line for line in res.err.splitlines() if "not uploaded from the output dir" in line]
+    assert "model.ckpt (a binary file that holds a secret)" in line, line
+    assert not [p for p, data in stored_bytes(project).items() if TOKEN.encode() in data]
+
+
+def test_secrets_in_file_names_and_very_deep_trees(project):
+    leaky(project)
+    res = run_cli("run", cwd=project, env={"LEAK_MODE": "names", "MY_API_TOKEN": TOKEN})
+    assert res.code == 0, res.describe()
+    run = single_run(embedded_uri(project))
+    assert run.info.status == "FINISHED"
+    paths = artifact_paths(embedded_uri(project), run.info.run_id)
+    assert "ckpt-****.txt" in paths and not [p for p in paths if TOKEN in p], sorted(paths)[:5]
+    assert any(p.endswith("/leaf.txt") for p in paths), "400 directories deep is uploaded too"
+
+
+def test_a_non_utf8_secret_in_the_environment_does_not_stop_the_run(project):
+    leaky(project)
+    env = {"LEAK_MODE": "print", "MY_API_TOKEN": "abc\udcff\udcfedefgh-NonUtf8"}
+    res = run_cli("run", cwd=project, env=env)
+    assert res.code == 0, res.describe()
+    assert "Traceback" not in res.err
+
+
+def test_processes_the_training_leaves_running_are_stopped(project, tmp_path):
+    """A child the code started and left behind would keep writing into the output dir while it
+    is uploaded (and keep reprotrain's console pipes open): it is stopped when the code exits."""
+    from helpers import pid_alive, wait_for
+
+    leaky(project)
+    pidfile = tmp_path / "child.pid"
+    res = run_cli("run", cwd=project, env={"LEAK_MODE": "leftover", "LEAK_PIDFILE": str(pidfile)}, timeout=120)
+    assert res.code == 0, res.describe()
+    child = int(pidfile.read_text())
+    assert wait_for(lambda: not pid_alive(child), 10), "the training's leftover child still runs"
+
+
+def test_dvc_options_that_are_not_credentials_are_not_masked(project):
+    leaky(project)
+    (project / ".dvc" / "config.local").write_text(
+        "['remote \"web\"']\n    url = https://dvc.example.invalid/store\n    auth = basic\n"
+        "    ask_password = true\n    custom_auth_header = Authorization\n"
+    )
+    res = run_cli("run", cwd=project, env={"LEAK_MODE": "print"})
+    assert res.code == 0, res.describe()
+    run_id = single_run(embedded_uri(project)).info.run_id
+    console = artifact_text(embedded_uri(project), run_id, "reprotrain/console.log")
+    assert "auth = basic" in console and "ask_password = true" in console, console[-400:]

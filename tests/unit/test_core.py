@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import types
 
 import pytest
 
@@ -166,10 +167,14 @@ def test_public_api_is_sorted_and_complete():
     import reprotrain
 
     assert reprotrain.__all__ == sorted(reprotrain.__all__)
-    public = {n for n in dir(reprotrain) if not n.startswith("_") and n not in {"annotations"}}
-    assert public - {"errors", "core", "cli", "launch", "settings", "adapters", "query", "render"} <= set(
-        reprotrain.__all__
-    )
+    # submodules become attributes of the package once anything imports them (other tests do):
+    # they are the package's layout, not its API
+    public = {
+        n
+        for n in dir(reprotrain)
+        if not n.startswith("_") and n != "annotations" and not isinstance(getattr(reprotrain, n), types.ModuleType)
+    }
+    assert public <= set(reprotrain.__all__)
 
 
 def test_show_text_of_a_run_and_of_a_sweep_share_their_header():
