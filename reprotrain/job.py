@@ -39,7 +39,7 @@ from reprotrain.core.secrets import (
 )
 from reprotrain.errors import ReprotrainError, UsageError
 from reprotrain.fileio import walk_tree
-from reprotrain.linking import find_linked, link_both_ways, write_linked
+from reprotrain.linking import link_created_runs, write_linked
 from reprotrain.progress import progress, tree_size
 from reprotrain.render import linked_warning
 from reprotrain.spool import Delivery, deliver, spool
@@ -342,8 +342,7 @@ class Job:
     def _linked_runs(self, staging: Path, links_file: Path, status: str) -> dict[str, str]:
         """Runs the training code created itself, found, linked both ways, recorded and named."""
         try:
-            found = find_linked(self.tracker, self.run_id, links_file, self.window_ms, self.root)
-            runs, tags = link_both_ways(self.tracker, self.run_id, found, links_file, status)
+            runs, tags = link_created_runs(self.tracker, self.run_id, links_file, self.window_ms, self.root, status)
         except ReprotrainError as exc:
             print(f"reprotrain: warning: could not look for runs the training code created ({exc})", file=sys.stderr)
             return {}

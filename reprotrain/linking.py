@@ -30,7 +30,7 @@ from reprotrain.core.links import LinkedRun, assign_roles, portable_store
 from reprotrain.core.record import strip_credentials
 from reprotrain.errors import ReprotrainError
 
-__all__ = ["LINKED_RUNS", "find_linked", "link_both_ways", "write_linked"]
+__all__ = ["LINKED_RUNS", "link_created_runs", "write_linked"]
 
 LINKED_RUNS = "linked-runs.json"  # artifact under reprotrain/
 LAUNCHED_BY = "reprotrain.launched_by"
@@ -38,25 +38,30 @@ OPENED_DURING = "reprotrain.opened_during"
 CLOSED = "reprotrain.status_reason"
 
 
-def find_linked(
-    tracker: AnyTracker,
-    run_id: str,
-    links_file: Path,
-    window_ms: tuple[int, int] | None,
-    root: Path,
-) -> list[LinkedRun]:
-    """Every run the code created during the job, with its role (see core/links.py)."""
-    noted = [e for e in code_hook.read_links(links_file) if e["run_id"] != run_id]
+def link_created_runs(
+    tracker: AnyTracker, run_id: str, links_file: Path, window_ms: tuple[int, int] | None, root: Path, status: str
+) -> tuple[list[LinkedRun], dict[str, str]]:
+    """Every run the code created during the job, with its role (see core/links.py), tagged with
+    the job's run and its role, and closed with the job's ``status`` if the code left it RUNNING.
+    Returns the runs as they are now and the job run's own tags."""
+    notes = code_hook.read_notes(links_file)
+    noted = [e for e in notes.runs if e["run_id"] != run_id]
     here = [e for e in noted if code_hook.same_store(e["store"], tracker.uri)]
-    by_time = window_ms if not code_hook.hook_installed(links_file) and _file_store(tracker.uri) else None
+    by_time = window_ms if not notes.hook_installed and _file_store(tracker.uri) else None
     runs = _in_our_store(tracker, run_id, here, by_time)
     elsewhere: dict[str, list[dict[str, Any]]] = {}
     for entry in noted:
         if entry not in here:
             elsewhere.setdefault(code_hook.store_key(entry["store"]), []).append(entry)
+    clients: dict[str, AnyTracker] = {}  # another store (as shown) -> its client, opened once
     for entries in elsewhere.values():
-        runs += _in_another_store(entries[0]["store"], entries, run_id, root)
-    return assign_roles(runs)
+        found, client = _in_another_store(entries[0]["store"], entries, run_id, root)
+        runs += found
+        if client is not None and found:
+            clients[found[0].store] = client
+    runs = assign_roles(runs)
+    linked = [_link(clients.get(r.store, tracker), r, run_id, status) for r in runs]
+    return linked, ({"reprotrain.foreign_runs": json.dumps([r.run_id for r in runs])} if runs else {})
 
 
 def _file_store(uri: str) -> bool:
@@ -89,19 +94,22 @@ def _in_our_store(
     ]
 
 
-def _in_another_store(uri: str, entries: list[dict[str, Any]], run_id: str, root: Path) -> list[LinkedRun]:
+def _in_another_store(
+    uri: str, entries: list[dict[str, Any]], run_id: str, root: Path
+) -> tuple[list[LinkedRun], Tracker | None]:
     shown = portable_store(strip_credentials(uri), str(root))
     try:
         tracker = Tracker(uri, create=False)
         views = [tracker.get_run(e["run_id"]) for e in entries]
         names = tracker.experiment_names([v.experiment_id for v in views])
     except ReprotrainError as exc:
-        error = str(exc)
-        return [LinkedRun(e["run_id"], str(e.get("experiment_id", "")), store=shown, error=error) for e in entries]
-    return [
+        unread = [LinkedRun(e["run_id"], str(e.get("experiment_id", "")), store=shown, error=str(exc)) for e in entries]
+        return unread, None
+    found = [
         _linked(view, run_id, names.get(view.experiment_id, ""), shown, "hook", bool(entry.get("named")))
         for view, entry in zip(views, entries)
     ]
+    return found, tracker
 
 
 def _linked(view: RunView, run_id: str, experiment: str, store: str, found_by: str, named: bool) -> LinkedRun:
@@ -121,28 +129,22 @@ def _linked(view: RunView, run_id: str, experiment: str, store: str, found_by: s
     )
 
 
-def link_both_ways(
-    tracker: AnyTracker, run_id: str, runs: Sequence[LinkedRun], links_file: Path, status: str
-) -> tuple[list[LinkedRun], dict[str, str]]:
-    """Tag each linked run with the job's run and its role, and close the ones left RUNNING with
-    the job's status; returns the runs as they are now and the job run's own tags."""
-    stores = {e["run_id"]: e["store"] for e in code_hook.read_links(links_file)}
-    linked = []
-    for run in runs:
-        if not run.error:
-            try:
-                target = Tracker(stores[run.run_id], create=False) if run.store else tracker
-                tags = {OPENED_DURING: run_id, "reprotrain.role": run.role}
-                if run.status == "RUNNING":
-                    tags[CLOSED] = f"left RUNNING by the training code of run {run_id}; closed when its job ended"
-                target.set_tags(run.run_id, tags)
-                if run.status == "RUNNING":
-                    target.terminate(run.run_id, status)
-                    run = replace(run, status=status)
-            except (ReprotrainError, KeyError):
-                pass  # the link from the job's run still stands
-        linked.append(run)
-    return linked, ({"reprotrain.foreign_runs": json.dumps([r.run_id for r in runs])} if runs else {})
+def _link(target: AnyTracker, run: LinkedRun, run_id: str, status: str) -> LinkedRun:
+    """Tag one linked run with the job's run and its role; close it with ``status`` if the code
+    left it RUNNING. Returns it as it is now."""
+    if run.error:
+        return run
+    tags = {OPENED_DURING: run_id, "reprotrain.role": run.role}
+    if run.status == "RUNNING":
+        tags[CLOSED] = f"left RUNNING by the training code of run {run_id}; closed when its job ended"
+    try:
+        target.set_tags(run.run_id, tags)
+        if run.status == "RUNNING":
+            target.terminate(run.run_id, status)
+            return replace(run, status=status)
+    except ReprotrainError:
+        pass  # the link from the job's run still stands
+    return run
 
 
 def write_linked(runs: Sequence[LinkedRun], directory: Path) -> None:

@@ -7,11 +7,12 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-__all__ = ["HOOK_DIR", "hook_environment", "hook_installed", "in_process", "read_links", "same_store", "store_key"]
+__all__ = ["HOOK_DIR", "Notes", "hook_environment", "in_process", "read_notes", "same_store", "store_key"]
 
 HOOK_DIR = Path(__file__).with_name("code_site")
 _MODULE = "reprotrain_code_hook"
@@ -41,12 +42,18 @@ def in_process() -> ModuleType:
     return module
 
 
-def read_links(path: Path) -> list[dict[str, Any]]:
-    return list(in_process().read_links(str(path)))
+@dataclass(frozen=True)
+class Notes:
+    """What the hook noted during a job: the runs the code created (run ID, store, experiment,
+    whether the code named it), and whether the hook was in any of the code's processes."""
+
+    runs: list[dict[str, Any]]
+    hook_installed: bool
 
 
-def hook_installed(path: Path) -> bool:
-    return bool(in_process().hook_installed(str(path)))
+def read_notes(path: Path) -> Notes:
+    runs, installed = in_process().read_notes(str(path))
+    return Notes(list(runs), bool(installed))
 
 
 def store_key(uri: str) -> str:

@@ -217,7 +217,7 @@ def tidy(mlflow: Any, status: str) -> None:
     """After a callable entrypoint, in reprotrain's own process: end the runs the code left active
     (each in its own store, with the job's status), and put MLflow's process-global tracking URI
     and experiment back as they were before it, so that nothing leaks into the next job."""
-    stores = {entry["run_id"]: entry["store"] for entry in read_links(os.environ.get(LINKS))}
+    stores = {entry["run_id"]: entry["store"] for entry in read_notes(os.environ.get(LINKS))[0]}
     for _ in range(100):
         try:
             active = mlflow.active_run()
@@ -252,33 +252,29 @@ def tidy(mlflow: Any, status: str) -> None:
             continue
 
 
-def hook_installed(path: str | None) -> bool:
-    """Whether the hook was installed in a process of the job that wrote ``path``."""
-    try:
-        with open(path or "", encoding="utf-8") as fh:
-            return any('"hook": "installed"' in line for line in fh)
-    except OSError:
-        return False
-
-
-def read_links(path: str | None) -> list[dict[str, Any]]:
-    """The runs noted in a ``REPROTRAIN_LINKS`` file, in the order they were created."""
+def read_notes(path: str | None) -> tuple[list[dict[str, Any]], bool]:
+    """What a ``REPROTRAIN_LINKS`` file says, read once: the runs noted in it, in the order they
+    were created, and whether the hook was installed in any process of the job."""
     if not path:
-        return []
+        return [], False
     try:
         with open(path, encoding="utf-8") as fh:
             lines = fh.read().splitlines()
     except OSError:
-        return []
+        return [], False
     entries = []
+    installed = False
     for line in lines:
         try:
             entry = json.loads(line)
         except ValueError:
             continue
-        if isinstance(entry, dict) and isinstance(entry.get("run_id"), str):
+        if not isinstance(entry, dict):
+            continue
+        installed = installed or entry.get("hook") == "installed"
+        if isinstance(entry.get("run_id"), str):
             entries.append(entry)
-    return entries
+    return entries, installed
 
 
 # --------------------------------------------------------------------------- import hook
