@@ -6,7 +6,6 @@ Nothing here imports mlflow, dvc or hydra at module level: `reprotrain --help` s
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from collections.abc import Sequence
@@ -135,22 +134,6 @@ def _split_run_options(tokens: Sequence[str]) -> tuple[dict[str, object], list[s
     return options, rest
 
 
-def _json(value: object) -> str:
-    """JSON for scripts: a metric that is NaN or infinite is written as the string "NaN",
-    "Infinity" or "-Infinity" (bare NaN is not JSON)."""
-
-    def finite(item: object) -> object:
-        if isinstance(item, float) and not math.isfinite(item):
-            return "NaN" if math.isnan(item) else ("Infinity" if item > 0 else "-Infinity")
-        if isinstance(item, dict):
-            return {k: finite(v) for k, v in item.items()}
-        if isinstance(item, (list, tuple)):
-            return [finite(v) for v in item]
-        return item
-
-    return json.dumps(finite(value), indent=2, ensure_ascii=False, default=str, allow_nan=False)
-
-
 def _run(tokens: Sequence[str]) -> int:
     if tokens and tokens[0] in {"-h", "--help"} and len(tokens) == 1:
         # `reprotrain run --help` with no app context: reprotrain's and Hydra's usage together
@@ -159,6 +142,12 @@ def _run(tokens: Sequence[str]) -> int:
 
     options, rest = _split_run_options(tokens)
     return run(rest, RunOptions(**options))  # type: ignore[arg-type]
+
+
+def _json(value: object) -> str:
+    from reprotrain.render import json_text
+
+    return json_text(value)
 
 
 def _show(run_id: str, as_json: bool) -> int:

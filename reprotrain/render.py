@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -11,6 +12,7 @@ __all__ = [
     "check_text",
     "diff_text",
     "drift_text",
+    "json_text",
     "linked_text",
     "linked_warning",
     "problems_text",
@@ -18,6 +20,22 @@ __all__ = [
     "runs_text",
     "verdict_text",
 ]
+
+
+def json_text(value: Any) -> str:
+    """JSON for scripts: a metric that is NaN or infinite is written as the string "NaN",
+    "Infinity" or "-Infinity" (bare NaN is not JSON)."""
+    return json.dumps(_finite(value), indent=2, ensure_ascii=False, default=str, allow_nan=False)
+
+
+def _finite(item: Any) -> Any:
+    if isinstance(item, float) and not math.isfinite(item):
+        return "NaN" if math.isnan(item) else ("Infinity" if item > 0 else "-Infinity")
+    if isinstance(item, Mapping):
+        return {k: _finite(v) for k, v in item.items()}
+    if isinstance(item, (list, tuple)):
+        return [_finite(v) for v in item]
+    return item
 
 
 def _size(n: int | None) -> str:
