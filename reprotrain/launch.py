@@ -16,7 +16,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,14 @@ from reprotrain.adapters import store_helper
 from reprotrain.adapters.store_helper import HelperTracker
 from reprotrain.adapters.tracking import Tracker, default_tracking_uri, is_local_store, quick_failure, sqlite_file
 from reprotrain.core.entrypoint import parse_entrypoint
-from reprotrain.core.pin import Problem, data_problems, git_status_problems, not_pushed_problem
+from reprotrain.core.pin import (
+    Problem,
+    config_source_problems,
+    data_problems,
+    git_status_problems,
+    not_pushed_problem,
+    uncached_problems,
+)
 from reprotrain.core.record import DataOutput, GitInfo, data_digest
 from reprotrain.errors import NotPinnedError, UsageError
 from reprotrain.fileio import write_json
@@ -98,7 +105,12 @@ def ensure_state_dir(project: Project) -> Path:
     return state
 
 
-def check_pins(project: Project, require_pushed: bool = False, data_verified: bool = False) -> PinCheck:
+def check_pins(
+    project: Project,
+    require_pushed: bool = False,
+    data_verified: bool = False,
+    config_sources: list[tuple[Path, str]] | None = None,
+) -> PinCheck:
     """The pin gate (DESIGN.md §6): every reason the code and data are not pinned, at once.
 
     git is asked once (`git status --porcelain=v2 --branch`), DVC once for its status (reusing its
@@ -120,6 +132,7 @@ def check_pins(project: Project, require_pushed: bool = False, data_verified: bo
         ]
         return PinCheck(problems, GitInfo("", "", ""), project.root)
     problems = git_status_problems(snap.state)
+    problems.extend(_config_problems(snap.root, config_sources or [(project.config_dir, "config_dir")]))
     problems.extend(
         Problem(
             "submodule-missing",
@@ -143,12 +156,33 @@ def check_pins(project: Project, require_pushed: bool = False, data_verified: bo
         commit=snap.state.commit or "",
     )
     problems.extend(data.problems)
+    uncached = [(o.path, o.source) for o in data.uncached]
+    tracked = git_adapter.tracked_paths(snap.root, [p for p, _ in uncached])
+    problems.extend(uncached_problems(uncached, tracked))
+    pinned_by_git = [
+        replace(o, source=f"{o.source} (cache: false, in git)") for o in data.uncached if o.path in tracked
+    ]
+    outputs = sorted([*data.outputs, *pinned_by_git], key=lambda o: o.path)
     declared = [os.path.relpath(project.root / p, snap.root) for p in project.settings.inputs]
     problems.extend(
-        data_problems([(o.path, o.source) for o in data.outputs], declared, project.settings.has_data, data.is_dvc_repo)
+        data_problems([(o.path, o.source) for o in outputs], declared, project.settings.has_data, data.is_dvc_repo)
     )
     git = GitInfo(snap.state.commit or "", snap.state.branch or "", snap.remote)
-    return PinCheck(problems, git, snap.root, data.outputs)
+    return PinCheck(problems, git, snap.root, outputs)
+
+
+_CONFIG_SUFFIXES = (".yaml", ".yml")
+
+
+def _config_problems(git_root: Path, sources: list[tuple[Path, str]]) -> list[Problem]:
+    """Every directory Hydra composes from must be in the commit (see config_source_problems)."""
+    resolved = [(os.path.realpath(path), how) for path, how in sources]
+    root = os.path.realpath(git_root)
+    ignored = {}
+    for path, _how in resolved:
+        if os.path.isdir(path) and (path == root or path.startswith(root + os.sep)):
+            ignored[path] = git_adapter.ignored_files(git_root, os.path.relpath(path, root), _CONFIG_SUFFIXES)
+    return config_source_problems(resolved, root, ignored)
 
 
 def gate(cwd: Path | None = None, require_pushed: bool = False) -> dict[str, Any]:
@@ -210,7 +244,11 @@ def _slug(text: str) -> str:
 
 
 def _gate_while_importing(
-    project: Project, require_pushed: bool, verified: bool, import_mlflow: bool = True
+    project: Project,
+    require_pushed: bool,
+    verified: bool,
+    import_mlflow: bool = True,
+    config_sources: list[tuple[Path, str]] | None = None,
 ) -> tuple[PinCheck, dict[str, Any]]:
     """Run the gate (git, DVC) in a forked process while this one imports Hydra (and MLflow,
     unless the store's helper serves it): on two cores the gate then costs no wall time.
@@ -219,9 +257,9 @@ def _gate_while_importing(
     from concurrent.futures import ProcessPoolExecutor
 
     if (os.cpu_count() or 1) < 2 or "fork" not in multiprocessing.get_all_start_methods():
-        return check_pins(project, require_pushed, verified), environment()
+        return check_pins(project, require_pushed, verified, config_sources), environment()
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork")) as pool:
-        pending = pool.submit(check_pins, project, require_pushed, verified)
+        pending = pool.submit(check_pins, project, require_pushed, verified, config_sources)
         hydra_adapter.warm_imports()
         if import_mlflow:
             import mlflow.tracking  # noqa: F401  (the import, not the store: nothing is opened yet)
@@ -336,8 +374,9 @@ def launch(
         # MLflow is then imported by the helper, not here; none is started before the gate's
         # verdict (the first job starts one, for the next launch, once the store exists)
         helper = store_helper.connect(uri, start=False)
+        sources = hydra_adapter.config_sources(args, project.config_dir, config_name, project.root)
         check, env_record = _gate_while_importing(
-            project, options.require_pushed, options.data_verified, import_mlflow=helper is None
+            project, options.require_pushed, options.data_verified, helper is None, sources
         )
         if not check.pinned and not options.allow_unpinned:
             raise NotPinnedError(check.problems)  # before anything is written: no run, no output dir

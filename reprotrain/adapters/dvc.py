@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from reprotrain.adapters import data_memo
-from reprotrain.core.pin import Problem, dvc_status_problems, missing_object_problems
+from reprotrain.core.pin import Problem, dvc_status_problems, external_output_problems, missing_object_problems
 from reprotrain.core.record import DataOutput
 from reprotrain.errors import ReprotrainError
 from reprotrain.fileio import write_json
@@ -39,6 +39,8 @@ class DataSnapshot:
     is_dvc_repo: bool
     outputs: list[DataOutput] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    # outputs with `cache: false`: the DVC cache does not keep them, so only git can pin them
+    uncached: list[DataOutput] = field(default_factory=list)
 
 
 def _no_dvc_dir(path: Path) -> bool:
@@ -80,23 +82,36 @@ def snapshot(
     try:
         with repo:
             pinned: list[tuple[DataOutput, Any]] = []
+            uncached: list[DataOutput] = []
+            external: list[tuple[str, str]] = []
             lock_stages = set()
             for out in repo.index.outs:
-                if not out.use_cache or out.hash_info is None or not out.hash_info.value:
-                    continue
                 stage = out.stage
                 if stage.is_data_source:
                     source = stage.relpath
                 else:
                     source = f"dvc.lock:{stage.name}"
                     lock_stages.add(stage.addressing)
+                if not out.is_in_repo:  # DVC's "external output": no cache, no checkout can bring it back
+                    external.append((out.def_path, source))
+                    continue
+                if out.hash_info is None or not out.hash_info.value:
+                    continue
                 rel = os.path.relpath(out.fs_path, relative_to)
-                pinned.append((DataOutput(rel, out.hash_info.value, out.meta.size, out.meta.nfiles, source), out))
+                data = DataOutput(rel, out.hash_info.value, out.meta.size, out.meta.nfiles, source)
+                if not out.use_cache:
+                    uncached.append(data)
+                    continue
+                pinned.append((data, out))
+            uncached.sort(key=lambda o: o.path)
             if verified:
                 outputs = sorted((o for o, _ in pinned), key=lambda o: o.path)
-                return DataSnapshot(True, outputs, [])
-            watch = _watch(repo) if memo is not None else None
-            problems = dvc_status_problems(repo.status(), lock_stages)
+                return DataSnapshot(True, outputs, [], uncached)
+            # the memo vouches only for what DVC pins alone: git must be asked about the rest
+            watch = _watch(repo) if memo is not None and not (uncached or external) else None
+            problems = external_output_problems(external)
+            # DVC's status cannot look at an external output (it asserts); the rest is checked
+            problems.extend(dvc_status_problems(repo.status(), lock_stages) if not external else [])
             sources = {o.path: o.source for o, _ in pinned}
             oids, missing_dirs = _object_ids(repo, pinned)
             cache_missing = _count_missing(repo.cache.local, oids)
@@ -118,7 +133,7 @@ def snapshot(
             data_memo.save(memo, commit, path, relative_to, watch, outputs)
         else:
             data_memo.forget(memo)
-    return DataSnapshot(True, outputs, problems)
+    return DataSnapshot(True, outputs, problems, uncached)
 
 
 def _watch(repo: Any) -> data_memo.Watch | None:
@@ -239,7 +254,7 @@ def restore(
         index = _load_index(verified_index)
         fresh: dict[str, list[int]] = {}  # objects verified now
         with Repo(os.fspath(worktree)) as repo:
-            outs = [o for o in repo.index.outs if o.use_cache and o.hash_info and o.hash_info.value]
+            outs = [o for o in repo.index.outs if o.use_cache and o.is_in_repo and o.hash_info and o.hash_info.value]
             try:
                 missing = _restore_outputs(repo, outs, worktree, index, fresh)  # what the cache has, in one pass
                 if missing:

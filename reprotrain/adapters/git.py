@@ -12,7 +12,7 @@ from reprotrain.core.record import strip_credentials
 from reprotrain.core.secrets import holds_credentials, mask_assignments
 from reprotrain.errors import ReprotrainError
 
-__all__ = ["GitSnapshot", "snapshot"]
+__all__ = ["GitSnapshot", "ignored_files", "snapshot", "tracked_paths"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,28 @@ def snapshot(path: Path) -> GitSnapshot | None:
             return GitSnapshot(root, parse_porcelain_v2(out), remote, absent)
     except git.GitCommandError as exc:
         raise ReprotrainError(f"git status failed in {path}: {exc.stderr.strip() or exc}") from exc
+
+
+def tracked_paths(root: Path, paths: list[str]) -> set[str]:
+    """Those of ``paths`` (relative to ``root``) that git tracks: the file, or files under the
+    directory."""
+    if not paths:
+        return set()
+    import git
+
+    with git.Repo(root) as repo:
+        listed = repo.git.ls_files("-z", "--", *paths).split("\0")
+    files = [f for f in listed if f]
+    return {p for p in paths if any(f == p or f.startswith(p.rstrip("/") + "/") for f in files)}
+
+
+def ignored_files(root: Path, path: str, suffixes: tuple[str, ...]) -> list[str]:
+    """Files under ``path`` (relative to ``root``) that git ignores, ending in one of ``suffixes``."""
+    import git
+
+    with git.Repo(root) as repo:
+        listed = repo.git.ls_files("-z", "--others", "--ignored", "--exclude-standard", "--", path).split("\0")
+    return sorted(f for f in listed if f and f.endswith(suffixes))
 
 
 def _remote_url(repo: object) -> str:

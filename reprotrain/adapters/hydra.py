@@ -19,6 +19,7 @@ from typing import Any
 from reprotrain.errors import UsageError
 
 __all__ = [
+    "config_sources",
     "PROVIDED_VARIABLES",
     "HydraArgs",
     "JobContext",
@@ -122,6 +123,47 @@ def primary_config_sets(config_dir: Path, config_name: str, dotted: str) -> bool
     except Exception:  # a broken file is Hydra's to report, with its own message
         return False
     return OmegaConf.select(cfg, dotted, default=None, throw_on_missing=False) is not None
+
+
+def config_sources(args: HydraArgs, config_dir: Path, config_name: str, cwd: Path) -> list[tuple[Path, str]]:
+    """Every local directory Hydra may compose this config from, with what named it: the
+    project's config directory (or `--config-path`), `--config-dir`, and `file://` entries of
+    `hydra.searchpath` given on the command line or in the primary config."""
+    from omegaconf import OmegaConf
+
+    ns = args.namespace
+    primary = Path(ns.config_path) if getattr(ns, "config_path", None) else config_dir
+    sources = [(cwd / primary, "--config-path" if primary is not config_dir else "config_dir")]
+    if getattr(ns, "config_dir", None):
+        sources.append((cwd / ns.config_dir, "--config-dir"))
+    entries: list[tuple[str, str]] = []
+    for override in args.overrides:
+        key, _, value = override.lstrip("+").partition("=")
+        if key == "hydra.searchpath" and value:
+            entries.extend((item, "hydra.searchpath on the command line") for item in _items(value))
+    path = primary if primary.is_absolute() else cwd / primary
+    path = path / (config_name if config_name.endswith(".yaml") else f"{config_name}.yaml")
+    if path.is_file():
+        try:
+            listed = OmegaConf.select(OmegaConf.load(path), "hydra.searchpath", default=None, throw_on_missing=False)
+            entries.extend((str(item), f"hydra.searchpath in {path.name}") for item in (listed or []))
+        except Exception:  # a broken file is Hydra's to report
+            pass
+    for item, how in entries:
+        if item.startswith("file://"):
+            sources.append((cwd / item[len("file://") :], how))
+    return sources
+
+
+def _items(value: str) -> list[str]:
+    """The elements of a list override value (`[file:///a,pkg://b]`), or the value itself."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_override(f"x={value}").value()
+    except Exception:
+        return [value]
+    return [str(v) for v in parsed] if isinstance(parsed, list) else [str(parsed)]
 
 
 def warm_imports() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -10,11 +11,14 @@ __all__ = [
     "GitState",
     "Problem",
     "data_problems",
+    "config_source_problems",
     "dvc_status_problems",
+    "external_output_problems",
     "git_status_problems",
     "missing_object_problems",
     "not_pushed_problem",
     "parse_porcelain_v2",
+    "uncached_problems",
 ]
 
 
@@ -300,6 +304,83 @@ def missing_object_problems(
                     ),
                 )
             )
+    return problems
+
+
+def config_source_problems(
+    sources: Iterable[tuple[str, str]], git_root: str, ignored: Mapping[str, Sequence[str]]
+) -> list[Problem]:
+    """Hydra's config must come from the commit: every directory it composes from (absolute,
+    normalized paths, with what named it) lies inside the repository, and holds no YAML file that
+    git ignores (it could be composed, and is in no commit)."""
+    problems = []
+    root = os.path.normpath(git_root)
+    for path, how in sources:
+        norm = os.path.normpath(path)
+        if norm != root and not norm.startswith(root.rstrip(os.sep) + os.sep):
+            problems.append(
+                Problem(
+                    "config-outside-repo",
+                    norm,
+                    f"config directory named by {how} lies outside the repository: the config is in no commit",
+                    f"move the configs into the repository and commit them (set config_dir under "
+                    f"[tool.reprotrain], or give {how} a path inside {root})",
+                )
+            )
+            continue
+        for name in ignored.get(path, ()):
+            problems.append(
+                Problem(
+                    "config-ignored",
+                    name,
+                    "config file that git ignores, in a directory Hydra composes from: it is in no commit",
+                    f"git add -f {_q(name)} && git commit, or move it out of {_q(os.path.relpath(norm, root))}",
+                )
+            )
+    return problems
+
+
+def external_output_problems(external: Iterable[tuple[str, str]]) -> list[Problem]:
+    """DVC outputs outside the repository (`path: ../elsewhere` or an absolute path, DVC's
+    "external outputs"): neither git nor the DVC cache keeps them, so nothing could restore them."""
+    return [
+        Problem(
+            "data-outside-repo",
+            path,
+            f"DVC output pinned by {source} lies outside the repository: no commit or DVC cache keeps it",
+            f"move it into the repository and dvc add it (then git rm {_q(source)} if it was a .dvc file)"
+            if source.endswith(".dvc")
+            else "make the stage write its output inside the repository, then dvc repro && git commit dvc.lock",
+        )
+        for path, source in sorted(external)
+    ]
+
+
+def uncached_problems(uncached: Iterable[tuple[str, str]], tracked_by_git: Iterable[str]) -> list[Problem]:
+    """DVC outputs with `cache: false` are pinned only if git tracks them (then the clean tree
+    vouches for their content); otherwise nothing could bring them back for a rerun."""
+    tracked = set(tracked_by_git)
+    problems = []
+    for path, source in sorted(uncached):
+        if path in tracked:
+            continue
+        lock = not source.endswith(".dvc")
+        problems.append(
+            Problem(
+                "data-uncached",
+                path,
+                f"DVC output pinned by {source} has `cache: false` and git does not track it: "
+                "neither the DVC cache nor a commit keeps it",
+                (
+                    f"git add {_q(path)} && git commit (remove it from .gitignore first if it is listed there)"
+                    + (
+                        f", or drop `cache: false` from the stage's outs in dvc.yaml and dvc commit {_q(source[9:])}"
+                        if lock
+                        else f", or drop `cache: false` from {_q(source)} and dvc commit {_q(source)}"
+                    )
+                ),
+            )
+        )
     return problems
 
 
