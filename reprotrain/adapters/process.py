@@ -5,6 +5,7 @@ and SIGTERM stop the code and are reported, so the run can be marked KILLED."""
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -17,9 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-__all__ = ["Outcome", "load_callable", "run_callable", "run_command"]
+__all__ = ["Outcome", "die_with_parent", "load_callable", "run_callable", "run_command"]
 
 GRACE_SECONDS = 10.0  # after forwarding a signal, how long the code gets before SIGKILL
+DRAIN_SECONDS = 2.0  # after the code exited, how long its console pipes may stay open
+_HELD = (
+    "reprotrain: warning: a process the training code started outside its process group (a daemon) "
+    "still holds the console open; what it prints from now on is not in the console log"
+)
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,7 @@ class _Tee:
         self.threads: list[threading.Thread] = []
         self.tail_size = tail_size
         self.tail = bytearray()  # the last bytes of the stream started with keep_tail=True
+        self.stopped = threading.Event()
 
     def start(self, source_fd: int, sink: Callable[[bytes], None], keep_tail: bool = False) -> None:
         thread = threading.Thread(target=self._pump, args=(source_fd, sink, keep_tail), daemon=True)
@@ -72,11 +79,21 @@ class _Tee:
 
     def _pump(self, source_fd: int, sink: Callable[[bytes], None], keep_tail: bool) -> None:
         partial = b""  # the log gets whole lines, so stdout and stderr lines never splice
+        poller = select.poll()
+        poller.register(source_fd, select.POLLIN | select.POLLHUP | select.POLLERR)
         while True:
-            try:
-                chunk = os.read(source_fd, 65536)
-            except OSError:
+            if not poller.poll(100):
+                if self.stopped.is_set():  # the code is gone; what still holds the pipe is not waited for
+                    chunk = b""
+                else:
+                    continue
+            elif self.stopped.is_set():  # a daemon that keeps printing: stop reading it
                 chunk = b""
+            else:
+                try:
+                    chunk = os.read(source_fd, 65536)
+                except OSError:
+                    chunk = b""
             if not chunk:
                 if partial:
                     with self.lock:
@@ -101,9 +118,18 @@ class _Tee:
                 pass
         os.close(source_fd)
 
-    def join(self, timeout: float = 5.0) -> None:
+    def join(self, drain: float = DRAIN_SECONDS) -> bool:
+        """Wait up to ``drain`` seconds for every pipe to reach its end, then stop reading.
+        False when a process outside the code's process group (a daemon it started) still held
+        a pipe open: its later output is not logged."""
+        deadline = time.monotonic() + drain
         for thread in self.threads:
-            thread.join(timeout)
+            thread.join(max(0.0, deadline - time.monotonic()))
+        held = any(thread.is_alive() for thread in self.threads)
+        self.stopped.set()
+        for thread in self.threads:
+            thread.join()
+        return not held
 
 
 def _stream_sink(stream: Any) -> Callable[[bytes], None]:
@@ -197,6 +223,7 @@ def run_command(
         tee.start(os.dup(proc.stderr.fileno()), _stream_sink(sys.stderr), keep_tail=True)
         proc.stdout.close()
         proc.stderr.close()
+        watchdog = _watchdog(proc.pid)
         received: list[int] = []
         escalate_at: list[float] = []
 
@@ -225,8 +252,74 @@ def run_command(
             _killpg(proc.pid, signal.SIGKILL)  # whatever the code started is gone too
         else:
             _stop_leftovers(proc.pid)
-        tee.join()
+        _release(watchdog)
+        if not tee.join():
+            print(_HELD, file=sys.stderr)
     return _outcome(code, received, timed_out, timeout).with_tail(bytes(tee.tail))
+
+
+# Started beside every command: it holds a pipe only reprotrain writes to. If reprotrain dies
+# (SIGKILL, OOM killer) before it says "done", the pipe ends without it and the watchdog stops
+# the code's process group (SIGTERM, then SIGKILL after the grace period), as reprotrain would
+# have. It runs no code of the user's or of reprotrain's: the interpreter without site.
+_WATCHDOG = f"""
+import os, signal, sys, time
+pgid = int(sys.argv[1])
+if sys.stdin.buffer.read().startswith(b"done"):
+    sys.exit(0)
+try:
+    os.killpg(pgid, signal.SIGTERM)
+    for _ in range({int(GRACE_SECONDS * 10)}):
+        time.sleep(0.1)
+        os.killpg(pgid, 0)
+    os.killpg(pgid, signal.SIGKILL)
+except OSError:
+    pass
+"""
+
+
+def _watchdog(pgid: int) -> subprocess.Popen[bytes] | None:
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-I", "-S", "-c", _WATCHDOG, str(pgid)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # a Ctrl-C on the terminal is reprotrain's to handle, not its
+        )
+    except OSError:  # no watchdog: the code is still stopped on every exit but SIGKILL
+        return None
+
+
+def _release(watchdog: subprocess.Popen[bytes] | None) -> None:
+    """Tell the watchdog that the code's process group is taken care of, and reap it."""
+    if watchdog is None or watchdog.stdin is None:
+        return
+    try:
+        watchdog.stdin.write(b"done")
+        watchdog.stdin.close()
+    except OSError:
+        pass
+    try:
+        watchdog.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        watchdog.kill()
+        watchdog.wait()
+
+
+def die_with_parent(sig: int = signal.SIGKILL) -> None:
+    """In a child process (a fork of reprotrain's): have the kernel send ``sig`` when the parent
+    dies, so no helper process outlives a reprotrain that was killed (Linux only; a no-op elsewhere)."""
+    parent = os.getppid()
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, sig, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the call
+        os.kill(os.getpid(), sig)
 
 
 def run_callable(
@@ -285,7 +378,8 @@ def run_callable(
             sys.stderr.flush()
             for fd, copy in saved.items():
                 os.dup2(copy, fd)  # closes our pipe's write end: the tee threads see EOF
-            tee.join()
+            if not tee.join():
+                print(_HELD, file=sys.stderr)
             for copy in saved.values():
                 os.close(copy)
     return outcome.with_tail(bytes(tee.tail))
