@@ -43,6 +43,7 @@ __all__ = ["AnyTracker", "HelperTracker", "connect", "serve", "tracker_for"]
 
 SWITCH = "REPROTRAIN_STORE_HELPER"
 _REPLY_SECONDS = 300
+_HANDSHAKE_SECONDS = 2
 IDLE = "REPROTRAIN_STORE_HELPER_IDLE"
 # MLflow variables that do not change how a local store behaves: the run or experiment a process
 # works in, the store (part of the identity anyway), and those reprotrain sets for itself
@@ -107,15 +108,46 @@ def connect(uri: str, start: bool = True) -> HelperTracker | None:
     if db is None or not _enabled():
         return None
     try:
-        paths = _Paths(uri)
-        from multiprocessing.connection import Client
-
-        conn = Client(os.fspath(paths.socket), family="AF_UNIX", authkey=paths.key.read_bytes())
+        conn = _handshake(_Paths(uri))
     except Exception:  # no helper (or a dead one): this command works without it
         if start:
             _start_helper(uri)
         return None
     return HelperTracker(uri, conn)
+
+
+def _handshake(paths: _Paths) -> Any:
+    """Connect and authenticate (multiprocessing's challenge both ways) within
+    ``_HANDSHAKE_SECONDS``: a helper that is stopped (SIGSTOP) or hung still has its socket
+    accepting connections, and would otherwise block the launch for good."""
+    import socket
+    import struct
+    from multiprocessing.connection import Connection, answer_challenge, deliver_challenge
+
+    key = paths.key.read_bytes()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(_HANDSHAKE_SECONDS)
+        sock.connect(os.fspath(paths.socket))
+        sock.setblocking(True)
+        limit = struct.pack("ll", int(_HANDSHAKE_SECONDS), 0)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, limit)  # reads give up, as EAGAIN
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, limit)
+    except BaseException:
+        sock.close()
+        raise
+    conn = Connection(sock.detach())
+    try:
+        answer_challenge(conn, key)
+        deliver_challenge(conn, key)
+        cleared = socket.socket(fileno=os.dup(conn.fileno()))  # requests wait with poll() from now on
+        cleared.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 0, 0))
+        cleared.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", 0, 0))
+        cleared.close()
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 
 def _start_helper(uri: str) -> None:
