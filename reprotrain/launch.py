@@ -24,7 +24,14 @@ from reprotrain.adapters import git as git_adapter
 from reprotrain.adapters import hydra as hydra_adapter
 from reprotrain.adapters import store_helper
 from reprotrain.adapters.store_helper import HelperTracker
-from reprotrain.adapters.tracking import Tracker, default_tracking_uri, is_local_store, quick_failure, sqlite_file
+from reprotrain.adapters.tracking import (
+    Tracker,
+    create_sqlite_store,
+    default_tracking_uri,
+    is_local_store,
+    quick_failure,
+    sqlite_file,
+)
 from reprotrain.core.entrypoint import parse_entrypoint
 from reprotrain.core.pin import (
     Problem,
@@ -35,7 +42,7 @@ from reprotrain.core.pin import (
     uncached_problems,
 )
 from reprotrain.core.record import DataOutput, GitInfo, data_digest
-from reprotrain.errors import NotPinnedError, UsageError
+from reprotrain.errors import NotPinnedError, ReprotrainError, UsageError
 from reprotrain.fileio import write_json
 from reprotrain.settings import Project, Settings, find_project
 
@@ -254,17 +261,48 @@ def _gate_while_importing(
     unless the store's helper serves it): on two cores the gate then costs no wall time.
     Nothing is written before the gate's verdict."""
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
 
     if (os.cpu_count() or 1) < 2 or "fork" not in multiprocessing.get_all_start_methods():
         return check_pins(project, require_pushed, verified, config_sources), environment()
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork")) as pool:
-        pending = pool.submit(check_pins, project, require_pushed, verified, config_sources)
+    context = multiprocessing.get_context("fork")
+    receive, send = context.Pipe(duplex=False)
+    gate = context.Process(target=_gate_child, args=(send, project, require_pushed, verified, config_sources))
+    gate.start()
+    send.close()
+    try:
         hydra_adapter.warm_imports()
         if import_mlflow:
             import mlflow.tracking  # noqa: F401  (the import, not the store: nothing is opened yet)
         env_record = environment()  # here, not in the fork: this side is idle otherwise
-        return pending.result(), env_record
+        try:
+            kind, value = receive.recv()
+        except EOFError:  # the fork died without an answer (killed, out of memory)
+            gate.join()
+            kind, value = "error", ReprotrainError(f"the pin gate's process died (exit {gate.exitcode})")
+    finally:
+        if gate.is_alive():  # interrupted here (Ctrl-C): the gate is not waited for
+            gate.kill()
+        gate.join()
+        receive.close()
+    if kind == "error":
+        raise value
+    return value, env_record
+
+
+def _gate_child(send: Any, *args: Any) -> None:
+    """The gate in the fork: it dies with its parent (a SIGTERM or SIGKILL during the gate leaves
+    nothing behind) and sends back its verdict or its error."""
+    from reprotrain.adapters.process import die_with_parent
+
+    die_with_parent()
+    try:
+        reply: tuple[str, Any] = ("ok", check_pins(*args))
+    except ReprotrainError as exc:
+        reply = ("error", exc)
+    except Exception as exc:  # anything else is a bug: reported, not swallowed
+        reply = ("error", ReprotrainError(f"the pin gate failed: {type(exc).__name__}: {exc}"))
+    send.send(reply)
+    send.close()
 
 
 @contextmanager
@@ -290,6 +328,9 @@ def _prepare_store(uri: str, name: str, location: str | None, helper: HelperTrac
     from reprotrain.query import reap_stale
 
     with quick_failure(), _store_lock(uri):
+        db = sqlite_file(uri)
+        if db is not None and helper is None:
+            create_sqlite_store(db)
         tracker = helper or Tracker(uri)
         experiment_id = tracker.ensure_experiment(name, location)
         reap_stale(tracker, [experiment_id])

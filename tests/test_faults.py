@@ -145,10 +145,12 @@ def test_sigkilled_launcher_leaves_a_stale_run_that_is_reaped(project, tmp_path,
         child = int(wait_for_file(pidfile, proc, log))
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
+        # its watchdog stops the training (SIGTERM to its process group) as reprotrain would have
+        assert wait_for(lambda: not pid_alive(child), 15), f"the training {child} outlived its SIGKILLed launcher"
     finally:
         stop(proc)
         if child is not None:
-            kill_pid(child)  # the orphaned training: reprotrain could not stop it
+            kill_pid(child)
 
     uri = embedded_uri(project)
     stale = only_run(project)

@@ -67,6 +67,12 @@ elif mode == "leftover":
 
     child = subprocess.Popen(["sleep", "300"], start_new_session=False)
     Path(os.environ["LEAK_PIDFILE"]).write_text(str(child.pid))
+elif mode == "daemon":  # a daemon (its own session) that keeps the console open and prints on
+    import subprocess
+
+    code = "import time\\nwhile True:\\n try: print('DAEMON-LINE', flush=True)\\n except OSError: pass\\n time.sleep(0.05)"
+    child = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+    Path(os.environ["LEAK_PIDFILE"]).write_text(str(child.pid))
 elif mode == "big":
     secret = os.environ["MY_API_TOKEN"].encode()
     with open(out / "big.log", "wb") as fh:  # text over 16 MB, a secret across the first 1 MiB chunk's end
@@ -297,6 +303,30 @@ def test_processes_the_training_leaves_running_are_stopped(project, tmp_path):
     assert res.code == 0, res.describe()
     child = int(pidfile.read_text())
     assert wait_for(lambda: not pid_alive(child), 10), "the training's leftover child still runs"
+
+
+def test_a_daemon_holding_the_console_open_neither_stalls_nor_breaks_the_run(project, tmp_path):
+    """A process the code started in a session of its own is out of reach of the process group
+    and keeps printing into the console pipes: reprotrain stops reading after a short drain."""
+    import signal
+
+    from helpers import pid_alive
+
+    leaky(project)
+    pidfile = tmp_path / "daemon.pid"
+    try:
+        res = run_cli("run", cwd=project, env={"LEAK_MODE": "daemon", "LEAK_PIDFILE": str(pidfile)}, timeout=120)
+        # it prints until killed: had reprotrain waited for the pipes to end, it would not be back
+        assert pid_alive(int(pidfile.read_text())), "the daemon should still be running"
+    finally:
+        if pidfile.exists() and pid_alive(int(pidfile.read_text())):
+            os.kill(int(pidfile.read_text()), signal.SIGKILL)
+    assert res.code == 0, res.describe()
+    assert "Traceback" not in res.err, res.describe()
+    assert "still holds the console open" in res.err, res.describe()
+    run = single_run(embedded_uri(project))
+    assert run.info.status == "FINISHED"
+    assert "LEAKY-DONE" in artifact_text(embedded_uri(project), run.info.run_id, "reprotrain/console.log")
 
 
 def test_dvc_options_that_are_not_credentials_are_not_masked(project):

@@ -111,6 +111,37 @@ class RunView:
         ]
 
 
+def create_sqlite_store(db: Path) -> None:
+    """Make a new SQLite store atomically: created and migrated beside ``db`` under a temporary
+    name, then moved into place. A launch killed meanwhile (SIGINT, SIGKILL) leaves no
+    half-migrated database that every later command would fail on (`duplicate column name`).
+    The caller holds the store's lock; leftovers of earlier attempts are removed."""
+    if db.exists():
+        return
+    for leftover in db.parent.glob(f"{db.name}.creating-*"):
+        leftover.unlink(missing_ok=True)
+    import logging
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    from mlflow.store.tracking import DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    aside = db.with_name(f"{db.name}.creating-{os.getpid()}")
+    try:
+        store = SqlAlchemyStore(f"sqlite:///{aside}", DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH)
+        store.engine.dispose()
+        os.replace(aside, db)
+    except Exception as exc:
+        aside.unlink(missing_ok=True)
+        raise ReprotrainError(f"creating the tracking store {db} failed: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class Tracker:
     """One MLflow tracking store."""
 
