@@ -70,7 +70,10 @@ elif mode == "leftover":
 elif mode == "daemon":  # a daemon (its own session) that keeps the console open and prints on
     import subprocess
 
-    code = "import time\\nwhile True:\\n try: print('DAEMON-LINE', flush=True)\\n except OSError: pass\\n time.sleep(0.05)"
+    code = (
+        "import time\\nwhile True:\\n try: print('DAEMON-LINE', flush=True)\\n except OSError: pass\\n"
+        " time.sleep(0.05)"
+    )
     child = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
     Path(os.environ["LEAK_PIDFILE"]).write_text(str(child.pid))
 elif mode == "big":
