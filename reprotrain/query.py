@@ -8,7 +8,7 @@ from typing import Any
 
 from reprotrain.core.record import strip_credentials
 from reprotrain.errors import ReprotrainError, UsageError
-from reprotrain.settings import find_project
+from reprotrain.settings import NoProjectError, find_project
 from reprotrain.spool import PARAMS_FROM_CODE
 
 __all__ = [
@@ -32,7 +32,7 @@ def store_uri(cwd: Path | None = None) -> str:
         return os.environ["MLFLOW_TRACKING_URI"]
     try:
         project = find_project(cwd)
-    except UsageError as exc:
+    except NoProjectError as exc:
         raise UsageError(
             "no tracking store: not inside a reprotrain project and MLFLOW_TRACKING_URI is not set",
             hint="cd into the project, or export MLFLOW_TRACKING_URI=<store>",
