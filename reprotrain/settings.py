@@ -113,7 +113,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}", hint=f"check the file's permissions: ls -l {path}") from exc
+        raise UsageError(
+            f"cannot read {path}: {exc.strerror}", hint=f"check the file's permissions: ls -l {path}"
+        ) from exc
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
