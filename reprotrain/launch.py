@@ -24,7 +24,14 @@ from reprotrain.adapters import git as git_adapter
 from reprotrain.adapters import hydra as hydra_adapter
 from reprotrain.adapters import store_helper
 from reprotrain.adapters.store_helper import HelperTracker
-from reprotrain.adapters.tracking import Tracker, default_tracking_uri, is_local_store, quick_failure, sqlite_file
+from reprotrain.adapters.tracking import (
+    Tracker,
+    check_writable_store,
+    default_tracking_uri,
+    is_local_store,
+    quick_failure,
+    sqlite_file,
+)
 from reprotrain.core.entrypoint import parse_entrypoint
 from reprotrain.core.pin import Problem, data_problems, git_status_problems, not_pushed_problem
 from reprotrain.core.record import DataOutput, GitInfo, data_digest
@@ -341,6 +348,7 @@ def launch(
         )
         if not check.pinned and not options.allow_unpinned:
             raise NotPinnedError(check.problems)  # before anything is written: no run, no output dir
+        check_writable_store(uri)  # a read-only store would fail the job's first write
         ensure_state_dir(project)
 
         name = experiment_name(project)
