@@ -14,6 +14,7 @@ from reprotrain.spool import PARAMS_FROM_CODE
 __all__ = [
     "last_run_id",
     "launcher_alive",
+    "this_launcher",
     "list_runs",
     "load_run",
     "open_ui",
@@ -120,6 +121,18 @@ def _int(text: str | None) -> int | None:
         return int(text) if text is not None else None
     except ValueError:
         return None
+
+
+def this_launcher() -> str:
+    """`host:pid:start` of this process, as :func:`launcher_alive` reads it: the start time (clock
+    ticks since boot) makes it unique, so a reused PID is not taken for a live launcher."""
+    import socket
+
+    try:
+        start = Path(f"/proc/{os.getpid()}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        start = "0"
+    return f"{socket.gethostname()}:{os.getpid()}:{start}"
 
 
 def launcher_alive(tag: str, host: str | None = None) -> bool | None:
