@@ -286,6 +286,47 @@ def test_tracking_server_gone_mid_run_then_sync(project, tmp_path):
         server.stop()
 
 
+def test_two_syncs_at_once_deliver_a_spooled_run_once(project, tmp_path):
+    setup_fault_project(project)
+    base = tmp_path / "server"
+    base.mkdir()
+    server = MlflowServer(base, free_port())
+    server.start()
+    try:
+        env = {"MLFLOW_TRACKING_URI": server.uri, "FT_MODE": "kill_server", "FT_SERVER_PID": str(server.pidfile)}
+        res = run_cli("run", cwd=project, env=env, timeout=GIVE_UP_WITHIN)
+        server.stop()
+        assert res.code == 0, res.describe()
+        spool = project / ".reprotrain" / "spool"
+        (spooled,) = spool.glob("*.json")
+        run_id = spooled.name.split("-", 1)[0]
+
+        server.start()
+        logs = [tmp_path / f"sync{n}.log" for n in (1, 2)]
+        procs = [start_cli(project, "sync", log=log, env={"MLFLOW_TRACKING_URI": server.uri}) for log in logs]
+        try:
+            codes = [proc.wait(timeout=180) for proc in procs]
+        finally:
+            for proc in procs:
+                stop(proc)
+        outputs = [log.read_text() for log in logs]
+        assert codes == [0, 0], outputs
+        for out in outputs:
+            assert "Traceback" not in out and "Error" not in out, out
+        delivered = [line for out in outputs for line in out.splitlines() if line.startswith("delivered run")]
+        assert delivered == [f"delivered run {run_id}"], outputs
+        assert any("nothing to sync" in out for out in outputs), outputs
+        client = client_for(server.uri)
+        run = client.get_run(run_id)
+        assert run.info.status == "FINISHED"
+        assert run.data.metrics == {"before_outage": 1.0, "acc": 0.9, "loss": 0.25}
+        assert len(client.get_metric_history(run_id, "acc")) == 1, "the metrics were logged once"
+        assert {"model.txt", "reprotrain/record.json"} <= artifact_paths(server.uri, run_id)
+        assert list(spool.glob("*.json")) == [] and not list(spool.glob("*.files"))
+    finally:
+        server.stop()
+
+
 def test_training_opening_its_own_run_is_linked(project):
     setup_fault_project(project)
     res = run_cli("run", cwd=project, env={"FT_MODE": "foreign"})
