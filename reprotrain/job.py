@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -41,6 +40,7 @@ from reprotrain.errors import ReprotrainError, UsageError
 from reprotrain.fileio import walk_tree
 from reprotrain.linking import link_created_runs, write_linked
 from reprotrain.progress import progress, tree_size
+from reprotrain.query import this_launcher
 from reprotrain.render import linked_warning
 from reprotrain.spool import Delivery, deliver, spool
 
@@ -230,7 +230,7 @@ class Job:
                 "mlflow.source.type": "LOCAL",
                 "mlflow.user": _user(),
                 "reprotrain.job.num": str(self.ctx.num),
-                "reprotrain.launcher": f"{socket.gethostname()}:{os.getpid()}:{_process_start()}",
+                "reprotrain.launcher": this_launcher(),
             }
             | self.session.lineage.tags
         )
@@ -453,16 +453,6 @@ def _environment(env: dict[str, str]) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-
-
-def _process_start() -> str:
-    """This process's start time (clock ticks since boot): with the PID, it names this process
-    uniquely, so a later command can tell a crashed launcher from a live one."""
-    try:
-        fields = Path(f"/proc/{os.getpid()}/stat").read_text().rsplit(")", 1)[1].split()
-        return fields[19]
-    except (OSError, IndexError):
-        return "0"
 
 
 def _user() -> str:

@@ -26,6 +26,7 @@ from reprotrain.adapters import store_helper
 from reprotrain.adapters.store_helper import HelperTracker
 from reprotrain.adapters.tracking import (
     Tracker,
+    check_writable_store,
     create_sqlite_store,
     default_tracking_uri,
     is_local_store,
@@ -421,6 +422,7 @@ def launch(
         )
         if not check.pinned and not options.allow_unpinned:
             raise NotPinnedError(check.problems)  # before anything is written: no run, no output dir
+        check_writable_store(uri)  # a read-only store would fail the job's first write
         ensure_state_dir(project)
 
         name = experiment_name(project)

@@ -8,12 +8,13 @@ from typing import Any
 
 from reprotrain.core.record import strip_credentials
 from reprotrain.errors import ReprotrainError, UsageError
-from reprotrain.settings import find_project
+from reprotrain.settings import NoProjectError, find_project
 from reprotrain.spool import PARAMS_FROM_CODE
 
 __all__ = [
     "last_run_id",
     "launcher_alive",
+    "this_launcher",
     "list_runs",
     "load_run",
     "open_ui",
@@ -32,7 +33,7 @@ def store_uri(cwd: Path | None = None) -> str:
         return os.environ["MLFLOW_TRACKING_URI"]
     try:
         project = find_project(cwd)
-    except UsageError as exc:
+    except NoProjectError as exc:
         raise UsageError(
             "no tracking store: not inside a reprotrain project and MLFLOW_TRACKING_URI is not set",
             hint="cd into the project, or export MLFLOW_TRACKING_URI=<store>",
@@ -120,6 +121,18 @@ def _int(text: str | None) -> int | None:
         return int(text) if text is not None else None
     except ValueError:
         return None
+
+
+def this_launcher() -> str:
+    """`host:pid:start` of this process, as :func:`launcher_alive` reads it: the start time (clock
+    ticks since boot) makes it unique, so a reused PID is not taken for a live launcher."""
+    import socket
+
+    try:
+        start = Path(f"/proc/{os.getpid()}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        start = "0"
+    return f"{socket.gethostname()}:{os.getpid()}:{start}"
 
 
 def launcher_alive(tag: str, host: str | None = None) -> bool | None:

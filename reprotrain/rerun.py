@@ -30,6 +30,7 @@ from reprotrain.errors import ReprotrainError, UsageError
 from reprotrain.launch import Lineage, RunOptions, ensure_state_dir, environment, launch, tracking_uri
 from reprotrain.linking import LINKED_RUNS
 from reprotrain.progress import progress
+from reprotrain.query import this_launcher
 from reprotrain.render import drift_text, verdict_text
 from reprotrain.settings import find_project
 
@@ -94,10 +95,11 @@ def rerun(run_id: str, overrides: list[str], options: RerunOptions, cwd: Path | 
     _ensure_commit(git.root, sha, run_id)
 
     state = ensure_state_dir(project)
+    _remove_stale_worktrees(git.root, state / "worktrees")
     worktree = state / "worktrees" / uuid.uuid4().hex[:12]
     worktree.parent.mkdir(parents=True, exist_ok=True)
     progress(f"checking out {sha[:12]} in {worktree}")
-    git_adapter.add_worktree(git.root, worktree, sha)
+    git_adapter.add_worktree(git.root, worktree, sha, lock_reason=WORKTREE_OWNER + this_launcher())
     try:
         if jobs[0][1].get("data"):
             progress(f"restoring {len(jobs[0][1]['data'])} DVC output(s) from the cache")
@@ -135,9 +137,36 @@ def rerun(run_id: str, overrides: list[str], options: RerunOptions, cwd: Path | 
         return 0
     finally:
         if options.keep:
+            git_adapter.unlock_worktree(git.root, worktree)  # the user's now: never removed as stale
             print(f"reprotrain: kept the worktree at {worktree}", file=sys.stderr)
         else:
             git_adapter.remove_worktree(git.root, worktree)
+
+
+WORKTREE_OWNER = "reprotrain rerun "  # the lock reason of a rerun's worktree, before its launcher's ID
+
+
+def _remove_stale_worktrees(root: Path, base: Path) -> None:
+    """Remove the worktrees that reruns killed before they could clean up left under ``base``:
+    locked by a rerun on this host whose process is gone, or no longer locked (kept, or made by
+    an earlier version) and their directory gone. Anything else (the user's worktrees, a live
+    rerun's, one kept with --keep, one of another host) is left alone."""
+    import os
+
+    from reprotrain.query import launcher_alive
+
+    ours = os.path.realpath(base)
+    for tree in git_adapter.worktrees(root):
+        if os.path.dirname(os.path.realpath(tree.path)) != ours:
+            continue
+        if tree.locked is None:
+            stale = not tree.path.exists()
+        else:
+            owner = tree.locked[len(WORKTREE_OWNER) :] if tree.locked.startswith(WORKTREE_OWNER) else ""
+            stale = bool(owner) and launcher_alive(owner) is False
+        if stale:
+            progress(f"removing the worktree of a rerun that was killed: {tree.path}")
+            git_adapter.remove_worktree(root, tree.path)
 
 
 def _record(tracker: Tracker, view: Any, uri: str) -> dict[str, Any]:

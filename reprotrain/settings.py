@@ -22,6 +22,10 @@ __all__ = ["STATE_DIR", "Project", "Settings", "find_project"]
 STATE_DIR = ".reprotrain"
 
 
+class NoProjectError(UsageError):
+    """No project here at all (as opposed to a project whose settings are wrong)."""
+
+
 @dataclass(frozen=True)
 class Settings:
     """What a project may set; see the reference in docs/ for each key."""
@@ -107,12 +111,35 @@ class Project:
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"{path} is not valid TOML: {exc}") from exc
+        raw = path.read_bytes()
     except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
+        raise UsageError(
+            f"cannot read {path}: {exc.strerror}", hint=f"check the file's permissions: ls -l {path}"
+        ) from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise UsageError(
+            f"{path} is not valid UTF-8 (byte {raw[exc.start]:#04x} at line {line})",
+            hint=f"save the file as UTF-8, e.g. iconv -f latin1 -t utf-8 {path}",
+        ) from exc
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(
+            f"{path} is not valid TOML: {exc}", hint="correct the TOML syntax there (https://toml.io)"
+        ) from exc
+
+
+def _table(value: Any, name: str, path: Path) -> Mapping[str, Any]:
+    """``value`` (the ``[name]`` of a TOML file, default empty) as a table, or a usage error."""
+    if not isinstance(value, Mapping):
+        raise UsageError(
+            f"[{name}] in {path} must be a table, not {value!r}",
+            hint=f"replace the line `{name.rsplit('.', 1)[-1]} = ...` by a [{name}] table of key = value lines",
+        )
+    return value
 
 
 def _settings_at(directory: Path) -> tuple[Path, Mapping[str, Any], str | None] | None:
@@ -122,11 +149,10 @@ def _settings_at(directory: Path) -> tuple[Path, Mapping[str, Any], str | None] 
     pyproject = directory / "pyproject.toml"
     if pyproject.is_file():
         data = _read_toml(pyproject)
-        table = data.get("tool", {}).get("reprotrain")
+        table = _table(data.get("tool", {}), "tool", pyproject).get("reprotrain")
         if table is not None:
-            if not isinstance(table, Mapping):
-                raise UsageError(f"[tool.reprotrain] in {pyproject} must be a table")
-            name = data.get("project", {}).get("name")
+            table = _table(table, "tool.reprotrain", pyproject)
+            name = _table(data.get("project", {}), "project", pyproject).get("name")
             return pyproject, table, name if isinstance(name, str) else None
     return None
 
@@ -143,7 +169,7 @@ def find_project(start: Path | None = None) -> Project:
             return Project(directory, name or directory.name, settings, path)
         if (directory / ".git").exists():
             return Project(directory, directory.name)
-    raise UsageError(
+    raise NoProjectError(
         f"no reprotrain project at {here}: no [tool.reprotrain] in a pyproject.toml and no git repository",
         hint="cd into your project, or add a [tool.reprotrain] table to its pyproject.toml",
     )

@@ -114,6 +114,40 @@ def test_bad_settings(project, line, named):
     assert not (project / ".reprotrain").exists(), "nothing is written for bad settings"
 
 
+PYPROJECT_DAMAGE = {
+    "tool is a scalar": (b'tool = 5\n[project]\nname = "demo"\n', ("[tool]", "must be a table", "not 5")),
+    "tool.reprotrain is a scalar": (
+        b'[project]\nname = "demo"\n[tool]\nreprotrain = "python ftrain.py"\n',
+        ("[tool.reprotrain]", "must be a table", "'python ftrain.py'"),
+    ),
+    "project is a scalar": (
+        b'project = "demo"\n[tool.reprotrain]\nentrypoint = "python ftrain.py"\n',
+        ("[project]", "must be a table", "'demo'"),
+    ),
+    "not UTF-8": (
+        b'[tool.reprotrain]\nentrypoint = "python ftrain.py"\n# caf\xe9 \xff\n',
+        ("is not valid UTF-8", "line 3"),
+    ),
+    "not TOML": (b'[tool.reprotrain\nentrypoint = "python ftrain.py"\n', ("is not valid TOML", "line 1")),
+}
+
+
+@pytest.mark.parametrize("damage", list(PYPROJECT_DAMAGE))
+def test_damaged_pyproject_is_a_usage_error(project, tmp_path, damage):
+    content, needles = PYPROJECT_DAMAGE[damage]
+    (project / "ftrain.py").write_text(FTRAIN_PY)
+    (project / "pyproject.toml").write_bytes(content)
+    commit_all(project, "damaged pyproject.toml")
+    marker = tmp_path / "started"
+    for args in (("run",), ("runs",), ("check",)):
+        res = run_cli(*args, cwd=project, env={"FT_MARKER": str(marker)})
+        assert res.code == 2, res.describe()
+        line = assert_one_line_error(res, str(project / "pyproject.toml"), *needles)
+        assert "(fix: " in line, line
+    assert not marker.exists(), "the training code started"
+    assert not (project / ".reprotrain").exists(), "nothing is written for a damaged pyproject.toml"
+
+
 # --------------------------------------------------------------------------- refused: exit 3
 
 

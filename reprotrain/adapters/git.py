@@ -214,18 +214,56 @@ def fetch_commit(path: Path, sha: str) -> list[str]:
     return tried
 
 
-def add_worktree(path: Path, target: Path, sha: str) -> None:
+def add_worktree(path: Path, target: Path, sha: str, lock_reason: str | None = None) -> None:
+    """A detached worktree of ``sha`` at ``target``; with ``lock_reason``, locked (git's own
+    `worktree prune` then leaves it, and `git worktree list` names its owner)."""
     import git
 
+    lock = ["--lock", "--reason", lock_reason] if lock_reason else []
     with git.Repo(path, search_parent_directories=True) as repo:
         try:
-            repo.git.worktree("add", "--detach", "--quiet", str(target), sha)
+            repo.git.worktree("add", "--detach", "--quiet", *lock, str(target), sha)
         except git.GitCommandError as exc:
             raise ReprotrainError(f"cannot create a worktree of {sha[:12]} at {target}: {exc.stderr.strip()}") from exc
 
 
+@dataclass(frozen=True)
+class Worktree:
+    path: Path
+    locked: str | None  # the lock's reason ("" when locked without one); None when not locked
+
+
+def worktrees(path: Path) -> list[Worktree]:
+    """Every worktree git has registered for the repository at ``path`` (the main one first)."""
+    import git
+
+    with git.Repo(path, search_parent_directories=True) as repo:
+        listed = repo.git.worktree("list", "--porcelain")
+    found: list[Worktree] = []
+    for block in listed.split("\n\n"):
+        lines = block.splitlines()
+        where = next((line[len("worktree ") :] for line in lines if line.startswith("worktree ")), None)
+        if where is None:
+            continue
+        lock = next((line for line in lines if line == "locked" or line.startswith("locked ")), None)
+        found.append(Worktree(Path(where), None if lock is None else lock[len("locked ") :]))
+    return found
+
+
+def unlock_worktree(path: Path, target: Path) -> None:
+    import git
+
+    with git.Repo(path, search_parent_directories=True) as repo:
+        try:
+            repo.git.worktree("unlock", str(target))
+        except git.GitCommandError:
+            pass  # not locked
+
+
 def remove_worktree(path: Path, target: Path) -> None:
-    """Remove the worktree and its registration, even when its directory is already gone."""
+    """Remove the worktree and its registration (locked or not, its directory there or gone),
+    and nothing else: no `git worktree prune`, which would drop the user's worktrees on an
+    unmounted disk too."""
     import shutil
 
     import git
@@ -235,7 +273,10 @@ def remove_worktree(path: Path, target: Path) -> None:
             repo.git.worktree("remove", "--force", "--force", str(target))
         except git.GitCommandError:
             shutil.rmtree(target, ignore_errors=True)
-        repo.git.worktree("prune")
+            try:
+                repo.git.worktree("remove", "--force", "--force", str(target))
+            except git.GitCommandError:
+                pass  # never registered (killed before git made it)
 
 
 _SECRET_FILES = (".env", ".netrc", ".pgpass", ".pypirc", ".git-credentials", "id_rsa", "id_dsa", "id_ecdsa", "id_ed")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import tempfile
 import time
@@ -25,6 +26,7 @@ from reprotrain.fileio import Entry, walk_tree
 __all__ = [
     "RunView",
     "Tracker",
+    "check_writable_store",
     "default_tracking_uri",
     "is_local_store",
     "quick_failure",
@@ -70,6 +72,66 @@ def quick_failure(retries: int = 1, timeout: int = 10) -> Iterator[None]:
             os.environ.pop(key, None)
 
 
+def check_writable_store(uri: str) -> None:
+    """Raise unless a run can be recorded in the `sqlite:///` store ``uri``: its database file
+    and the directory SQLite writes its journal in must be writable (a store not created yet
+    passes). Asked without opening the file: closing any descriptor of a SQLite database drops
+    the locks this process holds on it."""
+    db = sqlite_file(uri)
+    if db is None:
+        return
+    problem = _unwritable(db)
+    if problem is not None:
+        raise problem
+
+
+def _unwritable(db: Path) -> ReprotrainError | None:
+    fix = "or export MLFLOW_TRACKING_URI=<a writable store>"
+    if db.is_file() and not os.access(db, os.W_OK):
+        return ReprotrainError(
+            f"the tracking store {db} is read-only: no run can be recorded in it",
+            hint=f"make it writable: chmod u+w {db} (chattr -i {db} if it is immutable), {fix}",
+        )
+    parent = db.parent
+    if parent.is_dir() and not os.access(parent, os.W_OK | os.X_OK):
+        return ReprotrainError(
+            f"the directory {parent} of the tracking store {db} is read-only: SQLite cannot write its journal there",
+            hint=f"make it writable: chmod u+w {parent} (chattr -i {parent} if it is immutable), {fix}",
+        )
+    return None
+
+
+_DAMAGED = ("file is not a database", "database disk image is malformed")
+# what SQLite says when it cannot write: read-only file or directory, or a descriptor opened
+# before the file became read-only (a store helper's)
+_CANNOT_WRITE = ("attempt to write a readonly database", "unable to open database file", "disk I/O error")
+
+
+def _store_file_problem(uri: str, exc: BaseException) -> ReprotrainError | None:
+    """What is wrong with a `sqlite:///` store's file, when SQLite's error says it is the file."""
+    db = sqlite_file(uri)
+    if db is None:
+        return None
+    text = " ".join(str(e) for e in (exc, exc.__cause__, exc.__context__) if e is not None)
+    damage = next((d for d in _DAMAGED if d in text), None)
+    if damage is not None:
+        return ReprotrainError(
+            f"the tracking store {db} is not a valid SQLite database (SQLite: {damage})",
+            hint=f"move it aside: mv {db} {db}.damaged; a new store is created on the next run "
+            "(the runs recorded in it stay in the moved file)",
+        )
+    if any(c in text for c in _CANNOT_WRITE):
+        return _unwritable(db)
+    return None
+
+
+def _one_line(text: str) -> str:
+    """An error of SQLAlchemy's without its SQL, parameters and links, on one line."""
+    text = re.sub(r"\(raised as a result of [^)]*\)", "", text)
+    text = re.split(r"\n\[SQL: |\n\[parameters: |\n\(Background on this error", text, maxsplit=1)[0]
+    return " ".join(text.split())
+
+
 @contextmanager
 def _mlflow_errors(action: str, uri: str) -> Iterator[None]:
     from mlflow.exceptions import MlflowException
@@ -77,18 +139,30 @@ def _mlflow_errors(action: str, uri: str) -> Iterator[None]:
     shown = strip_credentials(uri)  # an error names the store; never with its password
     try:
         yield
-    except MlflowException as exc:
-        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+    except ReprotrainError:
+        raise
+    except Exception as exc:
+        problem = _store_file_problem(uri, exc)
+        if problem is not None:
+            raise problem from exc
+        if isinstance(exc, MlflowException):
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                raise ReprotrainError(
+                    strip_urls(f"{action}: not found in the tracking store {shown}"),
+                    hint="check the run ID, or set MLFLOW_TRACKING_URI to the store that holds it",
+                ) from exc
             raise ReprotrainError(
-                strip_urls(f"{action}: not found in the tracking store {shown}"),
-                hint="check the run ID, or set MLFLOW_TRACKING_URI to the store that holds it",
+                strip_urls(f"{action} failed on the tracking store {shown}: {_one_line(exc.message)}")
             ) from exc
-        raise ReprotrainError(strip_urls(f"{action} failed on the tracking store {shown}: {exc.message}")) from exc
-    except (OSError, ConnectionError) as exc:
-        raise ReprotrainError(strip_urls(f"{action}: the tracking store {shown} is unreachable ({exc})")) from exc
-    except Exception as exc:  # SQLAlchemy and requests errors have no common base to name here
+        if isinstance(exc, (OSError, ConnectionError)):
+            raise ReprotrainError(
+                strip_urls(f"{action}: the tracking store {shown} is unreachable ({_one_line(str(exc))})")
+            ) from exc
+        # SQLAlchemy and requests errors have no common base to name here
         if type(exc).__module__.split(".")[0] in {"sqlalchemy", "requests", "urllib3", "alembic"}:
-            raise ReprotrainError(strip_urls(f"{action}: the tracking store {shown} failed: {exc}")) from exc
+            raise ReprotrainError(
+                strip_urls(f"{action}: the tracking store {shown} failed: {_one_line(str(exc))}")
+            ) from exc
         raise
 
 
@@ -157,12 +231,15 @@ class Tracker:
                 hint="reprotrain run ... first, or set MLFLOW_TRACKING_URI to the store that holds the runs",
             )
         logging.getLogger("mlflow").setLevel(logging.WARNING)  # no "Creating initial tables" chatter
+        # nor the traceback MLflow logs for a database error it raises: reprotrain reports it in one line
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
         from mlflow.tracking import MlflowClient
 
         # progress bars belong to terminals; reprotrain shows its own progress where it helps
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         self.uri = uri
-        self.client = MlflowClient(tracking_uri=uri)
+        with _mlflow_errors("opening the tracking store", uri):
+            self.client = MlflowClient(tracking_uri=uri)
 
     def ensure_experiment(self, name: str, artifact_location: str | None) -> str:
         """Create (and for a fresh database, migrate) the store and the experiment, once, before
