@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import sys
 import uuid
 from collections.abc import Iterator
@@ -45,6 +46,7 @@ from reprotrain.core.pin import (
 from reprotrain.core.record import DataOutput, GitInfo, data_digest
 from reprotrain.errors import NotPinnedError, ReprotrainError, UsageError
 from reprotrain.fileio import write_json
+from reprotrain.query import this_launcher
 from reprotrain.settings import Project, Settings, find_project
 
 __all__ = ["LAST_RUN_FILE", "LaunchResult", "Lineage", "PinCheck", "RunOptions", "check_pins", "gate", "launch", "run"]
@@ -101,6 +103,7 @@ class Session:
     options: RunOptions
     lineage: Lineage = field(default_factory=Lineage)
     sweep_overrides: list[str] | None = None  # set for `-m`: the jobs share one parent run
+    launcher: str = ""  # `host:pid:start` of the reprotrain process that launched the jobs
 
 
 def ensure_state_dir(project: Project) -> Path:
@@ -447,11 +450,17 @@ def launch(
         options=options,
         lineage=lineage or Lineage(),
         sweep_overrides=list(args.overrides) if args.multirun else None,
+        launcher=this_launcher(),
     )
     task = functools.update_wrapper(functools.partial(_task, session), _task)
     argv = hydra_adapter.build_argv(args, _output_overrides(project, args, config_name, entry.job_name))
     try:
-        code = _hydra(project, config_name, argv, task, session_dir)
+        try:
+            with _stopped_by_signals(args.multirun):
+                code = _hydra(project, config_name, argv, task, session_dir)
+        except _Stopped as stop:  # a sweep stopped between jobs or while workers ran them
+            code = 128 + stop.signum
+            print(f"reprotrain: sweep stopped by {signal.Signals(stop.signum).name}", file=sys.stderr)
         results = _job_results(session_dir)
         exit_code = code or next((r["exit_code"] for r in results if r.get("exit_code")), 0)
         parent = sweep_parent_id(session)
@@ -466,6 +475,35 @@ def launch(
         return LaunchResult(exit_code, results, parent)
     finally:
         shutil.rmtree(session_dir, ignore_errors=True)
+
+
+class _Stopped(BaseException):
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextmanager
+def _stopped_by_signals(multirun: bool) -> Iterator[None]:
+    """During a sweep, SIGTERM and SIGINT to reprotrain stop it as an exception, so the parent
+    run is closed KILLED with the jobs done so far (a job running here handles them itself
+    first: its code is stopped and its run closed). Without it, a sweep whose jobs run in a
+    launcher's workers died at once and left its parent RUNNING."""
+    import threading
+
+    if not multirun or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, _frame: Any) -> None:
+        raise _Stopped(signum)
+
+    old = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
 
 
 def _hydra(project: Project, config_name: str, argv: list[str], task: Any, session_dir: Path | None) -> int:

@@ -48,6 +48,8 @@ def parent_for_job(session: Session, tracker: AnyTracker) -> str:
             "reprotrain.overrides": json.dumps(overrides),
             "reprotrain.sweep": "true",
             "mlflow.runName": "sweep",
+            # found by `runs --stale` (and reaped) if reprotrain is killed before it closes it
+            "reprotrain.launcher": session.launcher,
         } | session.lineage.tags
         run_id = tracker.create_run(session.experiment_id, tags)
         record = {

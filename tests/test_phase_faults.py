@@ -3,6 +3,7 @@ while the gate runs or while the store is first created, and the training killed
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -56,3 +57,59 @@ def test_a_launcher_killed_while_creating_the_store_does_not_brick_it(project, t
     assert not list((project / ".reprotrain").glob("mlflow.db.*creating*")), "a half-made store is left over"
     shown = run_cli("show", "last", cwd=project)
     assert shown.code == 0, shown.describe()
+
+
+def _running(project) -> list[str]:
+    return [r.info.run_id for r in all_runs(embedded_uri(project)) if r.info.status == "RUNNING"]
+
+
+def test_a_sigkilled_sweep_leaves_a_parent_that_is_found_stale_and_reaped(project, tmp_path):
+    setup_fault_project(project)
+    pidfile, log = tmp_path / "train.pid", tmp_path / "cli.log"
+    proc = start_cli(project, "run", "-m", "seed=1,2", log=log, env={"FT_MODE": "sleep", "FT_PIDFILE": str(pidfile)})
+    child = None
+    try:
+        child = int(wait_for_file(pidfile, proc, log))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        assert wait_for(lambda: not pid_alive(child), 15), "the training outlived its SIGKILLed launcher"
+    finally:
+        stop(proc)
+        if child is not None:
+            kill_pid(child)
+    running = _running(project)
+    assert len(running) == 2, running  # the sweep's parent and its first job
+    listed = run_cli("runs", "--stale", "--json", cwd=project)
+    assert listed.code == 0, listed.describe()
+    # before: the parent had no launcher tag, so no command ever found it
+    assert sorted(row["run_id"] for row in json.loads(listed.out)) == sorted(running), listed.out
+    reaped = run_cli("runs", "--reap", cwd=project)
+    assert reaped.code == 0, reaped.describe()
+    assert _running(project) == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_sweep_on_worker_processes_stopped_by_a_signal_closes_its_parent(project, tmp_path, sig):
+    setup_fault_project(project)
+    pidfile, log = tmp_path / "train.pid", tmp_path / "cli.log"
+    args = ["run", "-m", "seed=1,2", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+    proc = start_cli(project, *args, log=log, env={"FT_MODE": "sleep", "FT_PIDFILE": str(pidfile)})
+    child = None
+    try:
+        child = int(wait_for_file(pidfile, proc, log))
+        os.kill(proc.pid, sig)
+        code = proc.wait(timeout=90)
+        assert wait_for(lambda: not pid_alive(child), 20), "a job's training outlived the stopped sweep"
+    finally:
+        stop(proc)
+        if child is not None:
+            kill_pid(child)
+    output = log.read_text()
+    assert code == 128 + sig, f"exit {code}:\n{output[-3000:]}"
+    parents = [r for r in all_runs(embedded_uri(project)) if r.data.tags.get("reprotrain.sweep") == "true"]
+    assert len(parents) == 1 and parents[0].info.status == "KILLED", [(r.info.run_id, r.info.status) for r in parents]
+    assert parents[0].data.tags["reprotrain.exit_code"] == str(128 + sig)
+    # jobs whose worker died with the sweep are reaped by the next command
+    reaped = run_cli("runs", "--reap", cwd=project)
+    assert reaped.code == 0, reaped.describe()
+    assert _running(project) == []
