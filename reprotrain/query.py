@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from reprotrain.adapters.tracking import quick_failure
 from reprotrain.core.record import strip_credentials
 from reprotrain.errors import ReprotrainError, UsageError
 from reprotrain.settings import NoProjectError, find_project
@@ -41,6 +42,7 @@ def store_uri(cwd: Path | None = None) -> str:
     return tracking_uri(project)
 
 
+@quick_failure()  # an unreachable server fails in seconds, not after minutes of retries
 def load_run(run_id: str, cwd: Path | None = None) -> dict[str, Any]:
     """The run's record with its status, metrics and times added."""
     from reprotrain.adapters.tracking import Tracker
@@ -180,6 +182,7 @@ def reap_stale(tracker: Any, experiment_ids: list[str]) -> list[str]:
     return reaped
 
 
+@quick_failure()  # an unreachable server fails in seconds, not after minutes of retries
 def reap(experiment: str | None = None, cwd: Path | None = None) -> list[str]:
     """`reprotrain runs --reap`: mark the experiment's stale RUNNING runs KILLED."""
     from reprotrain.adapters.tracking import Tracker
@@ -216,6 +219,7 @@ def _quote(value: str) -> str:
     return "'" + value.replace("'", "\\'") + "'"
 
 
+@quick_failure()  # an unreachable server fails in seconds, not after minutes of retries
 def list_runs(
     cwd: Path | None = None,
     *,
@@ -292,6 +296,7 @@ def _row(view: Any) -> dict[str, Any]:
     }
 
 
+@quick_failure()  # an unreachable server fails in seconds, not after minutes of retries
 def diff_runs(run_a: str, run_b: str, cwd: Path | None = None) -> dict[str, Any]:
     """`reprotrain diff`: config, data, code, environment and metric differences of two runs."""
     from reprotrain.adapters import dvc as dvc_adapter

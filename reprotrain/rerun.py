@@ -13,7 +13,7 @@ from typing import Any
 
 from reprotrain.adapters import dvc as dvc_adapter
 from reprotrain.adapters import git as git_adapter
-from reprotrain.adapters.tracking import Tracker
+from reprotrain.adapters.tracking import Tracker, quick_failure
 from reprotrain.core.links import LinkedRun, linked_metrics, load_linked
 from reprotrain.core.record import strip_credentials
 from reprotrain.core.secrets import MASK
@@ -67,9 +67,10 @@ def rerun(run_id: str, overrides: list[str], options: RerunOptions, cwd: Path | 
         run_id = last_run_id(cwd)
     uri = tracking_uri(project)
     tracker = Tracker(uri, create=False)
-    original = tracker.get_run(run_id)
-    sweep = original.tags.get("reprotrain.sweep") == "true"
-    jobs = _sweep_jobs(tracker, original, overrides) if sweep else [(original, _record(tracker, original, uri))]
+    with quick_failure():  # an unreachable server fails in seconds
+        original = tracker.get_run(run_id)
+        sweep = original.tags.get("reprotrain.sweep") == "true"
+        jobs = _sweep_jobs(tracker, original, overrides) if sweep else [(original, _record(tracker, original, uri))]
     for view, record in jobs:
         if not record.get("pinned") and not options.force:
             raise UnpinnedRunError(

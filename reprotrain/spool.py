@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from reprotrain.adapters.store_helper import AnyTracker
-from reprotrain.adapters.tracking import Tracker
+from reprotrain.adapters.tracking import Tracker, quick_failure
 from reprotrain.core.record import MAX_TAG, strip_credentials
 from reprotrain.core.secrets import Masker
 from reprotrain.errors import ReprotrainError
@@ -134,7 +134,8 @@ def sync(state_dir: Path, current_uri: str | None = None) -> tuple[list[str], li
             delivery = Delivery(**raw)
             uri = current_uri if current_uri and same_store(current_uri, delivery.tracking_uri) else None
             try:
-                deliver(Tracker(uri or delivery.tracking_uri), delivery)
+                with quick_failure():  # a store still down fails in seconds
+                    deliver(Tracker(uri or delivery.tracking_uri), delivery)
             except ReprotrainError as exc:
                 failed.append((delivery.run_id, str(exc)))
                 continue

@@ -216,6 +216,19 @@ def test_timeout_stops_training(project, tmp_path, where):
 # --------------------------------------------------------------------------- the tracking store
 
 
+@pytest.mark.parametrize(
+    "command",
+    [["runs"], ["runs", "--reap"], ["show", "0" * 32], ["diff", "0" * 32, "1" * 32], ["rerun", "0" * 32]],
+    ids=lambda c: "-".join(c)[:12],
+)
+def test_commands_reading_an_unreachable_store_fail_in_one_line(project, command):
+    """Before: `runs` retried for 248 s. The subprocess timeout is a hang guard, not a measure."""
+    port = free_port()
+    res = run_cli(*command, cwd=project, env={"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}"}, timeout=90)
+    assert res.code == 1, res.describe()
+    assert_one_line_error(res, f"127.0.0.1:{port}")
+
+
 def test_unreachable_store_at_launch(project, tmp_path):
     setup_fault_project(project)
     port = free_port()
