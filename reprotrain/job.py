@@ -79,6 +79,8 @@ def run_job(session: Session, cfg: Any) -> Any:
         os.chdir(cwd)  # a reused launcher worker starts the next job where this one started
     write_result(session, ctx.num, exit_code=outcome.exit_code, run_id=job.run_id, status=outcome.status)
     reason = f" ({outcome.reason})" if outcome.reason and outcome.status != "FINISHED" else ""
+    if job.unrecorded:
+        reason += " but not fully recorded (see the error above)"
     print(
         f"reprotrain: run {job.run_id} {outcome.status}{reason}, exit {outcome.exit_code}; "
         f"see: reprotrain show {job.run_id}",
@@ -125,6 +127,7 @@ class Job:
                 self.function = load_callable(self.entry.module, self.entry.function, self.root)
         self.tracker = tracker_for(session.tracking_uri)
         self.metrics: dict[str, float] = {}
+        self.unrecorded = False  # the disk was full at the end: the run lacks what the job left
         self.window_ms: tuple[int, int] | None = None
 
     def _prepare(self, run_id: str) -> None:
@@ -282,11 +285,42 @@ class Job:
         finally:
             self.window_ms = (started, int(time.time() * 1000))
         if outcome.stderr_tail:
-            (staging / "stderr-tail.txt").write_bytes(outcome.stderr_tail)
+            try:
+                (staging / "stderr-tail.txt").write_bytes(outcome.stderr_tail)
+            except OSError:  # a full disk: the code's outcome matters more than its tail
+                pass
         return outcome
 
     def _finish(self, staging: Path, private: Path, outcome: Outcome) -> None:
-        """Log what the job left and set the final status, whatever the code did to the run."""
+        """Log what the job left and set the final status, whatever the code did to the run; on
+        a full disk, close the run with what the store can still take and say so in one line."""
+        try:
+            self._deliver(staging, private, outcome)
+        except OSError as disk:
+            self.unrecorded = True
+            closed = self._close_bare(outcome)
+            print(
+                f"reprotrain: error: could not finish recording run {self.run_id}: {disk.strerror or disk} "
+                f"on the disk of {self.session.root} ("
+                + (
+                    f"the run is closed {outcome.status} without its outputs, metrics and console log"
+                    if closed
+                    else "the run stays RUNNING; once there is room, `reprotrain runs --reap` marks it KILLED"
+                )
+                + f"; the code exited {outcome.exit_code}; fix: free space on that disk, then rerun)",
+                file=sys.stderr,
+            )
+
+    def _close_bare(self, outcome: Outcome) -> bool:
+        """The final status and exit code alone (a few bytes), when nothing else could be written."""
+        try:
+            self.tracker.set_tags(self.run_id, {"reprotrain.exit_code": str(outcome.exit_code)})
+            self.tracker.terminate(self.run_id, outcome.status)
+        except (ReprotrainError, OSError):
+            return False
+        return True
+
+    def _deliver(self, staging: Path, private: Path, outcome: Outcome) -> None:
         import shutil
 
         with quick_failure():
@@ -322,15 +356,7 @@ class Job:
                 self.tracker.get_run(self.run_id)
                 deliver(self.tracker, delivery)
         except ReprotrainError as exc:
-            try:
-                where = spool(Path(self.session.root) / ".reprotrain", delivery)
-            except OSError as disk:
-                print(
-                    f"reprotrain: error: could not finish logging run {self.run_id} ({exc}), nor keep it for "
-                    f"`reprotrain sync`: {disk} (fix: free space on the disk of {self.session.root}, then rerun)",
-                    file=sys.stderr,
-                )
-                return
+            where = spool(Path(self.session.root) / ".reprotrain", delivery)  # OSError: see _finish
             print(
                 f"reprotrain: warning: could not finish logging run {self.run_id} ({exc}); "
                 f"saved in {where}: run `reprotrain sync` when the store is back",

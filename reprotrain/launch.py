@@ -326,6 +326,27 @@ def _rare_collections() -> Iterator[None]:
         gc.set_threshold(*old)
 
 
+MIN_FREE_MB = 16  # REPROTRAIN_MIN_FREE_MB: below this, a launch is refused before anything is written
+
+
+def _check_free_space(root: Path) -> None:
+    """A disk too full to hold a run's record, console log and store rows: refused in one line
+    before the store, the run or Hydra's output dir is touched (a run half-written on a full
+    disk cannot be closed)."""
+    try:
+        wanted = float(os.environ.get("REPROTRAIN_MIN_FREE_MB") or MIN_FREE_MB)
+        info = os.statvfs(root)
+    except (OSError, ValueError):
+        return
+    free = info.f_bavail * info.f_frsize / 1e6
+    if free < wanted:
+        raise ReprotrainError(
+            f"only {free:.1f} MB free on the disk of {root}; a run needs about {wanted:g} MB to be recorded",
+            hint="free space on that disk (the DVC cache, .reprotrain/outputs and old checkpoints are the "
+            "usual culprits), or set REPROTRAIN_MIN_FREE_MB lower",
+        )
+
+
 def _prepare_store(uri: str, name: str, location: str | None, helper: HelperTracker | None = None) -> str:
     """Reach the store before any job starts (failing within seconds if it is down), create and
     migrate it once, and mark runs left RUNNING by a launcher that died as KILLED."""
@@ -426,6 +447,7 @@ def launch(
         if not check.pinned and not options.allow_unpinned:
             raise NotPinnedError(check.problems)  # before anything is written: no run, no output dir
         check_writable_store(uri)  # a read-only store would fail the job's first write
+        _check_free_space(project.root)
         ensure_state_dir(project)
 
         name = experiment_name(project)
@@ -538,14 +560,22 @@ def _no_job(cfg: Any) -> None:  # Hydra needs a task function even when it only 
 
 
 def _job_results(session_dir: Path) -> list[dict[str, Any]]:
+    found: dict[int, Path | dict[str, Any]] = {int(p.stem): p for p in (session_dir / "jobs").glob("*.json")}
+    found |= {num: values for (where, num), values in _UNWRITTEN.items() if where == str(session_dir)}
     results = []
-    for path in sorted((session_dir / "jobs").glob("*.json"), key=lambda p: int(p.stem)):
-        results.append(json.loads(path.read_text(encoding="utf-8")))
+    for _num, item in sorted(found.items()):
+        results.append(item if isinstance(item, dict) else json.loads(item.read_text(encoding="utf-8")))
     return results
 
 
+_UNWRITTEN: dict[tuple[str, int], dict[str, Any]] = {}  # results a full disk would not take
+
+
 def write_result(session: Session, num: int, **values: Any) -> None:
-    write_json(Path(session.session_dir) / "jobs" / f"{num}.json", values)
+    try:
+        write_json(Path(session.session_dir) / "jobs" / f"{num}.json", values)
+    except OSError:  # a full disk: a job run in this process still reports its exit code
+        _UNWRITTEN[(session.session_dir, num)] = values
 
 
 def _task(session: Session, cfg: Any) -> Any:

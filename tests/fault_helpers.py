@@ -4,7 +4,7 @@ test_secrets).
 The project is conftest's template project plus ``ftrain.py``, a stand-in training script whose
 misbehaviour is chosen by test-only environment variables (so the recorded config never changes):
 
-    FT_MODE        ok | crash_start | crash_mid | crash_end | sleep | kill_server | foreign
+    FT_MODE        ok | crash_start | crash_mid | crash_end | sleep | kill_server | foreign | fill_disk
     FT_MARKER      file written as the very first thing the code does ("the code started")
     FT_PIDFILE     file the code writes its pid to, right before it sleeps
     FT_SLEEP       seconds to sleep in mode sleep (default 60)
@@ -112,6 +112,15 @@ if mode == "kill_server":
             break
         time.sleep(0.05)
     print("FT-KILLED-THE-SERVER", flush=True)
+
+if mode == "fill_disk":  # the training writes until the disk is full, and exits 0 all the same
+    try:
+        with open(out / "fill.bin", "wb", buffering=0) as fh:
+            while True:
+                fh.write(b"0" * (1 << 20))
+    except OSError:
+        print("FT-DISK-FULL", flush=True)
+    sys.exit(0)
 
 if mode == "foreign":
     import mlflow

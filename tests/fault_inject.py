@@ -145,18 +145,18 @@ def fill(path: Path, leave: int = 0) -> Path:
     """Fill the filesystem holding ``path`` up to its last ``leave`` bytes; returns the filler
     file (remove it to free the space again)."""
     filler = path / ".filler"
-    with open(filler, "wb") as fh:
+    with open(filler, "wb", buffering=0) as fh:
         block = b"\0" * (1 << 20)
         try:
             while True:
                 fh.write(block)
-                fh.flush()
+
         except OSError:
             pass
         try:
             while True:
                 fh.write(b"\0" * 4096)
-                fh.flush()
+
         except OSError:
             pass
     if leave:

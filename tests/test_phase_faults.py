@@ -9,9 +9,9 @@ import signal
 import sqlite3
 
 import pytest
-from fault_helpers import kill_pid, setup_fault_project, start_cli, stop, wait_for_file
-from fault_inject import at_phase
-from helpers import all_runs, embedded_uri, git_status, pid_alive, run_cli, wait_for
+from fault_helpers import assert_one_line_error, kill_pid, setup_fault_project, start_cli, stop, wait_for_file
+from fault_inject import at_phase, fill, small_fs
+from helpers import all_runs, copy_project, embedded_uri, git_status, pid_alive, run_cli, wait_for
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL, signal.SIGINT])
@@ -113,3 +113,47 @@ def test_a_sweep_on_worker_processes_stopped_by_a_signal_closes_its_parent(proje
     reaped = run_cli("runs", "--reap", cwd=project)
     assert reaped.code == 0, reaped.describe()
     assert _running(project) == []
+
+
+# --------------------------------------------------------------------------- a full disk
+
+
+@pytest.fixture
+def project_on_small_disk(template_project, tmp_path):
+    """The fault project on a 64 MB filesystem of its own, with one run recorded."""
+    with small_fs(tmp_path / "disk", "64m") as disk:
+        root = copy_project(template_project, disk / "demo")
+        setup_fault_project(root)
+        first = run_cli("run", cwd=root, env={"REPROTRAIN_STORE_HELPER": "0"})
+        assert first.code == 0, first.describe()
+        yield root
+
+
+def test_a_full_disk_at_launch_is_refused_before_anything_is_written(project_on_small_disk, tmp_path):
+    root = project_on_small_disk
+    fill(root.parent, leave=1 << 20)
+    marker = tmp_path / "started"
+    res = run_cli("run", cwd=root, env={"FT_MARKER": str(marker), "REPROTRAIN_STORE_HELPER": "0"})
+    assert res.code == 1, res.describe()  # before: "Hydra rejected the command line", exit 2
+    assert_one_line_error(res, "MB free on the disk of", str(root))
+    assert not marker.exists(), "the training must not start"
+    assert len(all_runs(embedded_uri(root))) == 1, "no run is created"
+
+
+def test_a_training_that_fills_the_disk_keeps_its_exit_code_and_says_what_was_lost(project_on_small_disk):
+    root = project_on_small_disk
+    res = run_cli("run", cwd=root, env={"FT_MODE": "fill_disk", "REPROTRAIN_STORE_HELPER": "0"})
+    assert res.code == 0, res.describe()  # the code's own; before: 1, with Hydra's traceback
+    assert "FT-DISK-FULL" in res.out, res.describe()
+    assert "Traceback" not in res.err, res.describe()
+    (line,) = [x for x in res.err.splitlines() if x.startswith("reprotrain: error:")]
+    assert "No space left on device" in line and "free space on that disk" in line, line
+    (run_id,) = [r.info.run_id for r in all_runs(embedded_uri(root)) if r.info.run_id in line]
+    # with room again, nothing is left RUNNING for good
+    for filler in root.glob(".reprotrain/outputs/**/fill.bin"):
+        filler.unlink()
+    reaped = run_cli("runs", "--reap", cwd=root)
+    assert reaped.code == 0, reaped.describe()
+    statuses = {r.info.run_id: r.info.status for r in all_runs(embedded_uri(root))}
+    assert statuses[run_id] in ("FINISHED", "KILLED"), statuses
+    assert "RUNNING" not in statuses.values(), statuses

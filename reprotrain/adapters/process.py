@@ -71,6 +71,7 @@ class _Tee:
         self.tail_size = tail_size
         self.tail = bytearray()  # the last bytes of the stream started with keep_tail=True
         self.stopped = threading.Event()
+        self.log_failed = False
 
     def start(self, source_fd: int, sink: Callable[[bytes], None], keep_tail: bool = False) -> None:
         thread = threading.Thread(target=self._pump, args=(source_fd, sink, keep_tail), daemon=True)
@@ -97,8 +98,7 @@ class _Tee:
             if not chunk:
                 if partial:
                     with self.lock:
-                        self.log.write(partial)
-                        self.log.flush()
+                        self._log(partial)
                 break
             partial += chunk
             cut = partial.rfind(b"\n") + 1
@@ -107,8 +107,7 @@ class _Tee:
                 whole, partial = whole + partial, b""
             with self.lock:
                 if whole:
-                    self.log.write(whole)
-                    self.log.flush()
+                    self._log(whole)
                 if keep_tail and self.tail_size:
                     self.tail += chunk
                     del self.tail[: max(0, len(self.tail) - self.tail_size)]
@@ -117,6 +116,17 @@ class _Tee:
             except (OSError, ValueError):  # the terminal went away: keep logging to the file
                 pass
         os.close(source_fd)
+
+    def _log(self, data: bytes) -> None:
+        """Append to the console log; once the disk is full, the terminal still gets everything
+        (the pipes must be drained, or the code would block on its next print)."""
+        if self.log_failed:
+            return
+        try:
+            self.log.write(data)
+            self.log.flush()
+        except OSError:
+            self.log_failed = True
 
     def join(self, drain: float = DRAIN_SECONDS) -> bool:
         """Wait up to ``drain`` seconds for every pipe to reach its end, then stop reading.
@@ -207,7 +217,7 @@ def run_command(
     """Run ``command`` with /bin/sh in its own process group; tee its output into ``log_path``."""
     sys.stdout.flush()
     sys.stderr.flush()
-    with log_path.open("ab") as log:
+    with log_path.open("ab", buffering=0) as log:
         proc = subprocess.Popen(
             ["/bin/sh", "-c", command],
             cwd=cwd,
@@ -336,7 +346,7 @@ def run_callable(
     sys.stdout.flush()
     sys.stderr.flush()
     saved = {fd: os.dup(fd) for fd in (1, 2)}
-    with log_path.open("ab") as log:
+    with log_path.open("ab", buffering=0) as log:
         tee = _Tee(log, tail_size)
         for fd in (1, 2):
             read_end, write_end = os.pipe()
