@@ -46,6 +46,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     check = sub.add_parser("check", help="the pin gate alone: exit 0 when pinned, 3 with every problem")
     check.add_argument("--require-pushed", action="store_true", help="also require commit and data on the remotes")
+    check.add_argument(
+        "--hash",
+        action="store_true",
+        help="hash every DVC-tracked file and compare it with its pin, instead of trusting DVC's stored "
+        "size and mtime (reads every byte; the hash_data setting does this for every run)",
+    )
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     sub.add_parser("rerun", help="rebuild a run's code, data and config in a worktree and run it again", add_help=False)
     runs = sub.add_parser("runs", help="list recorded runs, newest first; filter by status, commit, data, sweep")
@@ -254,11 +260,11 @@ def _sync() -> int:
     return 1 if failed else 0
 
 
-def _check(require_pushed: bool, as_json: bool) -> int:
+def _check(require_pushed: bool, as_json: bool, hash_data: bool = False) -> int:
     from reprotrain.launch import gate
     from reprotrain.render import check_text
 
-    report = gate(require_pushed=require_pushed)
+    report = gate(require_pushed=require_pushed, hash_data=hash_data)
     if as_json:
         print(_json(report))
     else:
@@ -298,7 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "sync":
             return _sync()
         if args.command == "check":
-            return _check(args.require_pushed, args.json)
+            return _check(args.require_pushed, args.json, args.hash)
         _parser().print_help()
         return 0
     except ReprotrainError as exc:

@@ -121,6 +121,7 @@ def check_pins(
     require_pushed: bool = False,
     data_verified: bool = False,
     config_sources: list[tuple[Path, str]] | None = None,
+    hash_data: bool = False,
 ) -> PinCheck:
     """The pin gate (DESIGN.md §6): every reason the code and data are not pinned, at once.
 
@@ -130,6 +131,7 @@ def check_pins(
     from reprotrain.adapters import dvc as dvc_adapter
 
     require_pushed = require_pushed or project.settings.require_pushed
+    hash_data = hash_data or project.settings.hash_data
 
     snap = git_adapter.snapshot(project.root)
     if snap is None:
@@ -162,6 +164,7 @@ def check_pins(
         project.root,
         snap.root,
         check_remote=require_pushed,
+        hash_files=hash_data,
         verified=data_verified,
         memo=memo,
         commit=snap.state.commit or "",
@@ -196,10 +199,10 @@ def _config_problems(git_root: Path, sources: list[tuple[Path, str]]) -> list[Pr
     return config_source_problems(resolved, root, ignored)
 
 
-def gate(cwd: Path | None = None, require_pushed: bool = False) -> dict[str, Any]:
+def gate(cwd: Path | None = None, require_pushed: bool = False, hash_data: bool = False) -> dict[str, Any]:
     """`reprotrain check`: the gate alone, as plain data (pinned, problems, git, data)."""
     project = find_project(cwd)
-    check = check_pins(project, require_pushed)
+    check = check_pins(project, require_pushed, hash_data=hash_data)
     return {
         "pinned": check.pinned,
         "problems": [p.to_dict() for p in check.problems],

@@ -43,6 +43,7 @@ class Settings:
     require_pushed: bool = False  # refuse unless the commit and every data object are on the remotes
     timeout: float | None = None  # seconds before training is stopped and the run marked FAILED
     verify_files: tuple[str, ...] = ()  # output files (globs) whose hashes `rerun --verify` compares
+    hash_data: bool = False  # the gate hashes every DVC-tracked file instead of trusting DVC's stamps
 
     @classmethod
     def from_mapping(cls, table: Mapping[str, Any], source: str) -> Settings:
@@ -61,7 +62,7 @@ class Settings:
 
 _LISTS = {"metrics_files", "inputs", "verify_files"}
 _IN_OUTPUT_DIR = {"metrics_files", "verify_files"}  # read from the job's output directory only
-_BOOLS = {"has_data", "require_pushed"}
+_BOOLS = {"has_data", "hash_data", "require_pushed"}
 
 
 def _check(key: str, value: Any, source: str) -> Any:

@@ -128,3 +128,38 @@ def test_refusal_drops_the_memo(memoised):
     target.write_text("a,b\n9,9\n")
     assert check(memoised).code == 3
     assert not (memoised / MEMO).exists()
+
+
+def _same_size_rewrite(path) -> None:
+    """Other bytes, same size, the mtime put back: DVC's stored stamps still match."""
+    st = path.stat()
+    data = path.read_bytes()
+    path.chmod(0o644)
+    path.write_bytes(bytes([data[0] ^ 1]) + data[1:])
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+@pytest.mark.parametrize("target", [TRACKED_DATA_FILE, f"{TRACKED_DATA_DIR}/img1.bin"])
+def test_check_hash_catches_a_same_size_rewrite_that_dvc_trusts(project, target):
+    run_ok(project)  # DVC's state database now holds the stamps of every file
+    _same_size_rewrite(project / target)
+    code, report = check_json(project)
+    assert code == 0, "DVC's status trusts size and mtime (documented; this is what --hash is for)"
+    code, report = check_json(project, "--hash")
+    assert code == 3, report
+    output = TRACKED_DATA_FILE if target == TRACKED_DATA_FILE else TRACKED_DATA_DIR
+    (problem,) = [p for p in report["problems"] if p["path"] == output]
+    assert "when hashed" in problem["message"] and "dvc checkout" in problem["fix"], problem
+
+
+def test_hash_data_setting_makes_every_run_hash_its_inputs(project):
+    text = (project / "pyproject.toml").read_text().replace("[tool.reprotrain]", "[tool.reprotrain]\nhash_data = true")
+    (project / "pyproject.toml").write_text(text)
+    commit_all(project, "hash the data")
+    run_ok(project)
+    again = run_cli("run", cwd=project)  # unchanged: passes, every file hashed
+    assert again.code == 0, again.describe()
+    _same_size_rewrite(project / TRACKED_DATA_FILE)
+    res = run_cli("run", cwd=project)
+    assert res.code == 3, res.describe()
+    assert "when hashed" in res.err, res.describe()

@@ -13,7 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from reprotrain.adapters import data_memo
-from reprotrain.core.pin import Problem, dvc_status_problems, external_output_problems, missing_object_problems
+from reprotrain.core.pin import (
+    Problem,
+    dvc_status_problems,
+    external_output_problems,
+    hash_mismatch_problem,
+    missing_object_problems,
+)
 from reprotrain.core.record import DataOutput
 from reprotrain.errors import ReprotrainError
 from reprotrain.fileio import write_json
@@ -56,15 +62,20 @@ def snapshot(
     verified: bool = False,
     memo: Path | None = None,
     commit: str = "",
+    hash_files: bool = False,
 ) -> DataSnapshot:
     """Pinned outputs (paths relative to ``relative_to``) and every problem with them.
 
     ``verified``: the workspace was just restored and every file hashed against its pin (a
     rerun's worktree), so DVC's status and the cache check are skipped. ``memo``: where the
     last passing check at ``commit`` is remembered (see :mod:`data_memo`); the caller passes it
-    only when the git tree is clean and the remote is not to be checked."""
+    only when the git tree is clean and the remote is not to be checked. ``hash_files``: every
+    file is hashed and compared with its pin, not only what DVC's stored stamps (inode, size,
+    mtime) say has changed (slower: every byte is read)."""
     if _no_dvc_dir(path):
         return DataSnapshot(False)
+    if hash_files:
+        memo = None  # what is remembered is what the stamps said
     if memo is not None and not verified:
         remembered = data_memo.load(memo, commit, path, relative_to)
         if remembered is not None:
@@ -120,6 +131,9 @@ def snapshot(
             reported = {p.path for p in problems if p.kind == "data-not-cached"}  # DVC's status saw it too
             cache_missing = {p: n for p, n in cache_missing.items() if p not in reported}
             problems.extend(missing_object_problems(cache_missing, sources, "cache"))
+            if hash_files:
+                changed = {p.path for p in problems if p.kind in ("data-modified", "data-missing")}
+                problems.extend(_hash_problems(repo, [(o, out) for o, out in pinned if o.path not in changed]))
             if check_remote and pinned:
                 problems.extend(_remote_problems(repo, oids, sources))
             if watch is not None:
@@ -324,6 +338,46 @@ def _entries(repo: Any, out: Any) -> list[tuple[str, str]] | None:
         return [(out.fs_path, out.hash_info.value)]
     entries = _manifest(repo, out.hash_info)
     return None if entries is None else [(os.path.join(out.fs_path, *key), oid) for key, oid in entries]
+
+
+def _hash_problems(repo: Any, pinned: list[tuple[DataOutput, Any]]) -> list[Problem]:
+    """Hash every file of every output and compare it with its pin (DVC's own hash function, so
+    `md5-dos2unix` pins of DVC 2 are hashed as DVC 2 did); files a directory has beyond its
+    manifest count as changes too."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dvc_data.hashfile.hash import file_md5
+
+    jobs: list[tuple[str, str, str, str]] = []  # (output, file, expected md5, hash name)
+    extra: dict[str, int] = {}
+    for data, out in pinned:
+        entries = _entries(repo, out)
+        if entries is None:
+            continue  # its manifest is not in the cache: reported as such
+        name = out.hash_info.name or "md5"
+        jobs.extend((data.path, dest, oid, name) for dest, oid in entries)
+        if out.hash_info.isdir and os.path.isdir(out.fs_path):
+            listed = {dest for dest, _ in entries}
+            found = sum(
+                1 for top, _dirs, files in os.walk(out.fs_path) for f in files if os.path.join(top, f) not in listed
+            )
+            if found:
+                extra[data.path] = found
+
+    def differs(job: tuple[str, str, str, str]) -> str | None:
+        output, dest, expected, name = job
+        try:
+            return None if file_md5(dest, name=name) == expected else output
+        except OSError:
+            return output
+
+    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 1)) as pool:  # hashing releases the GIL
+        bad = [output for output in pool.map(differs, jobs) if output is not None]
+    counts = {path: bad.count(path) for path in set(bad)}
+    for path, n in extra.items():
+        counts[path] = counts.get(path, 0) + n
+    sources = {data.path: data.source for data, _ in pinned}
+    return [hash_mismatch_problem(path, sources[path], n) for path, n in sorted(counts.items())]
 
 
 def _load_index(path: Path | None) -> dict[str, list[int]]:

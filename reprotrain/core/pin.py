@@ -14,6 +14,7 @@ __all__ = [
     "config_source_problems",
     "dvc_status_problems",
     "external_output_problems",
+    "hash_mismatch_problem",
     "git_status_problems",
     "missing_object_problems",
     "not_pushed_problem",
@@ -354,6 +355,24 @@ def external_output_problems(external: Iterable[tuple[str, str]]) -> list[Proble
         )
         for path, source in sorted(external)
     ]
+
+
+def hash_mismatch_problem(path: str, source: str, files: int) -> Problem:
+    """A DVC output whose bytes differ from its pin although DVC's stored stamps (inode, size,
+    mtime) say it is unchanged: a same-size rewrite with the mtime set back, found by hashing."""
+    lock = not source.endswith(".dvc")
+    repin = (
+        f"dvc repro {_q(source[9:])} && git commit dvc.lock"
+        if lock
+        else f"dvc add {_q(path)} && git commit {_q(source)}"
+    )
+    return Problem(
+        "data-modified",
+        path,
+        f"DVC output differs from the version {source} pins when hashed ({files} file{'s' if files != 1 else ''}; "
+        "DVC's status trusted its size and mtime)",
+        f"rm -r {_q(path)} && dvc checkout {_q(path)} to restore it, or {repin} to pin the new version",
+    )
 
 
 def uncached_problems(uncached: Iterable[tuple[str, str]], tracked_by_git: Iterable[str]) -> list[Problem]:
