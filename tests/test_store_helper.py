@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from fault_inject import stopped
 from helpers import (
     all_runs,
     artifact_json,
@@ -148,14 +149,13 @@ def test_a_killed_helper_is_replaced_and_costs_no_run(probed):
 def test_a_stopped_helper_does_not_block_a_launch(probed):
     launch(probed)
     pid = wait_helper(probed)
-    os.kill(pid, signal.SIGSTOP)  # its socket still accepts connections; it answers nothing
     try:
-        res = run_cli("run", cwd=probed, timeout=60)  # before: blocked in the handshake for good
+        with stopped(pid):  # its socket still accepts connections; it answers nothing
+            res = run_cli("run", cwd=probed, timeout=60)  # before: blocked in the handshake for good
         assert res.code == 0, res.describe()
         assert_complete(probed, newest_run(probed))
     finally:
         os.kill(pid, signal.SIGKILL)
-        os.kill(pid, signal.SIGCONT)
 
 
 def test_helper_dying_during_a_run_costs_nothing(probed, tmp_path):
