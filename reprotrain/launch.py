@@ -43,7 +43,7 @@ from reprotrain.core.pin import (
     not_pushed_problem,
     uncached_problems,
 )
-from reprotrain.core.record import DataOutput, GitInfo, data_digest
+from reprotrain.core.record import PINNED_BY_GIT, DataOutput, GitInfo, data_digest
 from reprotrain.errors import NotPinnedError, ReprotrainError, UsageError
 from reprotrain.fileio import write_json
 from reprotrain.query import this_launcher
@@ -174,7 +174,7 @@ def check_pins(
     tracked = git_adapter.tracked_paths(snap.root, [p for p, _ in uncached])
     problems.extend(uncached_problems(uncached, tracked))
     pinned_by_git = [
-        replace(o, source=f"{o.source} (cache: false, in git)") for o in data.uncached if o.path in tracked
+        replace(o, source=o.source + PINNED_BY_GIT) for o in data.uncached if o.path in tracked
     ]
     outputs = sorted([*data.outputs, *pinned_by_git], key=lambda o: o.path)
     declared = [os.path.relpath(project.root / p, snap.root) for p in project.settings.inputs]
@@ -273,7 +273,8 @@ def _gate_while_importing(
         return check_pins(project, require_pushed, verified, config_sources), environment()
     context = multiprocessing.get_context("fork")
     receive, send = context.Pipe(duplex=False)
-    gate = context.Process(target=_gate_child, args=(send, project, require_pushed, verified, config_sources))
+    args = (send, os.getpid(), project, require_pushed, verified, config_sources)
+    gate = context.Process(target=_gate_child, args=args)
     gate.start()
     send.close()
     try:
@@ -296,12 +297,13 @@ def _gate_while_importing(
     return value, env_record
 
 
-def _gate_child(send: Any, *args: Any) -> None:
+def _gate_child(send: Any, parent: int, *args: Any) -> None:
     """The gate in the fork: it dies with its parent (a SIGTERM or SIGKILL during the gate leaves
-    nothing behind) and sends back its verdict or its error."""
+    nothing behind; a Ctrl-C is the parent's to handle) and sends back its verdict or its error."""
     from reprotrain.adapters.process import die_with_parent
 
-    die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent(parent)
     try:
         reply: tuple[str, Any] = ("ok", check_pins(*args))
     except ReprotrainError as exc:
@@ -338,8 +340,11 @@ def _check_free_space(root: Path) -> None:
     disk cannot be closed)."""
     try:
         wanted = float(os.environ.get("REPROTRAIN_MIN_FREE_MB") or MIN_FREE_MB)
+    except ValueError:
+        wanted = MIN_FREE_MB  # a typo does not switch the check off
+    try:
         info = os.statvfs(root)
-    except (OSError, ValueError):
+    except OSError:
         return
     free = info.f_bavail * info.f_frsize / 1e6
     if free < wanted:
@@ -577,12 +582,22 @@ _UNWRITTEN: dict[tuple[str, int], dict[str, Any]] = {}  # results a full disk wo
 def write_result(session: Session, num: int, **values: Any) -> None:
     try:
         write_json(Path(session.session_dir) / "jobs" / f"{num}.json", values)
-    except OSError:  # a full disk: a job run in this process still reports its exit code
+    except OSError:  # a full disk: a job run in the launcher's own process still reports its exit code
+        if session.launcher.rsplit(":", 2)[1:2] != [str(os.getpid())]:
+            raise  # a launcher worker: only the file reaches the launcher
         _UNWRITTEN[(session.session_dir, num)] = values
+    else:
+        _UNWRITTEN.pop((session.session_dir, num), None)
 
 
 def _task(session: Session, cfg: Any) -> Any:
     """One Hydra job (called by Hydra, possibly in a launcher's worker process)."""
+    from reprotrain.adapters.process import defer_signals, take_deferred
     from reprotrain.job import run_job
 
-    return run_job(session, cfg)
+    with defer_signals():  # a job's run is never left half-recorded by SIGINT or SIGTERM
+        value = run_job(session, cfg)
+        late = take_deferred()  # arrived while the job was being recorded: stop the sweep now
+    if late:
+        raise SystemExit(128 + late[0])
+    return value

@@ -163,3 +163,11 @@ def test_hash_data_setting_makes_every_run_hash_its_inputs(project):
     res = run_cli("run", cwd=project)
     assert res.code == 3, res.describe()
     assert "when hashed" in res.err, res.describe()
+
+
+def test_check_hash_ignores_what_dvcignore_leaves_out(project):
+    (project / ".dvcignore").write_text("*.tmp\n")
+    commit_all(project, "dvcignore")
+    (project / TRACKED_DATA_DIR / "scratch.tmp").write_text("scratch")
+    code, report = check_json(project, "--hash")
+    assert code == 0, report["problems"]

@@ -157,3 +157,38 @@ def test_a_training_that_fills_the_disk_keeps_its_exit_code_and_says_what_was_lo
     statuses = {r.info.run_id: r.info.status for r in all_runs(embedded_uri(root))}
     assert statuses[run_id] in ("FINISHED", "KILLED"), statuses
     assert "RUNNING" not in statuses.values(), statuses
+
+
+SLEEPY_PY = """\
+import os
+import time
+from pathlib import Path
+
+
+def main(cfg):
+    Path(os.environ["SLEEPY_PIDFILE"]).write_text(str(os.getpid()))
+    time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_to_a_sweep_of_function_jobs_kills_the_job_and_stops_the_sweep(project, tmp_path, sig):
+    (project / "sleepy.py").write_text(SLEEPY_PY)
+    setup_fault_project(project, entrypoint="sleepy.py:main")
+    pidfile, log = tmp_path / "job.pid", tmp_path / "cli.log"
+    proc = start_cli(project, "run", "-m", "seed=1,2,3", log=log, env={"SLEEPY_PIDFILE": str(pidfile)})
+    try:
+        wait_for_file(pidfile, proc, log)
+        os.kill(proc.pid, sig)
+        code = proc.wait(timeout=60)
+    finally:
+        stop(proc)
+    output = log.read_text()
+    assert code == 128 + sig, f"exit {code}:\n{output[-3000:]}"
+    assert "Traceback" not in output, output[-3000:]
+    runs = all_runs(embedded_uri(project))
+    jobs = [r for r in runs if r.data.tags.get("reprotrain.sweep") != "true"]
+    parents = [r for r in runs if r.data.tags.get("reprotrain.sweep") == "true"]
+    # before (SIGINT): the job was FAILED with a traceback and the next jobs ran
+    assert [r.info.status for r in jobs] == ["KILLED"], [(r.info.run_id, r.info.status) for r in jobs]
+    assert [r.info.status for r in parents] == ["KILLED"]

@@ -111,6 +111,8 @@ def snapshot(
                 rel = os.path.relpath(out.fs_path, relative_to)
                 data = DataOutput(rel, out.hash_info.value, out.meta.size, out.meta.nfiles, source)
                 if not out.use_cache:
+                    # a `.dvc` file's data must be kept by git; a stage's uncached output (metrics,
+                    # plots) is a product the pipeline makes again: recorded when git keeps it
                     uncached.append(data)
                     continue
                 pinned.append((data, out))
@@ -358,8 +360,12 @@ def _hash_problems(repo: Any, pinned: list[tuple[DataOutput, Any]]) -> list[Prob
         jobs.extend((data.path, dest, oid, name) for dest, oid in entries)
         if out.hash_info.isdir and os.path.isdir(out.fs_path):
             listed = {dest for dest, _ in entries}
+            ignore = repo.dvcignore  # what DVC leaves out of a directory is not an extra file
             found = sum(
-                1 for top, _dirs, files in os.walk(out.fs_path) for f in files if os.path.join(top, f) not in listed
+                1
+                for top, _dirs, files in ignore.walk(repo.fs, out.fs_path)
+                for f in files
+                if os.path.join(top, f) not in listed
             )
             if found:
                 extra[data.path] = found

@@ -56,7 +56,7 @@ def tracked_paths(root: Path, paths: list[str]) -> set[str]:
     import git
 
     with git.Repo(root) as repo:
-        listed = repo.git.ls_files("-z", "--", *paths).split("\0")
+        listed = repo.git.ls_files("-z", "--", *(f":(literal){p}" for p in paths)).split("\0")
     files = [f for f in listed if f]
     return {p for p in paths if any(f == p or f.startswith(p.rstrip("/") + "/") for f in files)}
 
@@ -66,7 +66,9 @@ def ignored_files(root: Path, path: str, suffixes: tuple[str, ...]) -> list[str]
     import git
 
     with git.Repo(root) as repo:
-        listed = repo.git.ls_files("-z", "--others", "--ignored", "--exclude-standard", "--", path).split("\0")
+        listed = repo.git.ls_files(
+            "-z", "--others", "--ignored", "--exclude-standard", "--", f":(literal){path}"
+        ).split("\0")
     return sorted(f for f in listed if f and f.endswith(suffixes))
 
 

@@ -18,7 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-__all__ = ["Outcome", "die_with_parent", "load_callable", "run_callable", "run_command"]
+__all__ = [
+    "Outcome",
+    "defer_signals",
+    "deferred",
+    "die_with_parent",
+    "load_callable",
+    "run_callable",
+    "run_command",
+    "take_deferred",
+]
 
 GRACE_SECONDS = 10.0  # after forwarding a signal, how long the code gets before SIGKILL
 DRAIN_SECONDS = 2.0  # after the code exited, how long its console pipes may stay open
@@ -71,7 +80,11 @@ class _Tee:
         self.tail_size = tail_size
         self.tail = bytearray()  # the last bytes of the stream started with keep_tail=True
         self.stopped = threading.Event()
+        self.stop_by = 0.0  # once stopped: read what is there until then, at most
         self.log_failed = False
+        self.busy = 0  # chunks being written out right now
+        self.last_activity = time.monotonic()
+        self.held = 0  # pipes given up on before their end
 
     def start(self, source_fd: int, sink: Callable[[bytes], None], keep_tail: bool = False) -> None:
         thread = threading.Thread(target=self._pump, args=(source_fd, sink, keep_tail), daemon=True)
@@ -82,24 +95,23 @@ class _Tee:
         partial = b""  # the log gets whole lines, so stdout and stderr lines never splice
         poller = select.poll()
         poller.register(source_fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+        ended = False
         while True:
             if not poller.poll(100):
-                if self.stopped.is_set():  # the code is gone; what still holds the pipe is not waited for
-                    chunk = b""
-                else:
-                    continue
-            elif self.stopped.is_set():  # a daemon that keeps printing: stop reading it
+                if self.stopped.is_set():  # the code is gone and the pipe is idle: not waited for
+                    break
+                continue
+            if self.stopped.is_set() and time.monotonic() > self.stop_by:
+                break  # a daemon that keeps printing
+            try:
+                chunk = os.read(source_fd, 65536)
+            except OSError:
                 chunk = b""
-            else:
-                try:
-                    chunk = os.read(source_fd, 65536)
-                except OSError:
-                    chunk = b""
             if not chunk:
-                if partial:
-                    with self.lock:
-                        self._log(partial)
+                ended = True
                 break
+            with self.lock:
+                self.busy += 1
             partial += chunk
             cut = partial.rfind(b"\n") + 1
             whole, partial = partial[:cut], partial[cut:]
@@ -112,9 +124,17 @@ class _Tee:
                     self.tail += chunk
                     del self.tail[: max(0, len(self.tail) - self.tail_size)]
             try:
-                sink(chunk)
+                sink(chunk)  # a slow terminal blocks here; that is busy, not idle
             except (OSError, ValueError):  # the terminal went away: keep logging to the file
                 pass
+            with self.lock:
+                self.busy -= 1
+                self.last_activity = time.monotonic()
+        if partial:
+            with self.lock:
+                self._log(partial)
+        with self.lock:
+            self.held += 0 if ended else 1
         os.close(source_fd)
 
     def _log(self, data: bytes) -> None:
@@ -122,24 +142,34 @@ class _Tee:
         (the pipes must be drained, or the code would block on its next print)."""
         if self.log_failed:
             return
+        view = memoryview(data)
         try:
-            self.log.write(data)
-            self.log.flush()
+            while view:
+                view = view[self.log.write(view) or 0 :]
         except OSError:
             self.log_failed = True
 
-    def join(self, drain: float = DRAIN_SECONDS) -> bool:
-        """Wait up to ``drain`` seconds for every pipe to reach its end, then stop reading.
-        False when a process outside the code's process group (a daemon it started) still held
-        a pipe open: its later output is not logged."""
-        deadline = time.monotonic() + drain
-        for thread in self.threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-        held = any(thread.is_alive() for thread in self.threads)
+    def join(self, drain: float = DRAIN_SECONDS, busy_cap: float = 30.0) -> bool:
+        """After the code exited: read until every pipe reaches its end, or has been idle for
+        ``drain`` seconds (a reader still writing to a slow terminal is not idle, for up to
+        ``busy_cap`` seconds), then stop reading. False when a process outside the code's process
+        group (a daemon it started) still held a pipe open: its later output is not logged."""
+        with self.lock:
+            self.last_activity = time.monotonic()
+        cap = time.monotonic() + busy_cap
+        while any(thread.is_alive() for thread in self.threads):
+            now = time.monotonic()
+            with self.lock:
+                idle = not self.busy and now - self.last_activity >= drain
+            if idle or now >= cap:
+                break
+            for thread in self.threads:
+                thread.join(0.05)
+        self.stop_by = time.monotonic() + drain
         self.stopped.set()
         for thread in self.threads:
             thread.join()
-        return not held
+        return not self.held
 
 
 def _stream_sink(stream: Any) -> Callable[[bytes], None]:
@@ -166,6 +196,38 @@ def _fd_sink(fd: int) -> Callable[[bytes], None]:
             view = view[os.write(fd, view) :]
 
     return write
+
+
+def take_deferred() -> list[int]:
+    """Signals that arrived while a job was being set up or recorded (see :func:`defer_signals`):
+    the job's code is then not started, and the sweep stops after the job is recorded."""
+    taken, _DEFERRED[:] = list(_DEFERRED), []
+    return taken
+
+
+def deferred() -> int | None:
+    return _DEFERRED[0] if _DEFERRED else None
+
+
+_DEFERRED: list[int] = []
+
+
+@contextmanager
+def defer_signals() -> Iterator[None]:
+    """SIGINT and SIGTERM are noted, not acted on, while a job's run is created and recorded in
+    this process: interrupting MLflow mid-write would leave a half-recorded run. While the code
+    runs, its own handlers (forwarding, or raising in a callable) take over."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {
+        s: signal.signal(s, lambda signum, _frame: _DEFERRED.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield
+    finally:
+        for sig, previous in old.items():
+            signal.signal(sig, previous)
 
 
 @contextmanager
@@ -217,7 +279,22 @@ def run_command(
     """Run ``command`` with /bin/sh in its own process group; tee its output into ``log_path``."""
     sys.stdout.flush()
     sys.stderr.flush()
-    with log_path.open("ab", buffering=0) as log:
+    received: list[int] = []
+    escalate_at: list[float] = []
+    group: list[int] = []  # the code's process group, once started
+
+    def forward(signum: int, _frame: Any) -> None:
+        received.append(signum)
+        if not escalate_at:
+            escalate_at.append(time.monotonic() + GRACE_SECONDS)
+        if group:
+            _killpg(group[0], signum)
+
+    # the handlers are in place before the code starts: a signal in between cannot orphan it
+    with log_path.open("ab", buffering=0) as log, _signal_handlers(forward):
+        received.extend(take_deferred())  # a sweep stopped while this job was being set up
+        if received:
+            return _outcome(0, received, False, None)
         proc = subprocess.Popen(
             ["/bin/sh", "-c", command],
             cwd=cwd,
@@ -227,6 +304,9 @@ def run_command(
             stderr=subprocess.PIPE,
             start_new_session=True,  # signals reach it only through us, so we know why it stopped
         )
+        group.append(proc.pid)
+        if received:  # arrived while it started
+            _killpg(proc.pid, received[0])
         assert proc.stdout is not None and proc.stderr is not None
         tee = _Tee(log, tail_size)
         tee.start(os.dup(proc.stdout.fileno()), _stream_sink(sys.stdout))
@@ -234,18 +314,9 @@ def run_command(
         proc.stdout.close()
         proc.stderr.close()
         watchdog = _watchdog(proc.pid)
-        received: list[int] = []
-        escalate_at: list[float] = []
-
-        def forward(signum: int, _frame: Any) -> None:
-            received.append(signum)
-            if not escalate_at:
-                escalate_at.append(time.monotonic() + GRACE_SECONDS)
-            _killpg(proc.pid, signum)
-
         timed_out = False
         deadline = time.monotonic() + timeout if timeout else None
-        with _signal_handlers(forward):
+        try:
             while True:
                 try:
                     code = proc.wait(timeout=0.2)
@@ -258,12 +329,14 @@ def run_command(
                         _killpg(proc.pid, signal.SIGTERM)
                     if escalate_at and now >= escalate_at[0]:
                         _killpg(proc.pid, signal.SIGKILL)
-        if received or timed_out:
-            _killpg(proc.pid, signal.SIGKILL)  # whatever the code started is gone too
-        else:
-            _stop_leftovers(proc.pid)
-        _release(watchdog)
-        if not tee.join():
+            if received or timed_out:
+                _killpg(proc.pid, signal.SIGKILL)  # whatever the code started is gone too
+            else:
+                _stop_leftovers(proc.pid)
+        finally:
+            _release(watchdog)
+            held = not tee.join()
+        if held:
             print(_HELD, file=sys.stderr)
     return _outcome(code, received, timed_out, timeout).with_tail(bytes(tee.tail))
 
@@ -317,10 +390,9 @@ def _release(watchdog: subprocess.Popen[bytes] | None) -> None:
         watchdog.wait()
 
 
-def die_with_parent(sig: int = signal.SIGKILL) -> None:
+def die_with_parent(parent: int, sig: int = signal.SIGKILL) -> None:
     """In a child process (a fork of reprotrain's): have the kernel send ``sig`` when the parent
     dies, so no helper process outlives a reprotrain that was killed (Linux only; a no-op elsewhere)."""
-    parent = os.getppid()
     try:
         import ctypes
 
@@ -354,13 +426,17 @@ def run_callable(
             os.close(write_end)
             tee.start(read_end, _fd_sink(saved[fd]), keep_tail=fd == 2)
         try:
-            old_term = old_alarm = None
+            old_term = old_int = old_alarm = None
             if threading.current_thread() is threading.main_thread():
                 old_term = signal.signal(signal.SIGTERM, terminate)
+                old_int = signal.signal(signal.SIGINT, signal.default_int_handler)
                 if timeout:
                     old_alarm = signal.signal(signal.SIGALRM, expire)
                     signal.setitimer(signal.ITIMER_REAL, timeout)
             try:
+                pending = take_deferred()
+                if pending:  # a sweep stopped while this job was being set up: the code never starts
+                    raise KeyboardInterrupt if pending[0] == signal.SIGINT else _Terminated(pending[0])
                 value = function(cfg)
                 outcome = Outcome(0, "FINISHED", value=value)
             except SystemExit as exc:
@@ -383,6 +459,8 @@ def run_callable(
                     signal.signal(signal.SIGALRM, old_alarm)
                 if old_term is not None:
                     signal.signal(signal.SIGTERM, old_term)
+                if old_int is not None:
+                    signal.signal(signal.SIGINT, old_int)
         finally:
             sys.stdout.flush()
             sys.stderr.flush()

@@ -6,6 +6,7 @@ cannot leak into each other.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import re
@@ -192,7 +193,7 @@ def create_sqlite_store(db: Path) -> None:
     The caller holds the store's lock; leftovers of earlier attempts are removed."""
     if db.exists():
         return
-    for leftover in db.parent.glob(f"{db.name}.creating-*"):
+    for leftover in db.parent.glob(f"{glob.escape(db.name)}.creating-*"):
         leftover.unlink(missing_ok=True)
     import logging
 
@@ -205,7 +206,10 @@ def create_sqlite_store(db: Path) -> None:
     try:
         store = SqlAlchemyStore(f"sqlite:///{aside}", DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH)
         store.engine.dispose()
-        os.replace(aside, db)
+        os.link(aside, db)  # never over a store something else made meanwhile (FileExistsError)
+        aside.unlink()
+    except FileExistsError:
+        aside.unlink(missing_ok=True)
     except Exception as exc:
         aside.unlink(missing_ok=True)
         raise ReprotrainError(f"creating the tracking store {db} failed: {_first_line(exc)}") from exc

@@ -381,23 +381,16 @@ def uncached_problems(uncached: Iterable[tuple[str, str]], tracked_by_git: Itera
     tracked = set(tracked_by_git)
     problems = []
     for path, source in sorted(uncached):
-        if path in tracked:
+        if path in tracked or not source.endswith(".dvc"):  # a stage's product is made again by it
             continue
-        lock = not source.endswith(".dvc")
         problems.append(
             Problem(
                 "data-uncached",
                 path,
                 f"DVC output pinned by {source} has `cache: false` and git does not track it: "
                 "neither the DVC cache nor a commit keeps it",
-                (
-                    f"git add {_q(path)} && git commit (remove it from .gitignore first if it is listed there)"
-                    + (
-                        f", or drop `cache: false` from the stage's outs in dvc.yaml and dvc commit {_q(source[9:])}"
-                        if lock
-                        else f", or drop `cache: false` from {_q(source)} and dvc commit {_q(source)}"
-                    )
-                ),
+                f"git add {_q(path)} && git commit (remove it from .gitignore first if it is listed there), "
+                f"or drop `cache: false` from {_q(source)} and dvc commit {_q(source)}",
             )
         )
     return problems

@@ -48,9 +48,14 @@ class GitInfo:
     remote: str
 
 
+PINNED_BY_GIT = " (cache: false, in git)"  # ends the source of an output that git, not DVC, keeps
+
+
 def data_digest(outputs: Sequence[DataOutput]) -> str:
-    """One sha256 over every pinned output's path and hash, independent of order."""
-    lines = sorted(f"{o.path}\t{o.hash}" for o in outputs)
+    """One sha256 over every output DVC's cache pins (path and hash), independent of order. What
+    git keeps is pinned by the commit, and left out: runs recorded before such outputs were
+    listed keep their digest."""
+    lines = sorted(f"{o.path}\t{o.hash}" for o in outputs if not o.source.endswith(PINNED_BY_GIT))
     return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
 
 
