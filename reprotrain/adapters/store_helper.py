@@ -117,12 +117,10 @@ def connect(uri: str, start: bool = True) -> HelperTracker | None:
 
 
 def _handshake(paths: _Paths) -> Any:
-    """Connect and authenticate (multiprocessing's challenge both ways) within
-    ``_HANDSHAKE_SECONDS``: a helper that is stopped (SIGSTOP) or hung still has its socket
-    accepting connections, and would otherwise block the launch for good."""
+    """Connect and authenticate within ``_HANDSHAKE_SECONDS``: a helper that is stopped
+    (SIGSTOP) or hung still has its socket accepting connections, and would otherwise block the
+    launch for good."""
     import socket
-    import struct
-    from multiprocessing.connection import Connection, answer_challenge, deliver_challenge
 
     key = paths.key.read_bytes()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -130,20 +128,41 @@ def _handshake(paths: _Paths) -> Any:
         sock.settimeout(_HANDSHAKE_SECONDS)
         sock.connect(os.fspath(paths.socket))
         sock.setblocking(True)
-        limit = struct.pack("ll", int(_HANDSHAKE_SECONDS), 0)
+    except BaseException:
+        sock.close()
+        raise
+    return _authenticated(sock, key, server=False)
+
+
+def _authenticated(sock: Any, key: bytes, server: bool) -> Any:
+    """multiprocessing's challenge both ways on a connected socket (the server asks first), each
+    read and write bounded by ``_HANDSHAKE_SECONDS``; then the bounds are lifted (requests wait
+    with poll()). Returns the Connection; raises if the other side does not answer in time."""
+    import socket
+    import struct
+    from multiprocessing.connection import Connection, answer_challenge, deliver_challenge
+
+    def bound(seconds: int) -> None:
+        limit = struct.pack("ll", seconds, 0)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, limit)  # reads give up, as EAGAIN
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, limit)
+
+    try:
+        bound(_HANDSHAKE_SECONDS)
     except BaseException:
         sock.close()
         raise
     conn = Connection(sock.detach())
     try:
-        answer_challenge(conn, key)
-        deliver_challenge(conn, key)
-        cleared = socket.socket(fileno=os.dup(conn.fileno()))  # requests wait with poll() from now on
-        cleared.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 0, 0))
-        cleared.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", 0, 0))
-        cleared.close()
+        if server:
+            deliver_challenge(conn, key)
+            answer_challenge(conn, key)
+        else:
+            answer_challenge(conn, key)
+            deliver_challenge(conn, key)
+        sock = socket.socket(fileno=os.dup(conn.fileno()))
+        bound(0)
+        sock.close()
     except BaseException:
         conn.close()
         raise
@@ -265,7 +284,7 @@ _METHODS = frozenset(name for name in vars(HelperTracker) if not name.startswith
 def serve(uri: str) -> int:
     """Serve ``uri``'s store until idle; returns at once if another helper holds the lock."""
     import fcntl
-    from multiprocessing.connection import Listener
+    import socket
 
     db = _database(uri)
     if db is None:
@@ -285,7 +304,9 @@ def serve(uri: str) -> int:
     with os.fdopen(fd, "wb") as fh:
         fh.write(key)
     paths.socket.unlink(missing_ok=True)
-    listener = Listener(os.fspath(paths.socket), family="AF_UNIX", authkey=key)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(os.fspath(paths.socket))  # in a directory only this user can open
+    listener.listen(64)
     tmp.replace(paths.key)
     paths.pid.write_text(f"{os.getpid()}\n{uri}\n", encoding="utf-8")
     bound = paths.socket.stat().st_ino
@@ -342,13 +363,22 @@ def serve(uri: str) -> int:
                 except (OSError, ValueError):
                     return
 
+    def welcome(raw: Any) -> None:
+        """Each client is authenticated on a thread of its own, within the handshake's bound: a
+        client stopped mid-handshake (or one with the wrong key) holds up nobody else."""
+        try:
+            conn = _authenticated(raw, key, server=True)
+        except Exception:
+            return
+        handle(conn)
+
     threading.Thread(target=watch, daemon=True).start()
     while True:
         try:
-            conn = listener.accept()
-        except Exception:  # a client with the wrong key, or one that left mid-handshake
+            raw, _ = listener.accept()
+        except OSError:
             continue
-        threading.Thread(target=handle, args=(conn,), daemon=True).start()
+        threading.Thread(target=welcome, args=(raw,), daemon=True).start()
 
 
 if __name__ == "__main__":
