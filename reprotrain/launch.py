@@ -173,9 +173,7 @@ def check_pins(
     uncached = [(o.path, o.source) for o in data.uncached]
     tracked = git_adapter.tracked_paths(snap.root, [p for p, _ in uncached])
     problems.extend(uncached_problems(uncached, tracked))
-    pinned_by_git = [
-        replace(o, source=o.source + PINNED_BY_GIT) for o in data.uncached if o.path in tracked
-    ]
+    pinned_by_git = [replace(o, source=o.source + PINNED_BY_GIT) for o in data.uncached if o.path in tracked]
     outputs = sorted([*data.outputs, *pinned_by_git], key=lambda o: o.path)
     declared = [os.path.relpath(project.root / p, snap.root) for p in project.settings.inputs]
     problems.extend(
