@@ -517,21 +517,17 @@ def _stopped_by_signals(multirun: bool) -> Iterator[None]:
     run is closed KILLED with the jobs done so far (a job running here handles them itself
     first: its code is stopped and its run closed). Without it, a sweep whose jobs run in a
     launcher's workers died at once and left its parent RUNNING."""
-    import threading
+    from reprotrain.adapters.process import signal_handlers
 
-    if not multirun or threading.current_thread() is not threading.main_thread():
+    if not multirun:
         yield
         return
 
     def stop(signum: int, _frame: Any) -> None:
         raise _Stopped(signum)
 
-    old = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
+    with signal_handlers(stop):
         yield
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
 
 
 def _hydra(project: Project, config_name: str, argv: list[str], task: Any, session_dir: Path | None) -> int:

@@ -26,6 +26,7 @@ __all__ = [
     "load_callable",
     "run_callable",
     "run_command",
+    "signal_handlers",
     "take_deferred",
 ]
 
@@ -217,21 +218,13 @@ def defer_signals() -> Iterator[None]:
     """SIGINT and SIGTERM are noted, not acted on, while a job's run is created and recorded in
     this process: interrupting MLflow mid-write would leave a half-recorded run. While the code
     runs, its own handlers (forwarding, or raising in a callable) take over."""
-    if threading.current_thread() is not threading.main_thread():
+    with signal_handlers(lambda signum, _frame: _DEFERRED.append(signum)):
         yield
-        return
-    old = {
-        s: signal.signal(s, lambda signum, _frame: _DEFERRED.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)
-    }
-    try:
-        yield
-    finally:
-        for sig, previous in old.items():
-            signal.signal(sig, previous)
 
 
 @contextmanager
-def _signal_handlers(handler: Callable[[int, Any], None]) -> Iterator[None]:
+def signal_handlers(handler: Callable[[int, Any], None]) -> Iterator[None]:
+    """``handler`` for SIGINT and SIGTERM inside the block (main thread only; elsewhere a no-op)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -291,7 +284,7 @@ def run_command(
             _killpg(group[0], signum)
 
     # the handlers are in place before the code starts: a signal in between cannot orphan it
-    with log_path.open("ab", buffering=0) as log, _signal_handlers(forward):
+    with log_path.open("ab", buffering=0) as log, signal_handlers(forward):
         received.extend(take_deferred())  # a sweep stopped while this job was being set up
         if received:
             return _outcome(0, received, False, None)
