@@ -14,7 +14,7 @@ from fault_inject import at_phase, fill, small_fs
 from helpers import all_runs, copy_project, embedded_uri, git_status, pid_alive, run_cli, wait_for
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_a_launcher_stopped_during_the_gate_leaves_no_process_and_writes_nothing(project, tmp_path, sig):
     setup_fault_project(project)
     marker, log = tmp_path / "gate.pid", tmp_path / "cli.log"
@@ -38,7 +38,7 @@ def test_a_launcher_stopped_during_the_gate_leaves_no_process_and_writes_nothing
     assert git_status(project) == ""
 
 
-@pytest.mark.parametrize("after", [5, 10, 30, 90])
+@pytest.mark.parametrize("after", [10, 90])
 def test_a_launcher_killed_while_creating_the_store_does_not_brick_it(project, tmp_path, after):
     """SIGKILL at the ``after``-th SQL statement of the first launch (mid-migration): the store
     is made aside and moved into place, so the next launch finds none, or a whole one."""
@@ -171,7 +171,7 @@ def main(cfg):
 """
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGINT])
 def test_a_signal_to_a_sweep_of_function_jobs_kills_the_job_and_stops_the_sweep(project, tmp_path, sig):
     (project / "sleepy.py").write_text(SLEEPY_PY)
     setup_fault_project(project, entrypoint="sleepy.py:main")
