@@ -243,12 +243,18 @@ def test_unreachable_store_at_launch(project, tmp_path):
     assert not (project / ".reprotrain" / "outputs").exists(), "no Hydra job was started"
 
 
-def test_tracking_server_gone_mid_run_then_sync(project, tmp_path):
+def _project_with_a_server(project, tmp_path) -> MlflowServer:
+    """The fault project, and a real `mlflow server` started for it (the caller stops it)."""
     setup_fault_project(project)
     base = tmp_path / "server"
     base.mkdir()
     server = MlflowServer(base, free_port())
     server.start()
+    return server
+
+
+def test_tracking_server_gone_mid_run_then_sync(project, tmp_path):
+    server = _project_with_a_server(project, tmp_path)
     try:
         env = {
             "MLFLOW_TRACKING_URI": server.uri,
@@ -302,11 +308,7 @@ def test_tracking_server_gone_mid_run_then_sync(project, tmp_path):
 
 
 def test_two_syncs_at_once_deliver_a_spooled_run_once(project, tmp_path):
-    setup_fault_project(project)
-    base = tmp_path / "server"
-    base.mkdir()
-    server = MlflowServer(base, free_port())
-    server.start()
+    server = _project_with_a_server(project, tmp_path)
     try:
         env = {"MLFLOW_TRACKING_URI": server.uri, "FT_MODE": "kill_server", "FT_SERVER_PID": str(server.pidfile)}
         res = run_cli("run", cwd=project, env=env, timeout=GIVE_UP_WITHIN)
