@@ -12,7 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Entry", "walk_tree", "write_json"]
+__all__ = ["NEVER_UPLOADED", "Entry", "walk_tree", "write_json"]
+
+# directories never uploaded from an output dir, wherever they are in it: a repository, a DVC
+# cache and config, reprotrain's own state
+NEVER_UPLOADED = frozenset({".git", ".dvc", ".reprotrain"})
 
 
 def write_json(path: Path, value: Any, mode: int = 0o644, **dumps: Any) -> None:
@@ -45,9 +49,10 @@ class Entry:
     inode: tuple[int, int] = (0, 0)
 
 
-def walk_tree(root: Path) -> Iterator[Entry]:
+def walk_tree(root: Path, prune: frozenset[str] = frozenset(), pruned: list[str] | None = None) -> Iterator[Entry]:
     """Every entry under ``root``, sorted (directories descended, links to directories not). A
-    ``root`` that is itself a link is not walked: it is one ``link`` entry, ``.``."""
+    ``root`` that is itself a link is not walked: it is one ``link`` entry, ``.``. Directories
+    named in ``prune`` are neither listed nor descended; their paths are added to ``pruned``."""
     if root.is_symlink():
         return iter([Entry(".", "link", target=_readlink(root))])
     if not root.is_dir():
@@ -69,6 +74,10 @@ def walk_tree(root: Path) -> Iterator[Entry]:
                 if item.is_symlink():
                     found.append(_link(path, rel, top))
                 elif item.is_dir(follow_symlinks=False):
+                    if item.name in prune:
+                        if pruned is not None:
+                            pruned.append(rel)
+                        continue
                     pending.append(path)
                 elif item.is_file(follow_symlinks=False):
                     info = item.stat(follow_symlinks=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -37,11 +38,12 @@ from reprotrain.core.secrets import (
     url_secrets,
 )
 from reprotrain.errors import ReprotrainError, UsageError
-from reprotrain.fileio import walk_tree
+from reprotrain.fileio import NEVER_UPLOADED, Entry, walk_tree
 from reprotrain.linking import link_created_runs, write_linked
 from reprotrain.progress import progress, tree_size
 from reprotrain.query import this_launcher
 from reprotrain.render import linked_warning
+from reprotrain.settings import STATE_DIR
 from reprotrain.spool import Delivery, deliver, spool
 
 if TYPE_CHECKING:
@@ -105,6 +107,15 @@ class Job:
         self.private = Path(session.session_dir) / "jobs" / f"{ctx.num}.private"  # never uploaded
         self.run_id = ""
         hydra_adapter.register_resolver()
+        self.function = None
+        if self.entry.module and self.entry.function:
+            # the hook is in place before the code's module is imported: a module that binds
+            # `from mlflow import start_run` at its top gets the hooked function (inert outside
+            # the job); imported before the config resolves, as under Hydra, so that a variable
+            # the module sets when imported (`PROJECT_ROOT`, as rootutils sets it) is there
+            hook = code_hook.in_process()
+            with hook.when_imported("mlflow", hook.install):
+                self.function = load_callable(self.entry.module, self.entry.function, self.root)
         # the config resolves in the environment the code gets; a config that names the run
         # (`${reprotrain:run_id}`, `${oc.env:MLFLOW_RUN_ID}`) is checked now with a stand-in ID and
         # resolved again once the run exists: bad input still fails before there is a run
@@ -118,13 +129,6 @@ class Job:
                 "first, as in PYTHONPATH=$PYTHONPATH:src, and drop -I/-E/-S",
                 file=sys.stderr,
             )
-        self.function = None
-        if self.entry.module and self.entry.function:
-            # the hook is in place before the code's module is imported: a module that binds
-            # `from mlflow import start_run` at its top gets the hooked function (inert outside the job)
-            hook = code_hook.in_process()
-            with hook.when_imported("mlflow", hook.install):
-                self.function = load_callable(self.entry.module, self.entry.function, self.root)
         self.tracker = tracker_for(session.tracking_uri)
         self.metrics: dict[str, float] = {}
         self.unrecorded = False  # the disk was full at the end: the run lacks what the job left
@@ -135,7 +139,12 @@ class Job:
         with _environment(self.code_env(run_id)):
             self.resolved = hydra_adapter.resolve(self.cfg)
             env_keys = hydra_adapter.env_keys(self.cfg, os.environ)
-        self.volatile = hydra_adapter.volatile_keys(self.cfg, self.resolved, self.ctx.output_dir, run_id)
+        # a rerun keeps the original's volatile keys (a path under the original's root, replayed
+        # in an override, no longer names where the rerun lives), so both digests leave out the same
+        self.volatile = sorted(
+            set(hydra_adapter.volatile_keys(self.cfg, self.resolved, self.ctx.output_dir, run_id, self.root))
+            | set(self.session.lineage.expected_volatile)
+        )
         self.masker = Masker(
             secret_env_values(os.environ | {"MLFLOW_TRACKING_URI": self.session.tracking_uri})
             | Masker.secret_config_values(self.resolved, env_keys)
@@ -163,6 +172,7 @@ class Job:
             "REPROTRAIN_OUTPUT_DIR": str(self.ctx.output_dir),
             "REPROTRAIN_RUN_ID": run_id,
         }
+        env |= interpreter_first()
         env |= code_hook.hook_environment(
             run_id, session.tracking_uri, session.experiment_id, self.private / "links.jsonl"
         )
@@ -272,6 +282,8 @@ class Job:
 
     def _run_code(self, staging: Path) -> Outcome:
         self.ctx.output_dir.mkdir(parents=True, exist_ok=True)
+        for directory in (self.ctx.output_dir, *([Path(self.ctx.sweep_dir)] if self.ctx.sweep_dir else [])):
+            _keep_out_of_git(directory, self.root)
         env = self.code_env(self.run_id)
         log = staging / "console.log"
         timeout = self.session.options.timeout or self.session.settings.timeout
@@ -284,6 +296,8 @@ class Job:
                 outcome = _call_in_run(self.function, hydra_adapter.to_config(self.resolved), env, log, timeout)
         finally:
             self.window_ms = (started, int(time.time() * 1000))
+        if self.session.check.pinned:
+            _warn_repository_changes(self.root)
         if outcome.stderr_tail:
             try:
                 (staging / "stderr-tail.txt").write_bytes(outcome.stderr_tail)
@@ -321,8 +335,6 @@ class Job:
         return True
 
     def _deliver(self, staging: Path, private: Path, outcome: Outcome) -> None:
-        import shutil
-
         with quick_failure():
             tags = self._linked_runs(staging, private / "links.jsonl", outcome.status)
         shutil.rmtree(private, ignore_errors=True)
@@ -330,9 +342,10 @@ class Job:
             path = staging / name
             if path.is_file() and (masked := self.masker.data(path.read_bytes())) is not None:
                 path.write_bytes(masked)
-        outputs = self._outputs()
+        produced, entries = self._own_outputs(staging)
+        outputs = self._outputs(entries)
         (staging / "outputs.json").write_text(json.dumps(outputs, indent=2) + "\n", encoding="utf-8")
-        self.metrics = self._read_metrics()
+        self.metrics = self._read_metrics(produced)
         tags["reprotrain.exit_code"] = str(outcome.exit_code)
         if outcome.reason:
             tags["reprotrain.status_reason"] = self.masker.text(outcome.reason)[:5000]
@@ -343,11 +356,11 @@ class Job:
             timestamp_ms=int(time.time() * 1000),
             tags=tags,
             status=outcome.status,
-            artifacts=[(str(self.ctx.output_dir), None), (str(staging), "reprotrain")],
+            artifacts=[(str(produced), None), (str(staging), "reprotrain")],
             mask_values=list(self.masker.values),
             params=flatten_params(self.public),
         )
-        files, size = tree_size(self.ctx.output_dir, staging)
+        files, size = tree_size(produced, staging)
         progress(f"uploading {files} file(s), {size / 1e6:.1f} MB, to run {self.run_id}")
         try:
             with quick_failure():
@@ -364,6 +377,8 @@ class Job:
             )
             return
         shutil.rmtree(staging, ignore_errors=True)
+        if produced != self.ctx.output_dir:
+            shutil.rmtree(produced, ignore_errors=True)
 
     def _linked_runs(self, staging: Path, links_file: Path, status: str) -> dict[str, str]:
         """Runs the training code created itself, found, linked both ways, recorded and named."""
@@ -384,7 +399,46 @@ class Job:
                 )
         return tags
 
-    def _outputs(self) -> dict[str, str]:
+    def _own_outputs(self, staging: Path) -> tuple[Path, list[Entry]]:
+        """The output dir as the job left it, or, when it holds more than this job's files, a tree of
+        hard links to those alone beside the staging dir: never `.git`, the DVC cache or reprotrain's
+        state (an output dir that holds the project), never files an earlier run left there (a
+        literal `hydra.run.dir: outputs/latest` is reused: a file this job did not write or change
+        since it started is an earlier run's), never the `.gitignore` reprotrain put there."""
+        from reprotrain.adapters.tracking import upload_tree
+
+        out = self.ctx.output_dir
+        pruned: list[str] = []
+        entries = list(walk_tree(out, prune=NEVER_UPLOADED, pruned=pruned))
+        since = self.session.started_ns
+        own: list[Entry] = []
+        earlier: list[Entry] = []
+        for entry in entries:
+            if entry.rel == ".gitignore" and _is_marker(out / ".gitignore"):
+                earlier.append(entry)  # reprotrain's, not the job's
+                continue
+            try:
+                changed = os.lstat(out / entry.rel).st_ctime_ns
+            except OSError:
+                changed = since
+            (own if not since or changed >= since else earlier).append(entry)
+        if not pruned and not earlier:
+            return out, entries
+        left = [e.rel for e in earlier if not (e.rel == ".gitignore" and _is_marker(out / ".gitignore"))]
+        if pruned or left:
+            print(
+                f"reprotrain: note: not uploaded from the output dir {out}: "
+                + ", ".join(
+                    [*(f"{p}/ (never uploaded)" for p in pruned[:5])]
+                    + ([f"{len(left)} file(s) an earlier run left there ({', '.join(left[:5])})"] if left else [])
+                ),
+                file=sys.stderr,
+            )
+        view = staging.parent / f"{staging.name}.outputs"
+        shutil.rmtree(view, ignore_errors=True)
+        return upload_tree(out, view, entries=own), own
+
+    def _outputs(self, entries: list[Entry]) -> dict[str, str]:
         """sha256 of every output file; a link that is not followed (out of the output dir, to a
         directory, dangling) as `symlink:<target>`. What the upload leaves out is named in one
         warning line: those links, special files, unreadable files, and binary files that hold a
@@ -392,7 +446,7 @@ class Job:
         outputs: dict[str, str] = {}
         left_out = []
         secrets = secret_pattern(self.masker)
-        for entry in walk_tree(self.ctx.output_dir):
+        for entry in entries:
             if entry.source is not None:
                 scan = scan_file(entry, secrets)
                 if scan.error:
@@ -418,11 +472,12 @@ class Job:
             )
         return outputs
 
-    def _read_metrics(self) -> dict[str, float]:
+    def _read_metrics(self, produced: Path) -> dict[str, float]:
+        """The metrics files this job wrote (one an earlier run left in a reused dir is not read)."""
         metrics: dict[str, float] = {}
-        top = os.path.realpath(self.ctx.output_dir)
+        top = os.path.realpath(produced)
         for name in ("metrics.json", *self.session.settings.metrics_files):
-            path = self.ctx.output_dir / name
+            path = produced / name
             if not path.is_file():
                 continue
             if not os.path.realpath(path).startswith(top + os.sep):
@@ -488,3 +543,62 @@ def _user() -> str:
         return getpass.getuser()
     except Exception:  # no user name in a container is not worth failing a run
         return "unknown"
+
+
+_MARKER = "# Hydra output dir of a reprotrain run: never committed (reprotrain wrote this file)\n*\n"
+
+
+def _is_marker(path: Path) -> bool:
+    try:
+        return path.read_text(encoding="utf-8") == _MARKER
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def _keep_out_of_git(directory: Path, root: Path) -> None:
+    """An output dir inside the repository (`hydra.run.dir: outputs/${now:...}`, or a literal one)
+    gets a `.gitignore` of `*`, as reprotrain's state dir has: the run never dirties the tree, so
+    the next run is not refused. Not for a directory git tracks files in, or reprotrain's own."""
+    try:
+        rel = directory.resolve().relative_to(root.resolve())
+    except ValueError:
+        return  # outside the repository
+    if not rel.parts or rel.parts[0] == STATE_DIR or (directory / ".gitignore").exists():
+        return
+    try:
+        if git_adapter.tracked_paths(root, [rel.as_posix()]):
+            return
+        (directory / ".gitignore").write_text(_MARKER, encoding="utf-8")
+    except Exception:  # noqa: BLE001 - a note for git must never fail the run
+        return
+
+
+def _warn_repository_changes(root: Path) -> None:
+    """One line when the training code changed the repository (rewrote a tracked file, wrote a
+    new one outside the output dir): the next run is refused until that is committed or undone."""
+    try:
+        changed = git_adapter.changes(root)
+    except Exception:  # noqa: BLE001 - a warning must never fail the run
+        return
+    if changed:
+        print(
+            f"reprotrain: warning: the training code changed the repository: {', '.join(changed[:8])}"
+            + (f" and {len(changed) - 8} more" if len(changed) > 8 else "")
+            + "; the next run is refused until the tree is clean (fix: write outputs to the output dir, "
+            "$REPROTRAIN_OUTPUT_DIR, or list them in .gitignore; undo with `git checkout -- <file>`)",
+            file=sys.stderr,
+        )
+
+
+def interpreter_first() -> dict[str, str]:
+    """PATH with the directory of the Python reprotrain runs under first (and VIRTUAL_ENV set when
+    it is a virtualenv), as `uv run` and `poetry run` do: `python train.py` runs in the
+    environment reprotrain was started from, activated or not, and the record describes it."""
+    bindir = os.path.dirname(sys.executable)
+    path = os.environ.get("PATH", "")
+    env = {}
+    if bindir and path.split(os.pathsep, 1)[0] != bindir:
+        env["PATH"] = os.pathsep.join([bindir, path]) if path else bindir
+    if sys.prefix != sys.base_prefix:
+        env["VIRTUAL_ENV"] = sys.prefix
+    return env

@@ -104,6 +104,9 @@ class Session:
     lineage: Lineage = field(default_factory=Lineage)
     sweep_overrides: list[str] | None = None  # set for `-m`: the jobs share one parent run
     launcher: str = ""  # `host:pid:start` of the reprotrain process that launched the jobs
+    # when the launch began, on the filesystem's clock: a file in an output dir whose status
+    # changed before it is not the job's (an earlier run left it in a reused dir)
+    started_ns: int = 0
 
 
 def ensure_state_dir(project: Project) -> Path:
@@ -177,7 +180,13 @@ def check_pins(
     outputs = sorted([*data.outputs, *pinned_by_git], key=lambda o: o.path)
     declared = [os.path.relpath(project.root / p, snap.root) for p in project.settings.inputs]
     problems.extend(
-        data_problems([(o.path, o.source) for o in outputs], declared, project.settings.has_data, data.is_dvc_repo)
+        data_problems(
+            [(o.path, o.source) for o in outputs],
+            declared,
+            # a .dvc file DVC cannot see is named already: "no DVC-tracked data" would say less
+            project.settings.has_data and not any(p.kind == "data-hidden-by-gitignore" for p in data.problems),
+            data.is_dvc_repo,
+        )
     )
     git = GitInfo(snap.state.commit or "", snap.state.branch or "", snap.remote)
     return PinCheck(problems, git, snap.root, outputs)
@@ -384,18 +393,72 @@ def _store_lock(uri: str) -> Iterator[None]:
         yield
 
 
+_ROOT_DIR_VALUES = {".", "./", "${hydra:runtime.cwd}", "${hydra.runtime.cwd}"}
+
+
+def _names_the_root(project: Project, value: Any) -> bool:
+    """Whether an output dir setting, as written, is the project root (or above it): Hydra
+    1.0-era apps set `hydra.run.dir: .` so that the code runs where it was started."""
+    if not isinstance(value, str):
+        return False
+    text = value.strip().strip("'\"")
+    if text in _ROOT_DIR_VALUES:
+        return True
+    if "${" in text or not text:
+        return False
+    where = (project.root / text).resolve()
+    return where == project.root or where in project.root.parents
+
+
 def _output_overrides(project: Project, args: hydra_adapter.HydraArgs, config_name: str, job_name: str) -> list[str]:
-    """Send Hydra's output dirs into the state dir unless the user chose them (config or command)."""
+    """Send Hydra's output dirs into the state dir unless the user chose them (config or command).
+    An output dir that is the project root is not taken as it is: the run's files would mix with
+    the project's and dirty the tree; the job runs in the root all the same (hydra.job.chdir=false)."""
     extra = []
     stamp = "${now:%Y-%m-%d}/${now:%H-%M-%S-%f}"
+    chdir = False
     for key, sub in (("hydra.run.dir", "outputs"), ("hydra.sweep.dir", "multirun")):
-        if not hydra_adapter.sets_key(args, key) and not hydra_adapter.primary_config_sets(
-            project.config_dir, config_name, key
-        ):
+        given = hydra_adapter.override_value(args, key)
+        if given is None:
+            given = hydra_adapter.primary_config_value(project.config_dir, config_name, key)
+        if given is not None and _names_the_root(project, given):
+            print(
+                f"reprotrain: note: {key} is the project root ({given}); this run's Hydra files and outputs go to "
+                f"{project.state_dir / sub}/ instead, and the code still runs in {project.root}",
+                file=sys.stderr,
+            )
+            given, chdir = None, True
+        if given is None:
             extra.append(f"{key}={hydra_adapter.quote_value(str(project.state_dir / sub) + '/' + stamp)}")
+    if chdir and not hydra_adapter.sets_key(args, "hydra.job.chdir"):
+        extra.append("hydra.job.chdir=false")
     if not hydra_adapter.sets_key(args, "hydra.job.name"):
         extra.append(f"hydra.job.name={job_name}")
     return extra
+
+
+def _check_defaults_overrides(project: Project, args: hydra_adapter.HydraArgs, config_name: str) -> None:
+    """`+group=x` for a group the defaults list already names (`experiment: null`, the idiom of
+    Hydra's docs) fails in Hydra with `Multiple values for experiment`: say what to type instead."""
+    for override in args.overrides:
+        if not override.startswith("+") or override.startswith("++") or "=" not in override:
+            continue
+        group = override[1:].split("=", 1)[0]
+        named = hydra_adapter.group_in_defaults(project.config_dir, config_name, group)
+        if named is not None and (project.config_dir / group.replace(".", "/")).is_dir():
+            plain = override[1:]
+            raise UsageError(
+                f"{override}: the defaults list of {config_name} already has `{named}`, so the group is "
+                f"set with {plain}, not added with +",
+                hint=f"reprotrain run {plain}",
+            )
+
+
+def version_base(project: Project) -> str:
+    """The version_base for hydra.main: the setting, else 1.1 for Hydra 1.0-era configs."""
+    if project.settings.hydra_version_base:
+        return project.settings.hydra_version_base
+    return "1.1" if hydra_adapter.uses_package_group(project.config_dir) else "1.3"
 
 
 @dataclass(frozen=True)
@@ -432,6 +495,7 @@ def launch(
     args = hydra_adapter.parse_args(tokens)
     config_name = args.config_name or project.settings.config_name
     os.chdir(project.root)
+    _check_defaults_overrides(project, args, config_name)
     if not args.runs_jobs:  # --help, --cfg, --info: Hydra prints; nothing runs, nothing is recorded
         return LaunchResult(_hydra(project, config_name, hydra_adapter.build_argv(args, []), _no_job, None), [])
 
@@ -479,6 +543,7 @@ def launch(
         lineage=lineage or Lineage(),
         sweep_overrides=list(args.overrides) if args.multirun else None,
         launcher=this_launcher(),
+        started_ns=(session_dir / "jobs").stat().st_mtime_ns,
     )
     task = functools.update_wrapper(functools.partial(_task, session), _task)
     argv = hydra_adapter.build_argv(args, _output_overrides(project, args, config_name, entry.job_name))
@@ -532,7 +597,7 @@ def _stopped_by_signals(multirun: bool) -> Iterator[None]:
 
 def _hydra(project: Project, config_name: str, argv: list[str], task: Any, session_dir: Path | None) -> int:
     try:
-        hydra_adapter.run_app(project.config_dir, config_name, project.settings.hydra_version_base, argv, task)
+        hydra_adapter.run_app(project.config_dir, config_name, version_base(project), argv, task)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         # Hydra reports a bad override or an unknown config group itself, then exits 1 before

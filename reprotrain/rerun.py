@@ -236,7 +236,8 @@ def _rerun_one(
     the verdict's own exit code is the caller's to give, so a code's own 4 or 5 is never taken for one."""
     derived = bool(overrides)
     config = record["config"]
-    masked = [o for o in config["overrides"] if o.endswith("=" + MASK)]
+    # a value masked anywhere in it (`uri=sqlite:///****/x.db`) was never stored: never replayed
+    masked = [o for o in [*config["overrides"], *config.get("hydra_overrides", [])] if MASK in o.partition("=")[2]]
     if masked and not derived:
         keys = ", ".join(o.split("=", 1)[0] for o in masked)
         raise ReprotrainError(
@@ -246,7 +247,8 @@ def _rerun_one(
             f"{masked[0].split('=', 1)[0]}=... ; next time pass secrets through the environment (${{oc.env:VAR}})",
         )
     recorded = [o for o in config["overrides"] if o not in masked]
-    tokens = [f"--config-name={config['name']}", *config.get("hydra_overrides", []), *recorded, *overrides]
+    hydra_recorded = [o for o in config.get("hydra_overrides", []) if o not in masked]
+    tokens = [f"--config-name={config['name']}", *hydra_recorded, *recorded, *overrides]
     tag = "reprotrain.derived_from" if derived else "reprotrain.rerun_of"
     tags = {tag: original.run_id, "reprotrain.env_drift": str(len(drift))}
     if parent is not None:

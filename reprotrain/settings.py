@@ -37,7 +37,9 @@ class Settings:
     experiment_name: str | None = None  # MLflow experiment; default: the project's name
     metrics_files: tuple[str, ...] = ()  # JSON metric files besides metrics.json, in the output dir
     objective: str | None = None  # metric returned to Hydra sweepers
-    hydra_version_base: str = "1.3"  # version_base passed to hydra.main
+    # version_base passed to hydra.main; unset: "1.1" for Hydra 1.0-era configs (`# @package
+    # _group_`), else "1.3"
+    hydra_version_base: str | None = None
     inputs: tuple[str, ...] = ()  # data paths the training reads: each must be tracked by DVC
     has_data: bool = True  # false declares a project without DVC-tracked data
     require_pushed: bool = False  # refuse unless the commit and every data object are on the remotes

@@ -18,6 +18,7 @@ from reprotrain.core.pin import (
     dvc_status_problems,
     external_output_problems,
     hash_mismatch_problem,
+    hidden_dvc_file_problems,
     missing_object_problems,
 )
 from reprotrain.core.record import DataOutput
@@ -36,8 +37,21 @@ def _quiet() -> None:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    """The first line of DVC's message and of what caused it (DVC's `SCM error` alone says
+    nothing; its cause says `Failed to clone repo '<url>'`), credentials taken out of URLs."""
+    from reprotrain.core.record import strip_credentials
+
+    lines: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen and len(lines) < 3:
+        seen.add(id(current))
+        text = str(current).strip()
+        line = text.splitlines()[0] if text else type(current).__name__
+        if line not in lines:
+            lines.append(line)
+        current = current.__cause__ or current.__context__
+    return ": ".join(" ".join(strip_credentials(word) for word in line.split(" ")) for line in lines)
 
 
 @dataclass(frozen=True)
@@ -117,12 +131,13 @@ def snapshot(
                     continue
                 pinned.append((data, out))
             uncached.sort(key=lambda o: o.path)
+            hidden = _hidden_dvc_files(repo, path)
             if verified:
                 outputs = sorted((o for o, _ in pinned), key=lambda o: o.path)
                 return DataSnapshot(True, outputs, [], uncached)
             # the memo vouches only for what DVC pins alone: git must be asked about the rest
             watch = _watch(repo) if memo is not None and not (uncached or external) else None
-            problems = external_output_problems(external)
+            problems = external_output_problems(external) + hidden_dvc_file_problems(hidden)
             # DVC's status cannot look at an external output (it asserts); the rest is checked
             problems.extend(dvc_status_problems(repo.status(), lock_stages) if not external else [])
             sources = {o.path: o.source for o, _ in pinned}
@@ -142,7 +157,14 @@ def snapshot(
                 watch.cache_dir = str(repo.cache.local.path)
                 watch.oids = [oid for ids in oids.values() for oid in ids]
     except DvcException as exc:
-        raise ReprotrainError(f"DVC could not read the pinned data in {path}: {_first_line(exc)}") from exc
+        message = _first_line(exc)
+        hint = (
+            "the source repository of a `dvc import` must be reachable for DVC to check its pin: restore "
+            "access to it (its URL is under `repo: url:` in the importing .dvc file)"
+            if "clone" in message.lower()
+            else None
+        )
+        raise ReprotrainError(f"DVC could not read the pinned data in {path}: {message}", hint=hint) from exc
     outputs = sorted((o for o, _ in pinned), key=lambda o: o.path)
     if memo is not None:
         if watch is not None and not problems:
@@ -150,6 +172,46 @@ def snapshot(
         else:
             data_memo.forget(memo)
     return DataSnapshot(True, outputs, problems, uncached)
+
+
+def _hidden_dvc_files(repo: Any, path: Path) -> list[tuple[str, str, list[str]]]:
+    """Committed `.dvc` files that DVC does not see, with the directory DVC skips and the
+    .gitignore lines that make it skip it: DVC's git library takes `data/` itself for ignored by
+    `/data/*` (git does not), so a `.gitignore` of `/data/*` and `!/data/*.dvc` hides every
+    `.dvc` file in data/ from DVC."""
+    import git
+
+    root = Path(repo.root_dir)
+    try:
+        with git.Repo(root) as scm:
+            listed = scm.git.ls_files("-z", "--", "*.dvc").split("\0")
+    except Exception:  # noqa: BLE001 - the check is a courtesy; DVC's own problems still come
+        return []
+    seen = {os.path.relpath(stage.path, root) for stage in repo.index.stages}
+    hidden = []
+    for rel in (f for f in listed if f and f not in seen and os.path.basename(f) != ".dvc"):
+        parts = Path(rel).parts[:-1]
+        for n in range(1, len(parts) + 1):
+            directory = "/".join(parts[:n])
+            if repo.scm.is_ignored(os.path.join(repo.root_dir, directory) + os.sep):
+                hidden.append((rel, directory, _star_lines(root, directory)))
+                break
+    return hidden
+
+
+def _star_lines(root: Path, directory: str) -> list[str]:
+    """`.gitignore` lines of the form `<directory>/*`, as written, from the files that can hold them."""
+    found = []
+    parts = directory.split("/")
+    for n in range(len(parts)):
+        ignore = root.joinpath(*parts[:n], ".gitignore")
+        rest = "/".join(parts[n:])
+        try:
+            lines = ignore.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError):
+            continue
+        found += [line.strip() for line in lines if line.strip().lstrip("/") in (f"{rest}/*", f"{rest}/**")]
+    return found
 
 
 def _watch(repo: Any) -> data_memo.Watch | None:

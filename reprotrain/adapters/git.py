@@ -12,7 +12,7 @@ from reprotrain.core.record import strip_credentials
 from reprotrain.core.secrets import holds_credentials, mask_assignments
 from reprotrain.errors import ReprotrainError
 
-__all__ = ["GitSnapshot", "ignored_files", "snapshot", "tracked_paths"]
+__all__ = ["GitSnapshot", "changes", "ignored_files", "snapshot", "tracked_paths"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,15 @@ def tracked_paths(root: Path, paths: list[str]) -> set[str]:
         listed = repo.git.ls_files("-z", "--", *(f":(literal){p}" for p in paths)).split("\0")
     files = [f for f in listed if f]
     return {p for p in paths if any(f == p or f.startswith(p.rstrip("/") + "/") for f in files)}
+
+
+def changes(root: Path) -> list[str]:
+    """What `git status` shows for the work tree (`M metrics.csv`, `?? model.pt`), short form."""
+    import git
+
+    with git.Repo(root) as repo:
+        listed = repo.git.status("--porcelain", "-z", "--untracked-files=normal").split("\0")
+    return [f"{item[:2].strip()} {item[3:]}" for item in listed if len(item) > 3]
 
 
 def ignored_files(root: Path, path: str, suffixes: tuple[str, ...]) -> list[str]:

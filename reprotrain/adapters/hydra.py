@@ -111,25 +111,85 @@ def sets_key(args: HydraArgs, key: str) -> bool:
     return any(o.lstrip("+~").split("=", 1)[0] == key for o in args.overrides)
 
 
-def primary_config_sets(config_dir: Path, config_name: str, dotted: str) -> bool:
-    """Whether the primary config file itself sets ``dotted`` (e.g. `hydra.run.dir`)."""
+def _primary_raw(config_dir: Path, config_name: str) -> dict[str, Any] | None:
+    """The primary config file as written: nothing resolved (its `${now:...}` or `${oc.env:...}`
+    are Hydra's to resolve later, with resolvers only Hydra has), or None if it cannot be read."""
     from omegaconf import OmegaConf
 
     path = config_dir / (config_name if config_name.endswith(".yaml") else f"{config_name}.yaml")
     if not path.is_file():
-        return False
+        return None
     try:
-        cfg = OmegaConf.load(path)
+        raw = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
     except Exception:  # a broken file is Hydra's to report, with its own message
-        return False
-    return OmegaConf.select(cfg, dotted, default=None, throw_on_missing=False) is not None
+        return None
+    return {str(k): v for k, v in raw.items()} if isinstance(raw, dict) else None
+
+
+def _raw_get(node: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def primary_config_value(config_dir: Path, config_name: str, dotted: str) -> Any:
+    """What the primary config file itself sets ``dotted`` to (e.g. `hydra.run.dir`), unresolved."""
+    return _raw_get(_primary_raw(config_dir, config_name), dotted)
+
+
+def primary_config_sets(config_dir: Path, config_name: str, dotted: str) -> bool:
+    """Whether the primary config file itself sets ``dotted`` (e.g. `hydra.run.dir`)."""
+    return primary_config_value(config_dir, config_name, dotted) is not None
+
+
+def override_value(args: HydraArgs, key: str) -> str | None:
+    """The value the command line gives ``key`` (the last one wins, as in Hydra)."""
+    found = None
+    for override in args.overrides:
+        name, sep, value = override.lstrip("+~").partition("=")
+        if sep and name == key:
+            found = value
+    return found
+
+
+def group_in_defaults(config_dir: Path, config_name: str, group: str) -> str | None:
+    """How the primary config's defaults list names the config group ``group`` (`experiment:
+    null`), or None when it does not name it."""
+    defaults = _raw_get(_primary_raw(config_dir, config_name), "defaults")
+    for item in defaults if isinstance(defaults, list) else []:
+        if isinstance(item, dict):
+            for key, value in item.items():
+                name = str(key).split("@", 1)[0].removeprefix("override ").strip()
+                if name == group:
+                    return f"{key}: {'null' if value is None else value}"
+    return None
+
+
+_PACKAGE_GROUP = re.compile(r"^#\s*@package\s+_group_\s*$", re.M)
+
+
+def uses_package_group(config_dir: Path, limit: int = 2000) -> Path | None:
+    """A config file of ``config_dir`` written for Hydra 1.0 (`# @package _group_`), if any: such
+    configs compose as their authors meant only with version_base 1.1."""
+    for n, path in enumerate(sorted(config_dir.rglob("*.yaml"))):
+        if n >= limit:
+            break
+        try:
+            with path.open(encoding="utf-8", errors="replace") as fh:
+                head = fh.read(2048)
+        except OSError:
+            continue
+        if _PACKAGE_GROUP.search(head):
+            return path
+    return None
 
 
 def config_sources(args: HydraArgs, config_dir: Path, config_name: str, cwd: Path) -> list[tuple[Path, str]]:
     """Every local directory Hydra may compose this config from, with what named it: the
     project's config directory (or `--config-path`), `--config-dir`, and `file://` entries of
     `hydra.searchpath` given on the command line or in the primary config."""
-    from omegaconf import OmegaConf
 
     ns = args.namespace
     primary = Path(ns.config_path) if getattr(ns, "config_path", None) else config_dir
@@ -143,12 +203,9 @@ def config_sources(args: HydraArgs, config_dir: Path, config_name: str, cwd: Pat
             entries.extend((item, "hydra.searchpath on the command line") for item in _items(value))
     path = primary if primary.is_absolute() else cwd / primary
     path = path / (config_name if config_name.endswith(".yaml") else f"{config_name}.yaml")
-    if path.is_file():
-        try:
-            listed = OmegaConf.select(OmegaConf.load(path), "hydra.searchpath", default=None, throw_on_missing=False)
-            entries.extend((str(item), f"hydra.searchpath in {path.name}") for item in (listed or []))
-        except Exception:  # a broken file is Hydra's to report
-            pass
+    listed = _raw_get(_primary_raw(path.parent, path.name), "hydra.searchpath")
+    if isinstance(listed, list):
+        entries.extend((str(item), f"hydra.searchpath in {path.name}") for item in listed)
     for item, how in entries:
         if item.startswith("file://"):
             sources.append((cwd / item[len("file://") :], how))
@@ -262,7 +319,7 @@ def resolve(cfg: Any) -> dict[str, Any]:
 
 # hydra.* overrides that reprotrain sets itself, or that only describe this invocation
 _OWN_KEYS = {"hydra.run.dir", "hydra.sweep.dir", "hydra.job.name", "hydra.mode"}
-_VOLATILE_MARKERS = ("${now:", "${hydra:runtime.output_dir", "${hydra:run.", "${hydra:sweep.", "${reprotrain:")
+_VOLATILE_MARKERS = ("${now:", "${hydra:runtime.", "${hydra:run.", "${hydra:sweep.", "${reprotrain:")
 # variables reprotrain gives the code (DESIGN.md §4): they say where and as which run the job is
 # recorded, not what it computes, so a value read from one is volatile; none is a secret from the
 # user's environment, except a tracking URI that carries credentials or a query
@@ -286,14 +343,18 @@ _NAMES_THE_RUN = re.compile(
 _OC_ENV = re.compile(r"\$\{oc\.env:\s*([^,}\s]+)")
 
 
-def volatile_keys(cfg: Any, resolved: dict[str, Any], output_dir: Path, run_id: str = "") -> list[str]:
-    """Dotted keys whose value comes from the time, the job's output directory or the run's ID:
-    they differ on every run by design, so digests and rerun checks leave them out."""
+def volatile_keys(
+    cfg: Any, resolved: dict[str, Any], output_dir: Path, run_id: str = "", root: Path | None = None
+) -> list[str]:
+    """Dotted keys whose value comes from the time, Hydra's runtime (`${hydra:runtime.cwd}`), the
+    job's output directory, the run's ID or where the project lives (a path under its root, as
+    `${oc.env:PROJECT_ROOT}` gives): they differ on every run, or in a rerun's worktree, by
+    design, so digests and rerun checks leave them out (they are recorded all the same)."""
     from omegaconf import OmegaConf
 
     raw = OmegaConf.to_container(cfg, resolve=False)
     found = set()
-    varies = [str(output_dir), *([run_id] if run_id else [])]
+    varies = [str(output_dir), *([run_id] if run_id else []), *([str(root)] if root is not None else [])]
 
     def walk(node: Any, resolved_node: Any, prefix: str) -> None:
         if isinstance(node, dict):
@@ -372,6 +433,11 @@ def _from_user(variable: str, environ: Mapping[str, str]) -> bool:
 
     if variable not in environ or variable in _NOT_SECRET_VARIABLES:
         return False
+    value = environ[variable]
+    from reprotrain.core.secrets import is_secret_name
+
+    if os.path.isabs(value) and os.path.exists(value) and not is_secret_name(variable):
+        return False  # a location on this machine (`PROJECT_ROOT`, a data dir): a path, not a credential
     if variable in _STORE_VARIABLES:
         uri = environ[variable]
         return strip_credentials(uri) != uri or "?" in uri

@@ -437,14 +437,16 @@ def scan_file(entry: Entry, secrets: tuple[Any, int] | None) -> FileScan:
     return FileScan(digest.hexdigest(), found, binary)
 
 
-def upload_tree(source: Path, target: Path, masker: Masker | None = None, copy: bool = False) -> Path:
+def upload_tree(
+    source: Path, target: Path, masker: Masker | None = None, copy: bool = False, entries: list[Entry] | None = None
+) -> Path:
     """``target``: what an upload of ``source`` sends (see Tracker.log_artifacts). Each file is a
     hard link (``copy``: a copy, which later writes to the original do not reach), a masked copy
     when it holds a secret, or left out: a binary file holding a secret, a file that cannot be
     read, or one replaced since the walk. Secrets in file names are masked too."""
     secrets = secret_pattern(masker)
     target.mkdir(parents=True, exist_ok=True)
-    for entry in walk_tree(source):
+    for entry in walk_tree(source) if entries is None else entries:
         if entry.source is None:
             continue  # a link out of the tree, a special file, an unreadable directory
         scan = scan_file(entry, secrets)

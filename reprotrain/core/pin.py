@@ -15,6 +15,7 @@ __all__ = [
     "dvc_status_problems",
     "external_output_problems",
     "hash_mismatch_problem",
+    "hidden_dvc_file_problems",
     "git_status_problems",
     "missing_object_problems",
     "not_pushed_problem",
@@ -355,6 +356,28 @@ def external_output_problems(external: Iterable[tuple[str, str]]) -> list[Proble
         )
         for path, source in sorted(external)
     ]
+
+
+def hidden_dvc_file_problems(hidden: Iterable[tuple[str, str, Sequence[str]]]) -> list[Problem]:
+    """Committed `.dvc` files that DVC skips because its git library takes their directory for
+    ignored (`/data/*` matches `data/` itself there, not in git): the data would not be pinned."""
+    problems = []
+    for dvc_file, directory, lines in sorted(hidden):
+        if lines:
+            fix = "in .gitignore, write " + " and ".join(
+                f"`{line}` as `{line[:-2] if line.endswith('**') else line[:-1]}?*`" for line in lines
+            ) + " (the same files for git; DVC then sees the .dvc files), then git commit .gitignore"
+        else:
+            fix = f"change the .gitignore pattern that matches {directory}/ so that it matches only what is in it"
+        problems.append(
+            Problem(
+                "data-hidden-by-gitignore",
+                dvc_file,
+                f"committed, but DVC does not read it: DVC takes {directory}/ for ignored by .gitignore",
+                fix,
+            )
+        )
+    return problems
 
 
 def hash_mismatch_problem(path: str, source: str, files: int) -> Problem:
