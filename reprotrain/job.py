@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reprotrain import __version__
-from reprotrain.adapters import code_hook
+from reprotrain.adapters import code_hook, interpreter
 from reprotrain.adapters import git as git_adapter
 from reprotrain.adapters import hydra as hydra_adapter
 from reprotrain.adapters.dvc_config import remote_secrets as dvc_remote_secrets
@@ -129,6 +129,7 @@ class Job:
                 "first, as in PYTHONPATH=$PYTHONPATH:src, and drop -I/-E/-S",
                 file=sys.stderr,
             )
+        self.environment = session.environment  # the Python the code runs in (see _code_environment)
         self.tracker = tracker_for(session.tracking_uri)
         self.metrics: dict[str, float] = {}
         self.unrecorded = False  # the disk was full at the end: the run lacks what the job left
@@ -229,7 +230,7 @@ class Job:
                 "entrypoint": self.entry.text,
                 "executed": mask.text(executed),
             },
-            environment=self.session.environment,
+            environment=self.environment,
             reprotrain_version=__version__,
             job={"name": self.ctx.name, "num": self.ctx.num, "sweep_dir": self.ctx.sweep_dir},
         )
@@ -298,12 +299,30 @@ class Job:
             self.window_ms = (started, int(time.time() * 1000))
         if self.session.check.pinned:
             _warn_repository_changes(self.root)
+        if self.function is None:
+            self._code_environment()
         if outcome.stderr_tail:
             try:
                 (staging / "stderr-tail.txt").write_bytes(outcome.stderr_tail)
             except OSError:  # a full disk: the code's outcome matters more than its tail
                 pass
         return outcome
+
+    def _code_environment(self) -> None:
+        """The record describes the Python the command ran (noted by the hook in its process),
+        when that is not reprotrain's own (`conda run -n other python train.py`, a second venv)."""
+        noted = code_hook.first_python(self.private / "links.jsonl")
+        if noted is None or interpreter.same_environment(str(noted["prefix"])):
+            return
+        described = interpreter.describe_other(str(noted.get("python") or ""))
+        if described is None:
+            print(
+                f"reprotrain: warning: the code ran in the Python at {noted.get('python')}, which could not be "
+                "asked for its packages: the record describes reprotrain's environment instead",
+                file=sys.stderr,
+            )
+            return
+        self.environment = described
 
     def _finish(self, staging: Path, private: Path, outcome: Outcome) -> None:
         """Log what the job left and set the final status, whatever the code did to the run; on
@@ -342,6 +361,8 @@ class Job:
             path = staging / name
             if path.is_file() and (masked := self.masker.data(path.read_bytes())) is not None:
                 path.write_bytes(masked)
+        if self.environment is not self.session.environment:
+            (staging / "record.json").write_text(self.record().to_json(), encoding="utf-8")
         produced, entries = self._own_outputs(staging)
         outputs = self._outputs(entries)
         (staging / "outputs.json").write_text(json.dumps(outputs, indent=2) + "\n", encoding="utf-8")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import platform
 import shutil
 import signal
 import sys
@@ -23,7 +22,7 @@ from typing import Any
 
 from reprotrain.adapters import git as git_adapter
 from reprotrain.adapters import hydra as hydra_adapter
-from reprotrain.adapters import store_helper
+from reprotrain.adapters import interpreter, store_helper
 from reprotrain.adapters.store_helper import HelperTracker
 from reprotrain.adapters.tracking import (
     Tracker,
@@ -221,20 +220,7 @@ def gate(cwd: Path | None = None, require_pushed: bool = False, hash_data: bool 
 
 
 def environment() -> dict[str, Any]:
-    from importlib import metadata
-
-    packages = {}
-    for dist in metadata.distributions():
-        name = dist.metadata["Name"]
-        if name:
-            packages[name.lower()] = dist.version
-    return {
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "executable": sys.executable,
-        "packages": dict(sorted(packages.items())),
-    }
+    return interpreter.describe()
 
 
 def tracking_uri(project: Project) -> str:

@@ -276,3 +276,24 @@ def test_frozen_import_whose_source_is_gone(adopt: Path, tmp_path: Path) -> None
     lines = _error_lines(res.err)
     assert len(lines) == 1 and "Failed to clone repo" in lines[0] and str(source) in lines[0], res.err
     assert "dvc import" in lines[0] and "Traceback" not in res.err
+
+
+def test_record_describes_the_python_the_command_ran(adopt: Path, tmp_path: Path) -> None:
+    """A command that runs another environment's Python (a second venv, `conda run`): the record's
+    environment is that one's, not reprotrain's."""
+    import subprocess
+    import sys
+
+    other = tmp_path / "other-venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(other)], check=True)
+    (adopt / "plain.py").write_text(
+        "import json, os, sys\nfrom pathlib import Path\n"
+        "Path(os.environ['REPROTRAIN_OUTPUT_DIR'], 'metrics.json').write_text(json.dumps({'score': 1.0}))\n"
+    )
+    write_pyproject(adopt, name="adopt", entrypoint=f"{other}/bin/python plain.py")
+    commit_all(adopt, "another environment's python")
+    _, run = _run(adopt)
+    environment = record_of(embedded_uri(adopt), run.info.run_id)["environment"]
+    assert environment["executable"] == f"{other}/bin/python", environment["executable"]
+    assert "mlflow-skinny" not in environment["packages"], "reprotrain's packages are not the code's"
+    assert run.data.metrics["score"] == 1.0

@@ -12,7 +12,16 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-__all__ = ["HOOK_DIR", "Notes", "hook_environment", "in_process", "read_notes", "same_store", "store_key"]
+__all__ = [
+    "HOOK_DIR",
+    "Notes",
+    "first_python",
+    "hook_environment",
+    "in_process",
+    "read_notes",
+    "same_store",
+    "store_key",
+]
 
 HOOK_DIR = Path(__file__).with_name("code_site")
 _MODULE = "reprotrain_code_hook"
@@ -54,6 +63,12 @@ class Notes:
 def read_notes(path: Path) -> Notes:
     runs, installed = in_process().read_notes(str(path))
     return Notes(list(runs), bool(installed))
+
+
+def first_python(path: Path) -> dict[str, Any] | None:
+    """The Python that first started in the job's processes (`executable`, `prefix`), if noted."""
+    found = in_process().first_python(str(path))
+    return dict(found) if found else None
 
 
 def store_key(uri: str) -> str:

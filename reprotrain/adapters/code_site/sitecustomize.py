@@ -277,6 +277,24 @@ def read_notes(path: str | None) -> tuple[list[dict[str, Any]], bool]:
     return entries, installed
 
 
+def first_python(path: str | None) -> dict[str, Any] | None:
+    """The first Python process of the job that noted itself (executable and prefix)."""
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(entry, dict) and isinstance(entry.get("prefix"), str):
+                    return entry
+    except OSError:
+        return None
+    return None
+
+
 # --------------------------------------------------------------------------- import hook
 
 
@@ -338,6 +356,10 @@ def _chain() -> None:
 if __name__ == "sitecustomize":  # imported by Python at start-up, from PYTHONPATH
     if os.environ.get(RUN):
         sys.meta_path.insert(0, _After("mlflow", install))
+        try:  # which Python ran the code: the record describes that environment
+            _note({"python": sys.executable, "prefix": sys.prefix, "pid": os.getpid()})
+        except Exception:
+            pass
     try:
         _chain()
     except Exception:
