@@ -297,3 +297,16 @@ def test_record_describes_the_python_the_command_ran(adopt: Path, tmp_path: Path
     assert environment["executable"] == f"{other}/bin/python", environment["executable"]
     assert "mlflow-skinny" not in environment["packages"], "reprotrain's packages are not the code's"
     assert run.data.metrics["score"] == 1.0
+
+
+def test_command_whose_script_sets_the_variable_the_config_reads(adopt: Path) -> None:
+    """The same config with a command entrypoint: the script would set PROJECT_ROOT only once it
+    runs, after reprotrain resolved the config; one line says what to change, nothing is written."""
+    config = {**CONFIG, "paths": {"root": "${oc.env:PROJECT_ROOT}"}}
+    (adopt / "conf" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    commit_all(adopt, "root from the environment")
+    res = run_cli("run", cwd=adopt)
+    assert res.code == 2, res.describe()
+    lines = _error_lines(res.err)
+    assert len(lines) == 1 and "PROJECT_ROOT" in lines[0] and "module:function" in lines[0], res.err
+    assert all_runs(embedded_uri(adopt)) == [], "no run for a config that does not resolve"

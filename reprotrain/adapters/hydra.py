@@ -312,7 +312,16 @@ def resolve(cfg: Any) -> dict[str, Any]:
     try:
         container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except OmegaConfBaseException as exc:
-        raise UsageError(f"the config does not resolve: {exc}".splitlines()[0]) from exc
+        missing = re.search(r"Environment variable '([^']+)' not found", str(exc))
+        hint = None
+        if missing:
+            var = missing.group(1)
+            hint = (
+                f"export {var}=... before the run, or give a default: ${{oc.env:{var},<default>}}; if the "
+                f"training code sets {var} itself when it starts (as rootutils sets PROJECT_ROOT), use a "
+                "module:function entrypoint: reprotrain imports the module before it resolves the config"
+            )
+        raise UsageError(f"the config does not resolve: {exc}".splitlines()[0], hint=hint) from exc
     assert isinstance(container, dict)
     return {str(k): v for k, v in container.items()}
 
