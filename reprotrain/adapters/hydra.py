@@ -246,12 +246,32 @@ def run_app(
             hint="set config_dir in [tool.reprotrain] to your Hydra config directory",
         )
     register_resolver()
+    base = main_version_base(hydra.__version__, version_base)
     saved = sys.argv
     sys.argv = ["reprotrain-run", *argv]
     try:
-        hydra.main(config_path=str(config_dir), config_name=config_name, version_base=version_base)(task)()
+        hydra.main(config_path=str(config_dir), config_name=config_name, **base)(task)()
     finally:
         sys.argv = saved
+
+
+def _release(text: str) -> tuple[int, ...]:
+    return tuple(int(n) for n in re.findall(r"\d+", text)[:2])
+
+
+def main_version_base(installed: str, wanted: str) -> dict[str, str]:
+    """The version_base argument for hydra.main: Hydra 1.4 deprecates the argument (a
+    `Hydra15MigrationWarning` on every call) and its defaults are those of 1.3, so it is left out
+    there; older behaviour (1.1, for `# @package _group_` configs) is no longer available in 1.4."""
+    if _release(installed) < (1, 4):
+        return {"version_base": wanted}
+    if _release(wanted) >= (1, 3):
+        return {}
+    raise UsageError(
+        f"version_base {wanted} (Hydra 1.0-era configs: `# @package _group_`) is not supported by the installed "
+        f"hydra-core {installed}",
+        hint="write `# @package <group name>` (or drop the line) in those config files, or install hydra-core<1.4",
+    )
 
 
 @dataclass(frozen=True)
@@ -402,7 +422,14 @@ def register_resolver() -> None:
     from omegaconf import OmegaConf
 
     if not OmegaConf.has_resolver("reprotrain"):
-        OmegaConf.register_new_resolver("reprotrain", _reprotrain_value)
+        import inspect
+
+        # omegaconf 2.4.1 renames register_new_resolver (deprecated there) to register_resolver,
+        # the name 2.0's string-only API had (deprecated in 2.1-2.3): told apart by `replace`
+        register = OmegaConf.register_resolver
+        if "replace" not in inspect.signature(register).parameters:
+            register = OmegaConf.register_new_resolver
+        register("reprotrain", _reprotrain_value)
 
 
 def _reprotrain_value(key: str) -> str:
