@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import posixpath
 import re
 import shlex
@@ -517,7 +518,8 @@ def _steps(root: Path, report: InitReport, data: list[str], git: GitSnapshot | N
     if git is None:
         steps.append("git init")
     if not (root / ".dvc").is_dir() and not (git is not None and (git.root / ".dvc").is_dir()):
-        steps.append("dvc init")
+        up = os.path.relpath(git.root, root) if git is not None and git.root != root else None
+        steps.append(f"(cd {shlex.quote(up)} && dvc init)" if up else "dvc init")  # at git's top: DVC refuses elsewhere
     untracked = [d for d in data if not _dvc_tracked(root, d)]
     if git is not None and untracked:  # committed to git already: `dvc add` refuses until it leaves git
         in_repo = {(root / d).relative_to(git.root).as_posix(): d for d in untracked}
