@@ -226,6 +226,7 @@ def _ui(host: str, port: int) -> int:
 
 
 def _init() -> int:
+    import json
     from pathlib import Path
 
     from reprotrain.init import init
@@ -234,11 +235,17 @@ def _init() -> int:
     if report.written:
         print(f"wrote [tool.reprotrain] to {report.written}:")
         for key, value in report.settings.items():
-            print(f"  {key} = {value}")
+            print(f"  {key} = {json.dumps(value)}")
+    for unwritten in report.unwritten:
+        print(f"{unwritten.key} not written: {unwritten.reason}")
+        for candidate in unwritten.candidates:
+            print(f"  {candidate}")
+        print(f"add it under [tool.reprotrain] in {report.root / 'pyproject.toml'} before the commit below, e.g.")
+        print(f"  {unwritten.line}")
     for note in report.notes:
         print(note)
     if report.todo:
-        print("to do:")
+        print(f"to do, in this order, in {report.root}:")
         for step in report.todo:
             print(f"  {step}")
     return 0

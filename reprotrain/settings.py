@@ -169,13 +169,27 @@ def find_project(start: Path | None = None) -> Project:
         if found is not None:
             path, table, name = found
             settings = Settings.from_mapping(table, str(path))
-            return Project(directory, name or directory.name, settings, path)
+            return Project(directory, name or default_name(directory), settings, path)
         if (directory / ".git").exists():
-            return Project(directory, directory.name)
+            return Project(directory, default_name(directory))
     raise NoProjectError(
         f"no reprotrain project at {here}: no [tool.reprotrain] in a pyproject.toml and no git repository",
         hint="cd into your project, or add a [tool.reprotrain] table to its pyproject.toml",
     )
+
+
+def default_name(directory: Path) -> str:
+    """The name of a project that declares none: at the top of a git repository, the repository's
+    name in the URL of remote ``origin``, so that every clone, wherever it lives, logs into the
+    same experiment; else (no such remote, or settings in a subdirectory) the directory's name."""
+    if (directory / ".git").exists():
+        from reprotrain.adapters.git import origin_url, repository_name
+
+        url = origin_url(directory)
+        name = repository_name(url) if url else None
+        if name:
+            return name
+    return directory.name
 
 
 def env_flag(name: str) -> bool:

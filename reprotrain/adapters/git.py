@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import configparser
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from reprotrain.core.pin import GitState, parse_porcelain_v2
 from reprotrain.core.record import strip_credentials
 from reprotrain.core.secrets import holds_credentials, mask_assignments
 from reprotrain.errors import ReprotrainError
 
-__all__ = ["GitSnapshot", "changes", "ignored_files", "snapshot", "tracked_paths"]
+__all__ = ["GitSnapshot", "changes", "ignored_files", "origin_url", "repository_name", "snapshot", "tracked_paths"]
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,77 @@ def _remote_url(repo: object) -> str:
     except Exception:  # a remote without url: nothing to record
         return ""
     return strip_credentials(urls[0]) if urls else ""
+
+
+def origin_url(root: Path) -> str | None:
+    """The URL of remote ``origin`` of the repository whose top is ``root``, credentials removed;
+    None without one. Read from the config file (this runs on every command: no git process),
+    or asked of `git config` when the file cannot be read as plain INI."""
+    config = _config_file(root / ".git")
+    if config is not None:
+        parser = configparser.ConfigParser(strict=False, interpolation=None, allow_no_value=True)
+        try:
+            parser.read(config, encoding="utf-8")
+            url = parser.get('remote "origin"', "url", fallback=None)
+            return strip_credentials(url.strip()) if url and url.strip() else None
+        except (configparser.Error, OSError, UnicodeDecodeError):
+            pass
+    return _origin_url_from_git(root)
+
+
+def _config_file(dot_git: Path) -> Path | None:
+    """The config file of a `.git` directory, or of the `gitdir:` a `.git` file names (a linked
+    worktree shares its main repository's config, found through `commondir`)."""
+    if dot_git.is_dir():
+        return dot_git / "config"
+    try:
+        line = dot_git.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not line.startswith("gitdir:"):
+        return None
+    gitdir = (dot_git.parent / line.removeprefix("gitdir:").strip()).resolve()
+    try:
+        common = (gitdir / "commondir").read_text(encoding="utf-8").strip()
+    except OSError:
+        return gitdir / "config"
+    return (gitdir / common).resolve() / "config"
+
+
+def _origin_url_from_git(root: Path) -> str | None:
+    import subprocess
+
+    try:
+        proc = subprocess.run(
+            ["git", "config", "--get", "remote.origin.url"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    url = proc.stdout.strip()
+    return strip_credentials(url) if proc.returncode == 0 and url else None
+
+
+def repository_name(url: str) -> str | None:
+    """The repository's name in a remote URL: `git@host:team/proj.git`, `https://u:pw@host/team/proj`,
+    `/srv/git/proj.git/` all give `proj`. Credentials never reach the name."""
+    url = strip_credentials(url.strip())
+    if "://" in url:
+        path = urlsplit(url).path
+    elif ":" in url.split("/", 1)[0] and not _is_drive(url):
+        path = url.rsplit("@", 1)[-1].split(":", 1)[1]  # scp-like [user@]host:path
+    else:
+        path = url
+    name = path.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1].removesuffix(".git")
+    return name or None
+
+
+def _is_drive(url: str) -> bool:
+    return len(url) > 2 and url[0].isalpha() and url[1] == ":" and url[2] in "/\\"
 
 
 def commit_on_remote(path: Path) -> tuple[bool, bool]:
