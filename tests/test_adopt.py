@@ -140,6 +140,13 @@ def test_output_dirs_inside_the_repository(adopt: Path) -> None:
     assert "earlier run left there (lr-0.3.txt" in res.err, res.err
     assert reused.data.metrics["score"] == 0.8
 
+    _write_config(adopt, hydra={"sweep": {"dir": "multirun/${now:%Y-%m-%d_%H-%M-%S-%f}", "subdir": "${hydra.job.num}"}})
+    commit_all(adopt, "sweeps inside the repository")
+    swept = run_cli("run", "-m", "model.lr=0.5,0.6", cwd=adopt)
+    assert swept.code == 0, swept.describe()
+    assert git_status(adopt) == "", f"the sweep dirtied the tree:\n{git_status(adopt)}"
+    assert len(list((adopt / "multirun").glob("*/[01]/lr-0.*.txt"))) == 2
+
 
 def test_project_root_as_output_dir(adopt: Path) -> None:
     """`hydra.run.dir: .` (Hydra 1.0-era apps): nothing of the project is uploaded, Hydra's files do
