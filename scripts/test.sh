@@ -21,4 +21,4 @@ ruff check reprotrain tests examples benchmarks
 echo "==> mypy"
 mypy
 echo "==> pytest"
-python -m pytest -n 2 "$@"
+python -m pytest -n 2 --durations=15 "$@"
