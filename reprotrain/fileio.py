@@ -72,7 +72,7 @@ def walk_tree(root: Path, prune: frozenset[str] = frozenset(), pruned: list[str]
             rel = path.relative_to(root).as_posix()
             try:
                 if item.is_symlink():
-                    found.append(_link(path, rel, top))
+                    found.append(_link(path, rel, top, prune))
                 elif item.is_dir(follow_symlinks=False):
                     if item.name in prune:
                         if pruned is not None:
@@ -96,10 +96,12 @@ def _readlink(path: Path) -> str:
         return "?"
 
 
-def _link(path: Path, rel: str, top: str) -> Entry:
+def _link(path: Path, rel: str, top: str, prune: frozenset[str] = frozenset()) -> Entry:
     target = os.readlink(path)
     real = os.path.realpath(path)
     inside = real.startswith(top + os.sep)
+    if inside and prune and prune.intersection(Path(os.path.relpath(real, top)).parts):
+        inside = False  # a link into a directory the walk leaves out is not followed either
     try:
         info = os.stat(real, follow_symlinks=False)
     except OSError:

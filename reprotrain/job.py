@@ -60,6 +60,10 @@ def run_job(session: Session, cfg: Any) -> Any:
     from reprotrain.launch import write_result
 
     ctx = hydra_adapter.job_context()
+    # before anything can fail: Hydra made the output dir already, and a run refused for bad
+    # input must not leave it to dirty the tree
+    for directory in (ctx.output_dir, *([Path(ctx.sweep_dir)] if ctx.sweep_dir else [])):
+        _keep_out_of_git(directory, Path(session.root))
     write_result(session, ctx.num, exit_code=None, started=True)
     if ctx.optimizing_sweeper and not session.settings.objective:
         print(
@@ -101,6 +105,7 @@ class Job:
     def __init__(self, session: Session, ctx: hydra_adapter.JobContext, cfg: Any) -> None:
         self.session = session
         self.ctx = ctx
+        self.since_ns = _changed_since(ctx.output_dir, session.started_ns)
         self.cfg = cfg
         self.root = Path(session.root)
         self.entry = parse_entrypoint(session.settings.entrypoint or "")
@@ -283,8 +288,6 @@ class Job:
 
     def _run_code(self, staging: Path) -> Outcome:
         self.ctx.output_dir.mkdir(parents=True, exist_ok=True)
-        for directory in (self.ctx.output_dir, *([Path(self.ctx.sweep_dir)] if self.ctx.sweep_dir else [])):
-            _keep_out_of_git(directory, self.root)
         env = self.code_env(self.run_id)
         log = staging / "console.log"
         timeout = self.session.options.timeout or self.session.settings.timeout
@@ -364,6 +367,15 @@ class Job:
         if self.environment is not self.session.environment:
             (staging / "record.json").write_text(self.record().to_json(), encoding="utf-8")
         produced, entries = self._own_outputs(staging)
+        try:
+            self._send(staging, outcome, tags, produced, entries)
+        finally:
+            if produced != self.ctx.output_dir:  # the view of hard links (spool() copied it)
+                shutil.rmtree(produced, ignore_errors=True)
+
+    def _send(
+        self, staging: Path, outcome: Outcome, tags: dict[str, str], produced: Path, entries: list[Entry]
+    ) -> None:
         outputs = self._outputs(entries)
         (staging / "outputs.json").write_text(json.dumps(outputs, indent=2) + "\n", encoding="utf-8")
         self.metrics = self._read_metrics(produced)
@@ -398,8 +410,6 @@ class Job:
             )
             return
         shutil.rmtree(staging, ignore_errors=True)
-        if produced != self.ctx.output_dir:
-            shutil.rmtree(produced, ignore_errors=True)
 
     def _linked_runs(self, staging: Path, links_file: Path, status: str) -> dict[str, str]:
         """Runs the training code created itself, found, linked both ways, recorded and named."""
@@ -431,7 +441,7 @@ class Job:
         out = self.ctx.output_dir
         pruned: list[str] = []
         entries = list(walk_tree(out, prune=NEVER_UPLOADED, pruned=pruned))
-        since = self.session.started_ns
+        since = self.since_ns
         own: list[Entry] = []
         earlier: list[Entry] = []
         for entry in entries:
@@ -457,7 +467,11 @@ class Job:
             )
         view = staging.parent / f"{staging.name}.outputs"
         shutil.rmtree(view, ignore_errors=True)
-        return upload_tree(out, view, entries=own), own
+        try:
+            return upload_tree(out, view, entries=own), own
+        except BaseException:
+            shutil.rmtree(view, ignore_errors=True)
+            raise
 
     def _outputs(self, entries: list[Entry]) -> dict[str, str]:
         """sha256 of every output file; a link that is not followed (out of the output dir, to a
@@ -603,7 +617,8 @@ def _warn_repository_changes(root: Path) -> None:
         return
     if changed:
         print(
-            f"reprotrain: warning: the training code changed the repository: {', '.join(changed[:8])}"
+            f"reprotrain: warning: the repository changed while the code ran (the code wrote into it, or it "
+            f"was edited meanwhile): {', '.join(changed[:8])}"
             + (f" and {len(changed) - 8} more" if len(changed) > 8 else "")
             + "; the next run is refused until the tree is clean (fix: write outputs to the output dir, "
             "$REPROTRAIN_OUTPUT_DIR, or list them in .gitignore; undo with `git checkout -- <file>`)",
@@ -614,7 +629,12 @@ def _warn_repository_changes(root: Path) -> None:
 def interpreter_first() -> dict[str, str]:
     """PATH with the directory of the Python reprotrain runs under first (and VIRTUAL_ENV set when
     it is a virtualenv), as `uv run` and `poetry run` do: `python train.py` runs in the
-    environment reprotrain was started from, activated or not, and the record describes it."""
+    environment reprotrain was started from, activated or not. Not when the user activated
+    another environment (reprotrain installed with pipx or `uv tool`, driving a project's venv or
+    a conda env): that one stays first. Either way the record describes the Python that ran."""
+    active = os.environ.get("VIRTUAL_ENV") or os.environ.get("CONDA_PREFIX")
+    if active and os.path.realpath(active) != os.path.realpath(sys.prefix):
+        return {}
     bindir = os.path.dirname(sys.executable)
     path = os.environ.get("PATH", "")
     env = {}
@@ -623,3 +643,31 @@ def interpreter_first() -> dict[str, str]:
     if sys.prefix != sys.base_prefix:
         env["VIRTUAL_ENV"] = sys.prefix
     return env
+
+
+_CLOCK_SLACK_NS = 50_000_000  # a filesystem's timestamps are coarse (a few ms): files of this job stay in
+
+
+def _changed_since(directory: Path, started_ns: int) -> int:
+    """The launch's start on the clock of ``directory``'s filesystem (an NFS server's, for a
+    cluster's scratch dir): a file made there now is stamped, and the wall time elapsed since the
+    launch began is taken off. 0 (everything counts as the job's) when nothing can be made there."""
+    import tempfile
+
+    if not started_ns:
+        return 0
+    try:
+        fd, name = tempfile.mkstemp(prefix=".reprotrain-clock-", dir=directory)
+        try:
+            stamped = os.fstat(fd).st_ctime_ns
+        finally:
+            os.close(fd)
+            os.unlink(name)
+    except OSError:
+        return max(0, started_ns - _CLOCK_SLACK_NS)
+    since = stamped - (time.time_ns() - started_ns)
+    try:  # Hydra wrote this job's config just now: whatever the hosts' clocks say, it is the job's
+        since = min(since, (directory / ".hydra" / "config.yaml").stat().st_ctime_ns)
+    except OSError:
+        pass
+    return max(0, since - _CLOCK_SLACK_NS)

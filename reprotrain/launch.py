@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -103,8 +104,8 @@ class Session:
     lineage: Lineage = field(default_factory=Lineage)
     sweep_overrides: list[str] | None = None  # set for `-m`: the jobs share one parent run
     launcher: str = ""  # `host:pid:start` of the reprotrain process that launched the jobs
-    # when the launch began, on the filesystem's clock: a file in an output dir whose status
-    # changed before it is not the job's (an earlier run left it in a reused dir)
+    # when the launch began (wall clock): a file in an output dir whose status changed before it
+    # is not the job's (an earlier run left it in a reused dir); see job._changed_since
     started_ns: int = 0
 
 
@@ -529,8 +530,10 @@ def launch(
         lineage=lineage or Lineage(),
         sweep_overrides=list(args.overrides) if args.multirun else None,
         launcher=this_launcher(),
-        started_ns=(session_dir / "jobs").stat().st_mtime_ns,
+        started_ns=time.time_ns(),
     )
+    if entry.module and entry.function:
+        _import_entry(project, entry.module, entry.function)
     task = functools.update_wrapper(functools.partial(_task, session), _task)
     argv = hydra_adapter.build_argv(args, _output_overrides(project, args, config_name, entry.job_name))
     try:
@@ -554,6 +557,19 @@ def launch(
         return LaunchResult(exit_code, results, parent)
     finally:
         shutil.rmtree(session_dir, ignore_errors=True)
+
+
+def _import_entry(project: Project, module: str, function: str) -> None:
+    """Import a callable entrypoint's module before Hydra composes, as an `@hydra.main` script
+    is imported before its decorator runs: what the module sets when imported (`PROJECT_ROOT`, as
+    rootutils sets it) is there for `${oc.env:...}` in `hydra.run.dir` too. Each job imports it
+    again (adapters/process.load_callable), as before; MLflow's hook is in place for both."""
+    from reprotrain.adapters import code_hook
+    from reprotrain.adapters.process import load_callable
+
+    hook = code_hook.in_process()
+    with hook.when_imported("mlflow", hook.install):
+        load_callable(module, function, project.root)
 
 
 class _Stopped(BaseException):

@@ -4,6 +4,7 @@ separate git worktree, run it again as a new linked run, and optionally verify t
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 import uuid
@@ -78,7 +79,7 @@ def rerun(run_id: str, overrides: list[str], options: RerunOptions, cwd: Path | 
                 "its code or data cannot be rebuilt exactly",
                 hint=f"reprotrain rerun {run_id} --force to rerun it from its commit anyway",
             )
-    drift = env_drift(jobs[0][1].get("environment", {}), environment())
+    drift = env_drift(jobs[0][1].get("environment", {}), _current_environment(jobs[0][1].get("environment", {})))
     if drift:
         print(drift_text(drift), file=sys.stderr)
         if options.strict_env:
@@ -349,3 +350,17 @@ def _outputs(tracker: Tracker, run_id: str) -> dict[str, str]:
     except ReprotrainError:
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def _current_environment(recorded: dict[str, Any]) -> dict[str, Any]:
+    """The environment to compare with the recorded one: that of the Python the original's
+    command ran (another environment's, when the record says so and it is still here), else
+    reprotrain's own."""
+    from reprotrain.adapters import interpreter
+
+    executable = str(recorded.get("executable") or "")
+    if executable and executable != sys.executable and os.path.exists(executable):
+        other = interpreter.describe_other(executable)
+        if other is not None:
+            return other
+    return environment()

@@ -176,6 +176,11 @@ def test_group_already_in_the_defaults_list(adopt: Path) -> None:
     assert not (adopt / ".reprotrain").exists(), "nothing written"
     shown = run_cli("run", "experiment=x", "--cfg", "job", cwd=adopt)
     assert shown.code == 0 and "lr: 0.5" in shown.out, shown.describe()
+    # another slot of the group (`experiment@extra: null`) leaves `+experiment=x` to Hydra
+    _write_config(adopt, defaults=["_self_", {"experiment@extra": None}])
+    commit_all(adopt, "a packaged slot")
+    added = run_cli("run", "+experiment=x", "--cfg", "job", cwd=adopt)
+    assert added.code == 0 and "lr: 0.5" in added.out, added.describe()
 
 
 def test_hydra_1_0_package_group_configs(adopt: Path) -> None:
@@ -199,6 +204,8 @@ def test_module_sets_project_root_and_runtime_cwd(adopt: Path) -> None:
     config = {
         **CONFIG,
         "paths": {"root": "${oc.env:PROJECT_ROOT}", "work": "${hydra:runtime.cwd}", "db": "${paths.root}/x.db"},
+        # Hydra resolves its own keys before any job: the module is imported before Hydra composes
+        "hydra": {"run": {"dir": "${oc.env:PROJECT_ROOT}/outs/${now:%H-%M-%S-%f}"}},
     }
     (adopt / "conf" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     write_pyproject(adopt, name="adopt", entrypoint="src/app.py:main")
@@ -209,7 +216,9 @@ def test_module_sets_project_root_and_runtime_cwd(adopt: Path) -> None:
     resolved = record["config"]["resolved"]
     assert resolved["paths"]["root"] == str(adopt) and resolved["paths"]["db"] == f"{adopt}/x.db", resolved
     assert db in record["config"]["overrides"], record["config"]["overrides"]
-    assert {"paths.root", "paths.work", "paths.db", "logger.uri"} <= set(record["config"]["volatile"])
+    assert {"paths.root", "paths.work", "paths.db"} <= set(record["config"]["volatile"])
+    assert "logger.uri" not in record["config"]["volatile"], "a literal value is compared as it is"
+    assert list((adopt / "outs").glob("*/metrics.json")), "the output dir the config names"
     again = run_cli("rerun", run.info.run_id, "--verify", cwd=adopt)
     assert again.code == 0 and "REPRODUCED" in again.out, again.describe()
 
@@ -230,7 +239,7 @@ def test_masked_value_inside_an_override_is_never_replayed(adopt: Path) -> None:
 def test_training_that_rewrites_a_tracked_file_is_named(adopt: Path) -> None:
     res = run_cli("run", "rewrite=true", cwd=adopt)
     assert res.code == 0, res.describe()
-    warning = [line for line in res.err.splitlines() if "changed the repository" in line]
+    warning = [line for line in res.err.splitlines() if "repository changed while the code ran" in line]
     assert len(warning) == 1 and "notes.csv" in warning[0], res.err
     assert "M notes.csv" in git_status(adopt)
 
@@ -297,23 +306,33 @@ def test_record_describes_the_python_the_command_ran(adopt: Path, tmp_path: Path
         "import json, os, sys\nfrom pathlib import Path\n"
         "Path(os.environ['REPROTRAIN_OUTPUT_DIR'], 'metrics.json').write_text(json.dumps({'score': 1.0}))\n"
     )
-    write_pyproject(adopt, name="adopt", entrypoint=f"{other}/bin/python plain.py")
+    write_pyproject(adopt, name="adopt", entrypoint="python plain.py")
     commit_all(adopt, "another environment's python")
-    _, run = _run(adopt)
+    # that venv activated, reprotrain installed elsewhere (pipx, `uv tool`): the activated one runs
+    activated = {"VIRTUAL_ENV": str(other), "PATH": f"{other}/bin{os.pathsep}{os.environ['PATH']}"}
+    _, run = _run(adopt, env=activated)
     environment = record_of(embedded_uri(adopt), run.info.run_id)["environment"]
     assert environment["executable"] == f"{other}/bin/python", environment["executable"]
     assert "mlflow-skinny" not in environment["packages"], "reprotrain's packages are not the code's"
     assert run.data.metrics["score"] == 1.0
+    again = run_cli("rerun", run.info.run_id, "--verify", "--strict-env", cwd=adopt, env=activated)
+    assert again.code == 0 and "REPRODUCED" in again.out, again.describe()
+    assert "environment differs" not in again.err, "compared with the environment the code ran in"
 
 
 def test_command_whose_script_sets_the_variable_the_config_reads(adopt: Path) -> None:
     """The same config with a command entrypoint: the script would set PROJECT_ROOT only once it
     runs, after reprotrain resolved the config; one line says what to change, nothing is written."""
-    config = {**CONFIG, "paths": {"root": "${oc.env:PROJECT_ROOT}"}}
+    config = {
+        **CONFIG,
+        "paths": {"root": "${oc.env:PROJECT_ROOT}"},
+        "hydra": {"run": {"dir": "outputs/${now:%H-%M-%S-%f}"}},
+    }
     (adopt / "conf" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     commit_all(adopt, "root from the environment")
     res = run_cli("run", cwd=adopt)
     assert res.code == 2, res.describe()
+    assert git_status(adopt) == "", "Hydra's output dir of a refused job does not dirty the tree"
     lines = _error_lines(res.err)
     assert len(lines) == 1 and "PROJECT_ROOT" in lines[0] and "module:function" in lines[0], res.err
     assert all_runs(embedded_uri(adopt)) == [], "no run for a config that does not resolve"

@@ -131,10 +131,10 @@ def snapshot(
                     continue
                 pinned.append((data, out))
             uncached.sort(key=lambda o: o.path)
-            hidden = _hidden_dvc_files(repo, path)
             if verified:
                 outputs = sorted((o for o, _ in pinned), key=lambda o: o.path)
                 return DataSnapshot(True, outputs, [], uncached)
+            hidden = _hidden_dvc_files(repo)
             # the memo vouches only for what DVC pins alone: git must be asked about the rest
             watch = _watch(repo) if memo is not None and not (uncached or external) else None
             problems = external_output_problems(external) + hidden_dvc_file_problems(hidden)
@@ -174,7 +174,7 @@ def snapshot(
     return DataSnapshot(True, outputs, problems, uncached)
 
 
-def _hidden_dvc_files(repo: Any, path: Path) -> list[tuple[str, str, list[str]]]:
+def _hidden_dvc_files(repo: Any) -> list[tuple[str, str, list[str]]]:
     """Committed `.dvc` files that DVC does not see, with the directory DVC skips and the
     .gitignore lines that make it skip it: DVC's git library takes `data/` itself for ignored by
     `/data/*` (git does not), so a `.gitignore` of `/data/*` and `!/data/*.dvc` hides every
@@ -183,10 +183,14 @@ def _hidden_dvc_files(repo: Any, path: Path) -> list[tuple[str, str, list[str]]]
 
     root = Path(repo.root_dir)
     try:
-        with git.Repo(root) as scm:
+        with git.Repo(root, search_parent_directories=True) as scm:
+            top = Path(scm.working_tree_dir or root)
             listed = scm.git.ls_files("-z", "--", "*.dvc").split("\0")
     except Exception:  # noqa: BLE001 - the check is a courtesy; DVC's own problems still come
         return []
+    # relative to the DVC root (`dvc init --subdir`): git lists them from its top
+    listed = [os.path.relpath(top / f, root) for f in listed if f]
+    listed = [f for f in listed if not f.startswith("..")]
     seen = {os.path.relpath(stage.path, root) for stage in repo.index.stages}
     hidden = []
     for rel in (f for f in listed if f and f not in seen and os.path.basename(f) != ".dvc"):

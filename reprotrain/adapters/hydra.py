@@ -161,7 +161,10 @@ def group_in_defaults(config_dir: Path, config_name: str, group: str) -> str | N
     for item in defaults if isinstance(defaults, list) else []:
         if isinstance(item, dict):
             for key, value in item.items():
-                name = str(key).split("@", 1)[0].removeprefix("override ").strip()
+                text = str(key).strip()
+                if "@" in text:
+                    continue  # `experiment@foo: null` is another slot: `+experiment=x` adds one
+                name = text.removeprefix("override ").removeprefix("optional ").strip().lstrip("/")
                 if name == group:
                     return f"{key}: {'null' if value is None else value}"
     return None
@@ -383,7 +386,18 @@ def volatile_keys(
 
     raw = OmegaConf.to_container(cfg, resolve=False)
     found = set()
-    varies = [str(output_dir), *([run_id] if run_id else []), *([str(root)] if root is not None else [])]
+    varies = [str(output_dir), *([run_id] if run_id else [])]
+    top = str(root).rstrip(os.sep) if root is not None else None
+
+    def under_root(node: str, resolved_node: Any) -> bool:
+        # an interpolation (`${oc.env:PROJECT_ROOT}/data`, `${paths.root_dir}`) that gave a path in
+        # the project: a literal path is the user's to keep the same, and is compared
+        return (
+            top is not None
+            and "${" in node
+            and isinstance(resolved_node, str)
+            and (resolved_node == top or resolved_node.startswith(top + os.sep))
+        )
 
     def walk(node: Any, resolved_node: Any, prefix: str) -> None:
         if isinstance(node, dict):
@@ -394,6 +408,7 @@ def volatile_keys(
             any(m in node for m in _VOLATILE_MARKERS)
             or any(var in PROVIDED_VARIABLES for var in _OC_ENV.findall(node))
             or (isinstance(resolved_node, str) and any(v in resolved_node for v in varies))
+            or under_root(node, resolved_node)
         ):
             found.add(prefix)
 

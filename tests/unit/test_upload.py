@@ -48,3 +48,19 @@ def test_streamed_masking_equals_masking_in_memory(tmp_path, monkeypatch):
     assert (sent / "f.txt").read_text() == masker.text(text)
     assert os.stat(sent / "clean.txt").st_ino == os.stat(src / "clean.txt").st_ino, "a clean file is a hard link"
     assert (src / "f.txt").read_text() == text, "the local file is left as it is"
+
+
+def test_pruned_directories_are_not_reached_through_links(tmp_path):
+    """An output dir that holds a repository: `.git` is never walked, nor followed to by a link."""
+    from reprotrain.fileio import NEVER_UPLOADED
+
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "config").write_text("[remote]\n")
+    (tmp_path / "model.bin").write_bytes(b"w")
+    os.symlink(".git/config", tmp_path / "cfg-link")
+    pruned: list[str] = []
+    entries = {e.rel: e for e in walk_tree(tmp_path, prune=NEVER_UPLOADED, pruned=pruned)}
+    assert pruned == [".git"]
+    assert entries["model.bin"].kind == "file"
+    assert entries["cfg-link"].kind == "link" and entries["cfg-link"].source is None
+    assert not any(rel.startswith(".git/") for rel in entries)
