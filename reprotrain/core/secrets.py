@@ -40,7 +40,8 @@ _SECRET_PARTS = (
 _SECRET_WORDS = {"token", "auth", "pass", "pwd", "dsn", "cookie"}
 _SECRET_PAIRS = {("api", "key"), ("access", "key"), ("private", "key"), ("session", "key"), ("connection", "string")}
 _WORD = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
-_URL_IN_TEXT = re.compile(r"[a-zA-Z][\w+.-]*://[^\s'\"]+")
+# bounded repeats: an unbounded scheme or key made a 100 KB word take 37 s to scan (quadratic)
+_URL_IN_TEXT = re.compile(r"[a-zA-Z][\w+.-]{0,31}://[^\s'\"]+")
 _MIN_SECRET = 4  # shorter values would mask ordinary text everywhere
 _MIN_ENV_SECRET = 8  # an environment value under a non-secret name: masked in text from this length
 
@@ -112,7 +113,7 @@ _TOKEN_FORMATS = re.compile(  # AWS access key IDs, GitHub, GitLab and Slack tok
 )
 _KEY_BLOCK = re.compile(r"(-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----).*?(-----END [A-Z0-9 ]*PRIVATE KEY-----)", re.S)
 # `key = value`, `key: value`, `"key": "value"`, `export KEY=value`: the key is group 2, the value 4
-_ASSIGNMENT = re.compile(r"""(["']?)([A-Za-z_][\w.-]*)\1\s*[:=]\s*(["']?)([^\s"',;]{4,})\3""")
+_ASSIGNMENT = re.compile(r"""(["']?)([A-Za-z_][\w.-]{0,127})\1\s*[:=]\s*(["']?)([^\s"',;]{4,})\3""")
 
 
 def holds_credentials(text: str) -> bool:
