@@ -123,9 +123,8 @@ def test_output_dirs_inside_the_repository(adopt: Path) -> None:
     res, first = _run(adopt)
     assert "UnsupportedInterpolationType" not in res.err and "Traceback" not in res.err, res.describe()
     assert list((adopt / "outputs").glob("*/*/lr-0.1.txt")), "Hydra's own output dir, as configured"
-    _, second = _run(adopt, "model.lr=0.2")
-    assert first.info.status == second.info.status == "FINISHED"
-    assert second.data.metrics["score"] == 0.4
+    assert first.info.status == "FINISHED" and first.data.metrics["score"] == 0.2  # the tree is clean: the
+    # next run is not refused (the literal dir below runs twice in a row)
 
     _write_config(adopt, hydra={"run": {"dir": "outputs/latest"}})
     commit_all(adopt, "one literal output dir")

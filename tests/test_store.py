@@ -145,3 +145,27 @@ def test_run_from_subdirectory(project):
     assert_no_litter(project)
     assert git_status(project) == ""
     assert json.loads(run.data.tags["reprotrain.overrides"]) == ["+experiment=fast"]
+
+
+def test_new_stores_are_copied_from_a_kept_empty_store(template_project: Path, tmp_path: Path) -> None:
+    """The first new store is migrated by MLflow and kept empty in the cache dir; the next ones are
+    copies, each with its own Default experiment; a damaged copy in the cache is made again."""
+    import sqlite3
+
+    cache = tmp_path / "cache"
+    env = {"XDG_CACHE_HOME": str(cache)}
+    roots = [copy_project(template_project, tmp_path / name) for name in ("one", "two", "three")]
+    run_ok(roots[0], env=env)
+    (template,) = (cache / "reprotrain").glob("empty-store-mlflow-*.db")
+    with sqlite3.connect(template) as conn:
+        assert conn.execute("SELECT count(*) FROM runs").fetchone() == (0,), "kept before anything is logged"
+    _, run = run_ok(roots[1], env=env)
+    db = roots[1] / ".reprotrain" / "mlflow.db"
+    with sqlite3.connect(db) as conn:
+        ((location,),) = conn.execute("SELECT artifact_location FROM experiments WHERE experiment_id = 0")
+    assert location == f"{roots[1]}/mlruns/0", "the Default experiment is the new store's, as MLflow makes it"
+    assert run.info.status == "FINISHED"
+    template.write_bytes(b"not a database")
+    _, again = run_ok(roots[2], env=env)
+    assert again.info.status == "FINISHED"
+    assert template.read_bytes().startswith(b"SQLite format 3"), "made again from MLflow's migration"

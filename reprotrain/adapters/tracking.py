@@ -6,6 +6,7 @@ cannot leak into each other.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -204,8 +205,10 @@ def create_sqlite_store(db: Path) -> None:
 
     aside = db.with_name(f"{db.name}.creating-{os.getpid()}")
     try:
-        store = SqlAlchemyStore(f"sqlite:///{aside}", DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH)
-        store.engine.dispose()
+        if not _from_template(aside, DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH):
+            store = SqlAlchemyStore(f"sqlite:///{aside}", DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH)
+            store.engine.dispose()
+            _save_template(aside)
         os.link(aside, db)  # never over a store something else made meanwhile (FileExistsError)
         aside.unlink()
     except FileExistsError:
@@ -213,6 +216,66 @@ def create_sqlite_store(db: Path) -> None:
     except Exception as exc:
         aside.unlink(missing_ok=True)
         raise ReprotrainError(f"creating the tracking store {db} failed: {_first_line(exc)}") from exc
+
+
+def _template_path() -> Path | None:
+    """Where an empty, migrated store for this MLflow and SQLAlchemy is kept (the user's cache
+    dir): migrating a new SQLite store through every MLflow migration takes a second or more,
+    copying a migrated one milliseconds. None when no cache dir can be named."""
+    import mlflow
+    import sqlalchemy
+
+    base = os.environ.get("XDG_CACHE_HOME") or (os.path.join(os.path.expanduser("~"), ".cache"))
+    if not base or base.startswith("~"):
+        return None
+    return Path(base) / "reprotrain" / f"empty-store-mlflow-{mlflow.__version__}-sqlalchemy-{sqlalchemy.__version__}.db"
+
+
+def _from_template(aside: Path, artifact_root: str) -> bool:
+    """``aside`` as a copy of the kept empty store, its Default experiment made here as MLflow
+    makes it (artifact location under ``artifact_root``, created now); False without a template."""
+    import shutil
+    import sqlite3
+
+    from mlflow.utils.uri import append_to_uri_path, resolve_uri_if_local
+
+    template = _template_path()
+    if template is None or not template.is_file():
+        return False
+    try:
+        shutil.copyfile(template, aside)
+        now = int(time.time() * 1000)
+        location = str(append_to_uri_path(resolve_uri_if_local(artifact_root), "0"))
+        with contextlib.closing(sqlite3.connect(aside)) as conn, conn:
+            (version,) = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+            if not version:
+                raise sqlite3.DatabaseError("no alembic version")
+            conn.execute(
+                "UPDATE experiments SET artifact_location = ?, creation_time = ?, last_update_time = ? "
+                "WHERE experiment_id = 0",
+                (location, now, now),
+            )
+    except (OSError, sqlite3.Error, TypeError):
+        aside.unlink(missing_ok=True)
+        template.unlink(missing_ok=True)  # a damaged template is made again by the next new store
+        return False
+    return True
+
+
+def _save_template(created: Path) -> None:
+    """Keep a copy of a store MLflow just created and migrated, before anything is logged to it."""
+    import shutil
+
+    template = _template_path()
+    if template is None or template.exists():
+        return
+    tmp = template.with_name(f"{template.name}.{os.getpid()}.tmp")
+    try:
+        template.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(created, tmp)
+        os.replace(tmp, template)  # whole or not at all
+    except OSError:
+        tmp.unlink(missing_ok=True)  # a read-only cache dir only costs the next new store a second
 
 
 def _first_line(exc: BaseException) -> str:
