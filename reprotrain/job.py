@@ -178,7 +178,7 @@ class Job:
             "REPROTRAIN_OUTPUT_DIR": str(self.ctx.output_dir),
             "REPROTRAIN_RUN_ID": run_id,
         }
-        env |= interpreter_first()
+        env |= interpreter.first_on_path()
         env |= code_hook.hook_environment(
             run_id, session.tracking_uri, session.experiment_id, self.private / "links.jsonl"
         )
@@ -625,24 +625,6 @@ def _warn_repository_changes(root: Path) -> None:
             file=sys.stderr,
         )
 
-
-def interpreter_first() -> dict[str, str]:
-    """PATH with the directory of the Python reprotrain runs under first (and VIRTUAL_ENV set when
-    it is a virtualenv), as `uv run` and `poetry run` do: `python train.py` runs in the
-    environment reprotrain was started from, activated or not. Not when the user activated
-    another environment (reprotrain installed with pipx or `uv tool`, driving a project's venv or
-    a conda env): that one stays first. Either way the record describes the Python that ran."""
-    active = os.environ.get("VIRTUAL_ENV") or os.environ.get("CONDA_PREFIX")
-    if active and os.path.realpath(active) != os.path.realpath(sys.prefix):
-        return {}
-    bindir = os.path.dirname(sys.executable)
-    path = os.environ.get("PATH", "")
-    env = {}
-    if bindir and path.split(os.pathsep, 1)[0] != bindir:
-        env["PATH"] = os.pathsep.join([bindir, path]) if path else bindir
-    if sys.prefix != sys.base_prefix:
-        env["VIRTUAL_ENV"] = sys.prefix
-    return env
 
 
 _CLOCK_SLACK_NS = 50_000_000  # a filesystem's timestamps are coarse (a few ms): files of this job stay in

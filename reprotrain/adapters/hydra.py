@@ -8,6 +8,7 @@ defines them (the Compose API would lose output dirs, multirun, launchers and ca
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import re
 import sys
@@ -113,15 +114,23 @@ def sets_key(args: HydraArgs, key: str) -> bool:
 
 def _primary_raw(config_dir: Path, config_name: str) -> dict[str, Any] | None:
     """The primary config file as written: nothing resolved (its `${now:...}` or `${oc.env:...}`
-    are Hydra's to resolve later, with resolvers only Hydra has), or None if it cannot be read."""
+    are Hydra's to resolve later, with resolvers only Hydra has), or None if it cannot be read.
+    Read once per launch however many questions are asked of it (callers only read it)."""
+    path = config_dir / (config_name if config_name.endswith(".yaml") else f"{config_name}.yaml")
+    try:
+        changed = path.stat().st_mtime_ns
+    except OSError:
+        return None
+    return _load_raw(str(path), changed)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_raw(path: str, _changed: int) -> dict[str, Any] | None:
     from omegaconf import OmegaConf
 
-    path = config_dir / (config_name if config_name.endswith(".yaml") else f"{config_name}.yaml")
-    if not path.is_file():
-        return None
     try:
         raw = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
-    except Exception:  # a broken file is Hydra's to report, with its own message
+    except Exception:  # a broken file (or a directory) is Hydra's to report, with its own message
         return None
     return {str(k): v for k, v in raw.items()} if isinstance(raw, dict) else None
 

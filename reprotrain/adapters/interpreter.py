@@ -10,7 +10,7 @@ import subprocess
 import sys
 from typing import Any
 
-__all__ = ["describe", "describe_other", "same_environment"]
+__all__ = ["describe", "describe_other", "first_on_path", "same_environment"]
 
 
 def describe() -> dict[str, Any]:
@@ -52,6 +52,25 @@ def describe_other(executable: str, timeout: float = 60) -> dict[str, Any] | Non
     except (OSError, ValueError, subprocess.SubprocessError):
         return None
     return found if isinstance(found, dict) else None
+
+
+def first_on_path() -> dict[str, str]:
+    """PATH with the directory of the Python reprotrain runs under first (and VIRTUAL_ENV set when
+    it is a virtualenv), as `uv run` and `poetry run` do: `python train.py` runs in the
+    environment reprotrain was started from, activated or not. Not when the user activated
+    another environment (reprotrain installed with pipx or `uv tool`, driving a project's venv or
+    a conda env): that one stays first. Either way the record describes the Python that ran."""
+    active = os.environ.get("VIRTUAL_ENV") or os.environ.get("CONDA_PREFIX")
+    if active and os.path.realpath(active) != os.path.realpath(sys.prefix):
+        return {}
+    bindir = os.path.dirname(sys.executable)
+    path = os.environ.get("PATH", "")
+    env = {}
+    if bindir and path.split(os.pathsep, 1)[0] != bindir:
+        env["PATH"] = os.pathsep.join([bindir, path]) if path else bindir
+    if sys.prefix != sys.base_prefix:
+        env["VIRTUAL_ENV"] = sys.prefix
+    return env
 
 
 if __name__ == "__main__":
