@@ -78,6 +78,14 @@ def _parser() -> argparse.ArgumentParser:
     ui.add_argument("--host", default="127.0.0.1")
     sub.add_parser("init", help="add reprotrain to the repository here: writes [tool.reprotrain] in pyproject.toml")
     sub.add_parser("sync", help="deliver what runs could not log while the tracking store was unreachable")
+    apply = sub.add_parser(
+        "apply",
+        help="bring a pipeline run's dvc.lock, params.yaml and outputs into the working copy (as dvc exp apply)",
+        description="Write the run's dvc.lock and params.yaml into the working copy and check its outputs out "
+        "of the DVC cache (fetching from the DVC remote what it lacks). The working copy must be clean and at "
+        "the run's commit; `git add` and `git commit` then keep the result.",
+    )
+    apply.add_argument("run_id", help="a run of a `dvc repro` entrypoint, or `last`")
     show = sub.add_parser("show", help="show what a run recorded")
     show.add_argument("run_id", help="MLflow run ID, or `last` for the newest run launched here")
     show.add_argument("--json", action="store_true", help="print the record, status and metrics as JSON")
@@ -251,6 +259,15 @@ def _init() -> int:
     return 0
 
 
+def _apply(run_id: str) -> int:
+    from reprotrain.apply import apply_run
+
+    run_id, written = apply_run(run_id)
+    print(f"applied run {run_id}: {', '.join(written)} and its DVC outputs are in the working copy")
+    print(f"keep them: git add {' '.join(written)} && git commit -m 'outputs of run {run_id[:12]}'")
+    return 0
+
+
 def _sync() -> int:
     from reprotrain.launch import ensure_state_dir, tracking_uri
     from reprotrain.settings import find_project
@@ -312,6 +329,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _sync()
         if args.command == "check":
             return _check(args.require_pushed, args.json, args.hash)
+        if args.command == "apply":
+            return _apply(args.run_id)
         _parser().print_help()
         return 0
     except ReprotrainError as exc:

@@ -28,7 +28,8 @@ from reprotrain.adapters.tracking import quick_failure, scan_file, secret_patter
 from reprotrain.core.config import config_differences, flatten_params, interpolate_command
 from reprotrain.core.entrypoint import hook_blocked, parse_entrypoint
 from reprotrain.core.links import PROJECT
-from reprotrain.core.record import RunRecord, parse_metrics, run_tags
+from reprotrain.core.pipeline import inputs_of, outputs_tag
+from reprotrain.core.record import MAX_TAG, RunRecord, parse_metrics, run_tags
 from reprotrain.core.secrets import (
     MASK,
     Masker,
@@ -48,6 +49,7 @@ from reprotrain.spool import Delivery, deliver, spool
 
 if TYPE_CHECKING:
     from reprotrain.launch import Session
+    from reprotrain.pipeline import PipelineJob
 
 __all__ = ["run_job"]
 
@@ -124,6 +126,7 @@ class Job:
         # the config resolves in the environment the code gets; a config that names the run
         # (`${reprotrain:run_id}`, `${oc.env:MLFLOW_RUN_ID}`) is checked now with a stand-in ID and
         # resolved again once the run exists: bad input still fails before there is a run
+        self.pipeline = self._pipeline_job()
         self._prepare(PLACEHOLDER_RUN_ID)
         blocked = hook_blocked(self.command) if self.command is not None else None
         if blocked:
@@ -162,7 +165,35 @@ class Job:
         self.public = self.masker.config(self.resolved)  # what is written anywhere but the code's copy
         self.env_digests = env_value_digests(self.resolved, env_keys)
         self._check_expected()
+        if self.pipeline is not None:
+            with _environment(self.code_env(run_id)):  # ${oc.env:...} as the job's resolution saw it
+                self.pipeline.compose(
+                    self.root / self.session.settings.config_dir,
+                    self.ctx.config_name,
+                    list(self.ctx.overrides),
+                    self.resolved,
+                    self.volatile,
+                )
+            self.command: str | None = self.pipeline.command()
+            return
         self.command = None if self.entry.is_callable else interpolate_command(self.entry.text, self.resolved)
+
+    def _pipeline_job(self) -> PipelineJob | None:
+        plan = self.session.pipeline
+        if plan is None:
+            return None
+        from reprotrain.pipeline import PipelineJob
+
+        job = PipelineJob(
+            plan,
+            root=self.root,
+            git_root=self.session.check.git_root,
+            commit=self.session.check.git.commit,
+            force=bool(self.session.lineage.tags),  # a rerun (or a derived run) recomputes every stage
+            params=self.private / "params.yaml",
+        )
+        job.warn_unread(list(self.ctx.overrides), list(self.ctx.choices))
+        return job
 
     def code_env(self, run_id: str) -> dict[str, str]:
         """The variables the training code runs with (DESIGN.md §4), and those of the hook that
@@ -221,7 +252,9 @@ class Job:
             pinned=check.pinned,
             problems=check.problems,
             git=check.git,
-            data=check.data,
+            data=inputs_of(check.data, self.pipeline.plan) if self.pipeline else check.data,
+            outputs=self.pipeline.outputs if self.pipeline else [],
+            pipeline=self.pipeline.record() if self.pipeline else {},
             config_name=self.ctx.config_name,
             config_dir=self.session.settings.config_dir,
             overrides=mask.overrides(self.ctx.overrides),
@@ -293,7 +326,9 @@ class Job:
         timeout = self.session.options.timeout or self.session.settings.timeout
         started = int(time.time() * 1000)
         try:
-            if self.function is None:
+            if self.pipeline is not None:
+                outcome = self.pipeline.run(os.environ | env, log, timeout, STDERR_TAIL, staging / "pipeline")
+            elif self.function is None:
                 assert self.command is not None
                 outcome = run_command(self.command, self.root, os.environ | env, log, timeout, STDERR_TAIL)
             else:
@@ -364,7 +399,7 @@ class Job:
             path = staging / name
             if path.is_file() and (masked := self.masker.data(path.read_bytes())) is not None:
                 path.write_bytes(masked)
-        if self.environment is not self.session.environment:
+        if self.environment is not self.session.environment or self.pipeline is not None:
             (staging / "record.json").write_text(self.record().to_json(), encoding="utf-8")
         produced, entries = self._own_outputs(staging)
         try:
@@ -379,6 +414,10 @@ class Job:
         outputs = self._outputs(entries)
         (staging / "outputs.json").write_text(json.dumps(outputs, indent=2) + "\n", encoding="utf-8")
         self.metrics = self._read_metrics(produced)
+        if self.pipeline is not None:
+            self.metrics |= self._pipeline_metrics()
+            if self.pipeline.outputs:
+                tags["reprotrain.outputs"] = outputs_tag(self.pipeline.outputs, MAX_TAG)
         tags["reprotrain.exit_code"] = str(outcome.exit_code)
         if outcome.reason:
             tags["reprotrain.status_reason"] = self.masker.text(outcome.reason)[:5000]
@@ -506,6 +545,13 @@ class Job:
                 file=sys.stderr,
             )
         return outputs
+
+    def _pipeline_metrics(self) -> dict[str, float]:
+        assert self.pipeline is not None
+        found, warnings = parse_metrics(self.pipeline.metrics, "the pipeline's metrics files")
+        for warning in warnings:
+            print(f"reprotrain: warning: {warning}", file=sys.stderr)
+        return found
 
     def _read_metrics(self, produced: Path) -> dict[str, float]:
         """The metrics files this job wrote (one an earlier run left in a reused dir is not read)."""

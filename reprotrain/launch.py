@@ -34,7 +34,7 @@ from reprotrain.adapters.tracking import (
     quick_failure,
     sqlite_file,
 )
-from reprotrain.core.entrypoint import parse_entrypoint
+from reprotrain.core.entrypoint import Entrypoint, parse_entrypoint
 from reprotrain.core.pin import (
     Problem,
     config_source_problems,
@@ -43,6 +43,7 @@ from reprotrain.core.pin import (
     not_pushed_problem,
     uncached_problems,
 )
+from reprotrain.core.pipeline import PipelinePlan
 from reprotrain.core.record import PINNED_BY_GIT, DataOutput, GitInfo, data_digest
 from reprotrain.errors import NotPinnedError, ReprotrainError, UsageError
 from reprotrain.fileio import write_json
@@ -107,6 +108,7 @@ class Session:
     # when the launch began (wall clock): a file in an output dir whose status changed before it
     # is not the job's (an earlier run left it in a reused dir); see job._changed_since
     started_ns: int = 0
+    pipeline: PipelinePlan | None = None  # set when the entrypoint is `dvc repro [targets]`
 
 
 def ensure_state_dir(project: Project) -> Path:
@@ -503,6 +505,7 @@ def launch(
         )
         if not check.pinned and not options.allow_unpinned:
             raise NotPinnedError(check.problems)  # before anything is written: no run, no output dir
+        pipeline = _pipeline_plan(project, entry, check)
         check_writable_store(uri)  # a read-only store would fail the job's first write
         _check_free_space(project.root)
         ensure_state_dir(project)
@@ -531,6 +534,7 @@ def launch(
         sweep_overrides=list(args.overrides) if args.multirun else None,
         launcher=this_launcher(),
         started_ns=time.time_ns(),
+        pipeline=pipeline,
     )
     if entry.module and entry.function:
         _import_entry(project, entry.module, entry.function)
@@ -557,6 +561,42 @@ def launch(
         return LaunchResult(exit_code, results, parent)
     finally:
         shutil.rmtree(session_dir, ignore_errors=True)
+
+
+# what a worktree of the commit would not have: a pipeline runs there, so it cannot run these
+_NOT_IN_THE_COMMIT = {
+    "untracked", "conflict", "submodule-moved", "submodule-dirty", "staged", "modified", "no-commit",
+    "data-modified", "data-missing", "data-not-cached", "stage-changed", "stage-dep-changed",
+}  # fmt: skip
+
+
+def _pipeline_plan(project: Project, entry: Entrypoint, check: PinCheck) -> PipelinePlan | None:
+    """The stages of a `dvc repro` entrypoint (core/pipeline.py), checked before anything is written."""
+    from reprotrain.core.pipeline import parse_repro
+
+    try:
+        parsed = parse_repro(entry.text)
+    except ValueError as exc:
+        raise UsageError(f"entrypoint {entry.text!r}: {exc}", hint='entrypoint = "dvc repro [stage ...]"') from exc
+    if parsed is None:
+        return None
+    left = sorted({p.path or p.kind for p in check.problems if p.kind in _NOT_IN_THE_COMMIT})
+    if left:
+        raise UsageError(
+            "a pipeline entrypoint runs the committed pipeline in a worktree of the commit, and what is not "
+            f"committed would not be in it: {', '.join(left[:8])}",
+            hint="commit it (git add -A && git commit; dvc commit for data) and run again; "
+            "`dvc exp run` runs uncommitted changes",
+        )
+    from reprotrain.adapters import dvc_pipeline
+
+    plan = dvc_pipeline.plan(project.root, *parsed)
+    if not plan.reads_params:
+        raise UsageError(
+            f"no stage of `{entry.text}` reads params from params.yaml: the composed config would not reach it",
+            hint="declare what each stage reads in dvc.yaml (params: [train.lr]), as `dvc exp run` needs too",
+        )
+    return plan
 
 
 def _import_entry(project: Project, module: str, function: str) -> None:

@@ -257,18 +257,45 @@ def list_runs(
                 if len(commit) == 40
                 else f"tags.`reprotrain.git.commit` LIKE {_quote(commit + '%')}"
             )
-        if data_path:
-            clauses.append(f"datasets.name = {_quote(data_path)}")
-        if data_hash:
-            clauses.append(f"datasets.digest = {_quote(data_hash[:36])}")
         if sweep:
             clauses.append(f"tags.`mlflow.parentRunId` = {_quote(sweep)}")
-        views = tracker.search([experiment_id], " AND ".join(clauses), max_results=limit)
-    if data_path and data_hash:  # both on one dataset, not one each on two
-        views = [v for v in views if (data_path, data_hash[:36]) in v.datasets]
+        if data_path or data_hash:
+            views = _data_runs(tracker, experiment_id, clauses, data_path, data_hash, limit)
+        else:
+            views = tracker.search([experiment_id], " AND ".join(clauses), max_results=limit)
     # runs the training code created itself are listed by `show` of the run they belong to
     views = [v for v in views if "reprotrain.opened_during" not in v.tags]
     return [_row(v) for v in views]
+
+
+def _data_runs(
+    tracker: Any, experiment_id: str, clauses: list[str], path: str | None, digest: str | None, limit: int
+) -> list[Any]:
+    """Runs that read the data (an MLflow dataset input: its DVC hash is the digest) and runs whose
+    pipeline made it (the `reprotrain.outputs` tag, `|path=hash|...`), newest first."""
+    consumed = [*clauses]
+    if path:
+        consumed.append(f"datasets.name = {_quote(path)}")
+    if digest:
+        consumed.append(f"datasets.digest = {_quote(digest[:36])}")
+    readers = tracker.search([experiment_id], " AND ".join(consumed), max_results=limit)
+    if path and digest:  # both on one dataset, not one each on two
+        readers = [v for v in readers if (path, digest[:36]) in v.datasets]
+    pattern = f"%|{path or '%'}={digest or ''}%"
+    made = [*clauses, f"tags.`reprotrain.outputs` LIKE {_quote(pattern)}"]
+    makers = tracker.search([experiment_id], " AND ".join(made), max_results=limit)
+    makers = [v for v in makers if _made(v.tags.get("reprotrain.outputs", ""), path, digest)]  # LIKE's _ is a wildcard
+    seen = {v.run_id for v in readers}
+    views = readers + [v for v in makers if v.run_id not in seen]
+    return sorted(views, key=lambda v: v.start_time or 0, reverse=True)[:limit]
+
+
+def _made(tag: str, path: str | None, digest: str | None) -> bool:
+    for entry in tag.strip("|").split("|"):
+        made_path, _, made_hash = entry.rpartition("=")
+        if (path is None or made_path == path) and (digest is None or made_hash.startswith(digest)):
+            return True
+    return False
 
 
 def _row(view: Any) -> dict[str, Any]:
@@ -293,7 +320,14 @@ def _row(view: Any) -> dict[str, Any]:
         "verdict": tags.get("reprotrain.verdict"),
         "rerun_of": tags.get("reprotrain.rerun_of"),
         "parent": tags.get("mlflow.parentRunId"),
+        "outputs": _outputs_of(tags.get("reprotrain.outputs", "")),
     }
+
+
+def _outputs_of(tag: str) -> dict[str, str]:
+    """path -> DVC hash of what a pipeline run made, from its `reprotrain.outputs` tag."""
+    pairs = (entry.rpartition("=") for entry in tag.strip("|").split("|") if "=" in entry)
+    return {path: digest for path, _, digest in pairs}
 
 
 @quick_failure()  # an unreachable server fails in seconds, not after minutes of retries

@@ -79,6 +79,18 @@ def run_text(view: Mapping[str, Any]) -> str:
     for out in view.get("data", []):
         files = f", {out['nfiles']} files" if out.get("nfiles") else ""
         lines.append(f"  {out['path']}  {out['hash']}  {_size(out.get('size'))}{files}  ({out['source']})")
+    pipeline = view.get("pipeline")
+    if pipeline:
+        stages = pipeline.get("stages", [])
+        ran = [s["name"] for s in stages if s.get("ran")]
+        lines.append(
+            f"pipeline   {len(stages)} stage(s), ran: {', '.join(ran) or '(none: all up to date)'}"
+            + ("  (every stage forced)" if pipeline.get("forced") else "")
+        )
+        lines.append("outputs" if view.get("outputs") else "outputs    (none)")
+        for out in view.get("outputs", []):
+            files = f", {out['nfiles']} files" if out.get("nfiles") else ""
+            lines.append(f"  {out['path']}  {out['hash']}  {_size(out.get('size'))}{files}  ({out['source']})")
     if not view.get("pinned"):
         lines.append("problems")
         lines.extend(problems_text(view.get("problems", [])))

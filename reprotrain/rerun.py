@@ -34,6 +34,7 @@ from reprotrain.progress import progress
 from reprotrain.query import this_launcher
 from reprotrain.render import drift_text, verdict_text
 from reprotrain.settings import find_project
+from reprotrain.worktrees import WORKTREE_OWNER, remove_stale_worktrees
 
 __all__ = ["RerunOptions", "UnpinnedRunError", "rerun"]
 
@@ -97,7 +98,7 @@ def rerun(run_id: str, overrides: list[str], options: RerunOptions, cwd: Path | 
     _ensure_commit(git.root, sha, run_id)
 
     state = ensure_state_dir(project)
-    _remove_stale_worktrees(git.root, state / "worktrees")
+    remove_stale_worktrees(git.root, state / "worktrees")
     worktree = state / "worktrees" / uuid.uuid4().hex[:12]
     worktree.parent.mkdir(parents=True, exist_ok=True)
     progress(f"checking out {sha[:12]} in {worktree}")
@@ -143,32 +144,6 @@ def rerun(run_id: str, overrides: list[str], options: RerunOptions, cwd: Path | 
             print(f"reprotrain: kept the worktree at {worktree}", file=sys.stderr)
         else:
             git_adapter.remove_worktree(git.root, worktree)
-
-
-WORKTREE_OWNER = "reprotrain rerun "  # the lock reason of a rerun's worktree, before its launcher's ID
-
-
-def _remove_stale_worktrees(root: Path, base: Path) -> None:
-    """Remove the worktrees that reruns killed before they could clean up left under ``base``:
-    locked by a rerun on this host whose process is gone, or no longer locked (kept, or made by
-    an earlier version) and their directory gone. Anything else (the user's worktrees, a live
-    rerun's, one kept with --keep, one of another host) is left alone."""
-    import os
-
-    from reprotrain.query import launcher_alive
-
-    ours = os.path.realpath(base)
-    for tree in git_adapter.worktrees(root):
-        if os.path.dirname(os.path.realpath(tree.path)) != ours:
-            continue
-        if tree.locked is None:
-            stale = not tree.path.exists()
-        else:
-            owner = tree.locked[len(WORKTREE_OWNER) :] if tree.locked.startswith(WORKTREE_OWNER) else ""
-            stale = bool(owner) and launcher_alive(owner) is False
-        if stale:
-            progress(f"removing the worktree of a rerun that was killed: {tree.path}")
-            git_adapter.remove_worktree(root, tree.path)
 
 
 def _record(tracker: Tracker, view: Any, uri: str) -> dict[str, Any]:
@@ -308,8 +283,19 @@ def _verify(tracker: Tracker, run_id: str, new_id: str, patterns: tuple[str, ...
     new = tracker.get_run(new_id)
     files = [_outputs(tracker, rid) for rid in (run_id, new_id)]
     linked = [linked_metrics(_linked_runs(tracker, rid)) for rid in (run_id, new_id)]
+    made = [_pipeline_outputs(tracker, rid) for rid in (run_id, new_id)]
     verdict = compare(
-        original.metrics, new.metrics, files[0], files[1], patterns, options.rtol, options.atol, linked[0], linked[1]
+        original.metrics,
+        new.metrics,
+        files[0],
+        files[1],
+        patterns,
+        options.rtol,
+        options.atol,
+        linked[0],
+        linked[1],
+        made[0],
+        made[1],
     )
     tracker.set_tags(new_id, verdict_tags(verdict.outcome))
     with tempfile.TemporaryDirectory() as tmp:
@@ -350,6 +336,16 @@ def _outputs(tracker: Tracker, run_id: str) -> dict[str, str]:
     except ReprotrainError:
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def _pipeline_outputs(tracker: Tracker, run_id: str) -> dict[str, str]:
+    """path -> DVC hash of what a pipeline run's stages made (its record's `outputs`)."""
+    try:
+        record = tracker.read_json_artifact(run_id, "reprotrain/record.json")
+    except ReprotrainError:
+        return {}
+    outputs = record.get("outputs", []) if isinstance(record, dict) else []
+    return {str(o["path"]): str(o["hash"]) for o in outputs if isinstance(o, dict) and "path" in o and "hash" in o}
 
 
 def _current_environment(recorded: dict[str, Any]) -> dict[str, Any]:

@@ -72,6 +72,18 @@ def changes(root: Path) -> list[str]:
     return [f"{item[:2].strip()} {item[3:]}" for item in listed if len(item) > 3]
 
 
+def restore_paths(root: Path, paths: list[str]) -> None:
+    """Put tracked ``paths`` back as the commit has them, and remove those git does not track."""
+    import git
+
+    with git.Repo(root) as repo:
+        tracked = set(repo.git.ls_files("-z", "--", *paths).split("\0")) - {""} if paths else set()
+        if tracked:
+            repo.git.checkout("--", *sorted(tracked))
+    for rel in set(paths) - tracked:
+        (root / rel).unlink(missing_ok=True)
+
+
 def ignored_files(root: Path, path: str, suffixes: tuple[str, ...]) -> list[str]:
     """Files under ``path`` (relative to ``root``) that git ignores, ending in one of ``suffixes``."""
     import git

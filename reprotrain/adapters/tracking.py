@@ -442,6 +442,11 @@ class Tracker:
         with _mlflow_errors(f"run {run_id}", self.uri):
             return RunView(self.client.get_run(run_id))
 
+    def download_artifacts(self, run_id: str, path: str, dest: Path) -> Path:
+        """The run's artifact ``path`` (a file or a directory), downloaded under ``dest``."""
+        with _mlflow_errors(f"artifact {path} of run {run_id}", self.uri):
+            return Path(self.client.download_artifacts(run_id, path, os.fspath(dest)))
+
     def read_json_artifact(self, run_id: str, path: str) -> Any:
         with _mlflow_errors(f"artifact {path} of run {run_id}", self.uri), tempfile.TemporaryDirectory() as tmp:
             local = self.client.download_artifacts(run_id, path, tmp)

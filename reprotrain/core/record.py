@@ -14,6 +14,7 @@ from reprotrain.core.config import canonical_json, config_digest, seeds
 from reprotrain.core.pin import Problem
 
 __all__ = [
+    "MAX_TAG",
     "SCHEMA",
     "DataOutput",
     "GitInfo",
@@ -101,6 +102,8 @@ class RunRecord:
     job: dict[str, Any] = field(default_factory=dict)
     volatile: list[str] = field(default_factory=list)  # keys from the time or the output dir
     env_digests: dict[str, str] = field(default_factory=dict)  # masked values from the environment
+    outputs: list[DataOutput] = field(default_factory=list)  # what a pipeline's stages made (their dvc.lock)
+    pipeline: dict[str, Any] = field(default_factory=dict)  # a `dvc repro` entrypoint: targets, stages run
 
     @property
     def data_digest(self) -> str:
@@ -135,7 +138,7 @@ class RunRecord:
             "job": self.job,
             "environment": self.environment,
             "reprotrain_version": self.reprotrain_version,
-        }
+        } | ({"pipeline": self.pipeline, "outputs": [asdict(o) for o in self.outputs]} if self.pipeline else {})
 
     def to_json(self) -> str:
         return json.dumps(json.loads(canonical_json(self.to_dict())), indent=2, ensure_ascii=False) + "\n"

@@ -25,7 +25,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Check:
-    kind: str  # "metric", "file", or "run" (a run the code created that one side lacks)
+    kind: str  # "metric", "file", "output" (a pipeline stage's, by DVC hash), or "run" (created by the code)
     name: str
     original: Any
     rerun: Any
@@ -94,10 +94,13 @@ def compare(
     atol: float = 0.0,
     original_linked: Mapping[str, Sequence[Mapping[str, float]]] | None = None,
     rerun_linked: Mapping[str, Sequence[Mapping[str, float]]] | None = None,
+    original_outputs: Mapping[str, str] | None = None,
+    rerun_outputs: Mapping[str, str] | None = None,
 ) -> Verdict:
     """Every metric of the original (exact unless a tolerance is given), every metric of each run
     the code created itself, paired by role (``*_linked``: role -> the metrics of its runs), and the
-    sha256 of each output file matching ``file_patterns`` (glob, relative to the output dir)."""
+    sha256 of each output file matching ``file_patterns`` (glob, relative to the output dir), and
+    the DVC hash of every output a pipeline's stages made (``*_outputs``: path -> hash), all of them."""
     checks = _metric_checks(original_metrics, rerun_metrics, rtol, atol)
     linked_a, linked_b = original_linked or {}, rerun_linked or {}
     for role in sorted(set(linked_a) | set(linked_b)):
@@ -118,6 +121,10 @@ def compare(
     for name in sorted(names):
         fa, fb = original_files.get(name), rerun_files.get(name)
         checks.append(Check("file", name, fa, fb, fa is not None and fa == fb))
+    outs_a, outs_b = original_outputs or {}, rerun_outputs or {}
+    for name in sorted(set(outs_a) | set(outs_b)):
+        ha, hb = outs_a.get(name), outs_b.get(name)
+        checks.append(Check("output", name, ha, hb, ha is not None and ha == hb))
     return Verdict(checks)
 
 

@@ -1,0 +1,154 @@
+"""A DVC pipeline as the training code: one job's `dvc repro`, run as `dvc exp run --temp` runs an
+experiment. The job's commit is checked out in a worktree of its own (the user's working copy is
+never touched: no dvc.lock, params.yaml or output of theirs changes), its data is restored from the
+shared DVC cache, params.yaml is what DVC's Hydra composition makes of the job's config, and the
+stages' outputs land in the shared cache, where their hashes pin them. The worktree is removed
+afterwards; its dvc.lock and params.yaml are kept with the run (`reprotrain/pipeline/`)."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reprotrain.adapters import dvc as dvc_adapter
+from reprotrain.adapters import dvc_pipeline
+from reprotrain.adapters import git as git_adapter
+from reprotrain.adapters.process import Outcome, run_command
+from reprotrain.core.config import config_differences
+from reprotrain.core.pipeline import (
+    PARAMS_FILE,
+    PipelinePlan,
+    flatten_metrics,
+    missing_params,
+    ran_stages,
+    unread_overrides,
+)
+from reprotrain.core.record import PINNED_BY_GIT, DataOutput
+from reprotrain.errors import UsageError
+from reprotrain.progress import progress
+from reprotrain.settings import STATE_DIR
+from reprotrain.worktrees import WORKTREE_OWNER, remove_stale_worktrees
+
+__all__ = ["PipelineJob"]
+
+_DVC = (sys.executable, "-m", "dvc")  # the DVC reprotrain runs with, whatever `dvc` is on PATH
+
+
+@dataclass
+class PipelineJob:
+    """One job's pipeline run. ``force`` (a rerun) recomputes every stage; a run recomputes what
+    its config changed against the committed dvc.lock. Neither takes outputs from the run-cache."""
+
+    plan: PipelinePlan
+    root: Path  # the project (the user's, or a rerun's worktree)
+    git_root: Path
+    commit: str
+    force: bool
+    params: Path  # params.yaml as DVC composed it, made before the run exists
+    outputs: list[DataOutput] = field(default_factory=list)
+    ran: list[str] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def compose(
+        self, config_dir: Path, config_name: str, overrides: list[str], resolved: Any, volatile: list[str]
+    ) -> None:
+        """params.yaml from DVC's own composition, checked against the job's config: the pipeline
+        reads exactly what the run records, and every key a stage reads is there. Fails (exit 2)
+        before the run exists."""
+        composed = dvc_pipeline.compose_params(self.params, config_dir, config_name, overrides, self.root)
+        differences = config_differences(resolved, composed, volatile)
+        if differences:
+            raise UsageError(
+                f"DVC's composition of {PARAMS_FILE} differs from the config Hydra composed for the run: "
+                + "; ".join(f"{k}: Hydra {a!r}, DVC {b!r}" for k, a, b in differences[:5]),
+                hint="set hydra_version_base to the version the configs are written for, or make the differing keys "
+                "independent of the Hydra run (DVC composes with Hydra's compose API, version_base=None)",
+            )
+        missing = missing_params(composed, self.plan)
+        if missing:
+            raise UsageError(
+                "the pipeline reads params the composed config lacks: "
+                + ", ".join(f"{key} (stage {stage})" for stage, key in missing[:8]),
+                hint=f"add them to the Hydra config in {config_dir}, or drop them from the stages' params in dvc.yaml",
+            )
+
+    def warn_unread(self, overrides: list[str], choices: list[str]) -> None:
+        unread = unread_overrides(overrides, self.plan, choices)
+        if unread:
+            print(
+                f"reprotrain: warning: no stage of the pipeline reads {', '.join(unread)} (dvc.yaml's params): "
+                "the override changes nothing the pipeline computes (fix: add the key to a stage's params)",
+                file=sys.stderr,
+            )
+
+    def command(self) -> str:
+        return self.plan.command(_DVC, self.force)
+
+    def run(self, env: dict[str, str], log: Path, timeout: float | None, tail: int, keep: Path) -> Outcome:
+        """Check the commit out, restore its data, run `dvc repro`, and read what it made; the
+        worktree's dvc.lock, params.yaml, metrics and plots files are copied to ``keep``."""
+        state = self.root / STATE_DIR
+        base = state / "worktrees"
+        base.mkdir(parents=True, exist_ok=True)
+        remove_stale_worktrees(self.git_root, base)
+        tree = base / f"pipeline-{uuid.uuid4().hex[:12]}"
+        from reprotrain.query import this_launcher
+
+        progress(f"checking out {self.commit[:12]} in {tree} for the pipeline")
+        git_adapter.add_worktree(self.git_root, tree, self.commit, lock_reason=WORKTREE_OWNER + this_launcher())
+        try:
+            project = tree / self.root.resolve().relative_to(self.git_root.resolve())
+            fetched = dvc_adapter.restore(
+                project,
+                dvc_adapter.cache_dir(self.root),
+                self.root / ".dvc" / "config.local",
+                state / "verified-objects.json",
+            )
+            if fetched:
+                progress(f"pulled from the DVC remote: {', '.join(fetched)}")
+            dvc_pipeline.quiet_about_git(project)
+            shutil.copyfile(self.params, project / PARAMS_FILE)
+            outcome = run_command(self.command(), project, env, log, timeout, tail)
+            self.ran = ran_stages(log.read_text(encoding="utf-8", errors="replace"))
+            if outcome.status == "FINISHED":
+                made = dvc_pipeline.results(project, self.plan)
+                self.outputs = made.outputs
+                self.metrics, warnings = flatten_metrics(made.metrics)
+                for warning in [*made.problems, *warnings]:
+                    print(f"reprotrain: warning: pipeline metrics: {warning}", file=sys.stderr)
+                if not self.ran:
+                    print(
+                        "reprotrain: note: every stage was up to date with the committed dvc.lock for this config: "
+                        "nothing was recomputed (`reprotrain rerun RUN_ID --verify` recomputes every stage)",
+                        file=sys.stderr,
+                    )
+            self._keep(project, keep)
+            return outcome
+        finally:
+            git_adapter.remove_worktree(self.git_root, tree)
+
+    def _keep(self, project: Path, keep: Path) -> None:
+        keep.mkdir(parents=True, exist_ok=True)
+        in_git = [o.path for o in self.outputs if o.source.endswith(PINNED_BY_GIT)]  # `apply` restores them
+        for rel in dict.fromkeys(("dvc.lock", PARAMS_FILE, *self.plan.metrics_files, *self.plan.plots_files, *in_git)):
+            source = project / rel
+            if source.is_file() and not source.is_symlink():
+                dest = keep / rel
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, dest)
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "targets": list(self.plan.targets),
+            "flags": list(self.plan.flags),
+            "forced": self.force,
+            "stages": [
+                {"name": s.name, "address": s.address, "ran": s.name in self.ran or s.address in self.ran}
+                for s in self.plan.stages
+            ],
+            "params_file": PARAMS_FILE,
+        }

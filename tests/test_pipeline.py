@@ -1,0 +1,368 @@
+"""A DVC pipeline as the training code (`entrypoint = "dvc repro [stage]"`), through the console script.
+
+The fixture imitates a public DVC pipeline project: stages that read `params.yaml` (prepare,
+train, evaluate), a dvclive-style nested `dvclive/metrics.json`, a YAML metrics file and a plots
+file named at dvc.yaml's top level, data added with `dvc add`, and `conf/` mirroring params.yaml.
+Each stage appends its name to $PIPELINE_TRACE, so a test sees what really ran.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from helpers import (
+    DVC,
+    VENV_BIN,
+    all_runs,
+    artifact_paths,
+    artifact_text,
+    commit_all,
+    copy_project,
+    dvc,
+    embedded_uri,
+    git,
+    git_status,
+    record_of,
+    run_cli,
+    sh,
+    write_pyproject,
+)
+
+PARAMS = {"prepare": {"scale": 2}, "train": {"n_est": 100, "seed": 0}, "evaluate": {"threshold": 10}}
+
+PREPARE = """\
+import os, pathlib, yaml
+p = yaml.safe_load(open("params.yaml"))["prepare"]
+rows = [int(x) * p["scale"] for x in open("data/raw.csv")]
+pathlib.Path("prepared").mkdir(exist_ok=True)
+pathlib.Path("prepared/rows.txt").write_text("\\n".join(map(str, rows)))
+if os.environ.get("PIPELINE_TRACE"):
+    open(os.environ["PIPELINE_TRACE"], "a").write("prepare\\n")
+"""
+
+TRAIN = """\
+import json, os, pathlib, sys, yaml
+p = yaml.safe_load(open("params.yaml"))["train"]
+if p["n_est"] <= 0:
+    sys.exit("n_est must be positive")
+rows = [int(x) for x in open("prepared/rows.txt")]
+pathlib.Path("model").mkdir(exist_ok=True)
+pathlib.Path("model/model.txt").write_text(str(sum(rows) * p["n_est"]))
+pathlib.Path("dvclive").mkdir(exist_ok=True)
+json.dump({"train": {"score": sum(rows) / p["n_est"], "rows": len(rows)}, "step": 0}, open("dvclive/metrics.json", "w"))
+if os.environ.get("PIPELINE_TRACE"):
+    open(os.environ["PIPELINE_TRACE"], "a").write("train\\n")
+"""
+
+EVALUATE = """\
+import os, pathlib, yaml
+p = yaml.safe_load(open("params.yaml"))["evaluate"]
+model = int(open("model/model.txt").read())
+pathlib.Path("eval/plots").mkdir(parents=True, exist_ok=True)
+yaml.safe_dump({"test": {"above": int(model > p["threshold"]), "model": model}}, open("eval/scores.yaml", "w"))
+pathlib.Path("eval/plots/curve.csv").write_text("x,y\\n0,0\\n1,%d\\n" % model)
+if os.environ.get("PIPELINE_TRACE"):
+    open(os.environ["PIPELINE_TRACE"], "a").write("evaluate\\n")
+"""
+
+DVC_YAML = """\
+stages:
+  prepare:
+    cmd: python src/prepare.py
+    deps: [src/prepare.py, data/raw.csv]
+    params: [prepare.scale]
+    outs: [prepared]
+  train:
+    cmd: python src/train.py
+    deps: [src/train.py, prepared]
+    params: [train]
+    outs: [model/model.txt]
+    metrics:
+      - dvclive/metrics.json:
+          cache: false
+  evaluate:
+    cmd: python src/evaluate.py
+    deps: [src/evaluate.py, model/model.txt]
+    params: [evaluate.threshold]
+    outs:
+      - eval/scores.yaml:
+          cache: false
+      - eval/plots/curve.csv:
+          cache: false
+metrics:
+  - eval/scores.yaml
+plots:
+  - eval/plots/curve.csv:
+      x: x
+      y: y
+"""
+
+RAW = "".join(f"{n}\n" for n in range(1, 51))  # sum 1275; prepared: ×scale
+
+
+def md5(text: str) -> str:
+    return hashlib.md5(text.encode()).hexdigest()
+
+
+def with_python(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The stages run `python`: the test venv's (reprotrain puts its own first on PATH too)."""
+    return {"PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}", **(extra or {})}
+
+
+def build_pipeline(root: Path) -> Path:
+    root.mkdir(parents=True)
+    git(root, "init", "-q", "-b", "main")
+    dvc(root, "init", "-q")
+    dvc(root, "config", "core.analytics", "false")
+    files = {
+        "src/prepare.py": PREPARE,
+        "src/train.py": TRAIN,
+        "src/evaluate.py": EVALUATE,
+        "dvc.yaml": DVC_YAML,
+        "params.yaml": yaml.safe_dump(PARAMS),
+        "conf/config.yaml": yaml.safe_dump(PARAMS),
+        "conf/experiment/more.yaml": "# @package _global_\ntrain:\n  n_est: 300\n",
+        "data/raw.csv": RAW,
+        ".gitignore": "__pycache__/\n",
+    }
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    write_pyproject(root, name="pipe", entrypoint="dvc repro")
+    dvc(root, "add", "-q", "data/raw.csv")
+    repro(root)
+    commit_all(root, "pipeline")
+    return root
+
+
+def repro(root: Path) -> None:
+    import subprocess
+
+    env = dict(os.environ) | with_python()
+    subprocess.run([str(DVC), "repro", "-q"], cwd=root, env=env, check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def pipeline_template(tmp_path_factory) -> Path:
+    return build_pipeline(tmp_path_factory.mktemp("pipeline") / "pipe")
+
+
+@pytest.fixture
+def pipe(pipeline_template, tmp_path) -> Path:
+    return copy_project(pipeline_template, tmp_path / "pipe")
+
+
+def traced(root: Path, *args: str, command: str = "run", extra: dict[str, str] | None = None):
+    """Run reprotrain with a fresh $PIPELINE_TRACE: (result, the stages that ran)."""
+    trace = root.parent / "trace.txt"
+    trace.unlink(missing_ok=True)
+    res = run_cli(command, *args, cwd=root, env=with_python({"PIPELINE_TRACE": str(trace), **(extra or {})}))
+    ran = trace.read_text().split() if trace.exists() else []
+    return res, ran
+
+
+def newest(uri: str):
+    return max(all_runs(uri), key=lambda r: r.info.start_time)
+
+
+def worktrees(root: Path) -> list[str]:
+    return [line for line in git(root, "worktree", "list", "--porcelain").splitlines() if line.startswith("worktree ")]
+
+
+def test_run_computes_the_composed_config_records_outputs_and_reruns_every_stage(pipe):
+    before = {rel: (pipe / rel).read_bytes() for rel in ("dvc.lock", "params.yaml", "model/model.txt")}
+    committed_model = yaml.safe_load(before["dvc.lock"])["stages"]["train"]["outs"][0]["md5"]
+
+    res, ran = traced(pipe, "+experiment=more")
+    assert res.code == 0, res.describe()
+    assert ran == ["train", "evaluate"], "the override reached params.yaml: train and what follows ran, prepare did not"
+    assert git_status(pipe) == "", "the working copy is untouched"
+    assert {rel: (pipe / rel).read_bytes() for rel in before} == before
+    assert len(worktrees(pipe)) == 1, "the pipeline's worktree is removed"
+
+    uri = embedded_uri(pipe)
+    run = newest(uri)
+    rid = run.info.run_id
+    assert run.info.status == "FINISHED"
+    model = str(2550 * 300)
+    rec = record_of(uri, rid)
+    assert [d["path"] for d in rec["data"]] == ["data/raw.csv"], "inputs only: not the pipeline's own outputs"
+    outputs = {o["path"]: o for o in rec["outputs"]}
+    assert outputs["model/model.txt"]["hash"] == md5(model) != committed_model
+    assert outputs["model/model.txt"]["source"] == "dvc.lock:train"
+    assert set(outputs) == {
+        "prepared",
+        "model/model.txt",
+        "dvclive/metrics.json",
+        "eval/scores.yaml",
+        "eval/plots/curve.csv",
+    }
+    cached = pipe / ".dvc" / "cache" / "files" / "md5" / md5(model)[:2] / md5(model)[2:]
+    assert cached.read_text() == model, "the trained model is in the DVC cache"
+    assert [s["name"] for s in rec["pipeline"]["stages"] if s["ran"]] == ["train", "evaluate"]
+    assert rec["config"]["resolved"]["train"]["n_est"] == 300
+    assert {d.dataset.name for d in run.inputs.dataset_inputs} == {"data/raw.csv"}
+    assert f"|model/model.txt={md5(model)}|" in run.data.tags["reprotrain.outputs"]
+    # dvclive's nested JSON and the YAML metrics file, flattened with `/`
+    assert run.data.metrics["train/score"] == 2550 / 300
+    assert run.data.metrics["train/rows"] == 50 and run.data.metrics["step"] == 0
+    assert run.data.metrics["test/model"] == 2550 * 300 and run.data.metrics["test/above"] == 1
+    kept = artifact_paths(uri, rid)
+    assert {"reprotrain/pipeline/dvc.lock", "reprotrain/pipeline/params.yaml"} <= kept
+    assert "reprotrain/pipeline/eval/plots/curve.csv" in kept, "the plots file is logged"
+    assert "n_est: 300" in artifact_text(uri, rid, "reprotrain/pipeline/dvc.lock")
+
+    shown = run_cli("show", rid, cwd=pipe)
+    assert shown.code == 0 and "ran: train, evaluate" in shown.out and f"model/model.txt  {md5(model)}" in shown.out
+    for args, found in (
+        (("--data", "model/model.txt"), True),  # made it
+        (("--data", "data/raw.csv"), True),  # read it
+        (("--data", "model/model.txt", "--data-hash", committed_model), False),  # another version
+        (("--data-hash", md5(model)), True),
+    ):
+        listed = run_cli("runs", *args, "--json", cwd=pipe)
+        assert listed.code == 0, listed.describe()
+        assert (rid in {r["run_id"] for r in json.loads(listed.out)}) is found, args
+
+    # the same change again: computed again, never served from DVC's run-cache
+    res, ran = traced(pipe, "+experiment=more")
+    assert res.code == 0 and ran == ["train", "evaluate"], res.describe()
+
+    res, ran = traced(pipe, rid, "--verify", command="rerun")
+    assert res.code == 0, res.describe()
+    assert res.out.strip().splitlines()[-1] == "REPRODUCED"
+    assert ran == ["prepare", "train", "evaluate"], "a rerun recomputes every stage"
+    assert "output  model/model.txt" in res.out
+    rerun = newest(uri)
+    assert record_of(uri, rerun.info.run_id)["pipeline"]["forced"] is True
+    assert git_status(pipe) == "" and len(worktrees(pipe)) == 1
+
+    # the run's products into the workspace, as `dvc exp apply` does
+    res = run_cli("apply", rid, cwd=pipe)
+    assert res.code == 0, res.describe()
+    assert (pipe / "model" / "model.txt").read_text() == model
+    assert yaml.safe_load((pipe / "params.yaml").read_text())["train"]["n_est"] == 300
+    assert "Data and pipelines are up to date" in sh(pipe, str(DVC), "status")
+    assert sorted(git_status(pipe).split()) == sorted(
+        [
+            "M",
+            "dvc.lock",
+            "M",
+            "params.yaml",
+            "M",
+            "dvclive/metrics.json",
+            "M",
+            "eval/scores.yaml",
+            "M",
+            "eval/plots/curve.csv",
+        ]
+    )
+    again = run_cli("apply", rid, cwd=pipe)
+    assert again.code == 2 and "changes that apply would overwrite" in again.err, again.describe()
+
+
+def test_verify_compares_the_outputs_hashes(pipe):
+    """A stage whose output depends on the machine (here an environment variable) while every
+    metric agrees: the outputs' DVC hashes tell the rerun apart."""
+    (pipe / "src" / "train.py").write_text(
+        TRAIN + 'pathlib.Path("model/model.txt").write_text(str(sum(rows)) + os.environ.get("FLAKY", ""))\n'
+    )  # whitespace: the evaluate stage still reads the same number
+    repro(pipe)
+    commit_all(pipe, "flaky")
+    res, _ = traced(pipe, extra={"FLAKY": " "})
+    assert res.code == 0, res.describe()
+    rid = newest(embedded_uri(pipe)).info.run_id
+    res, ran = traced(pipe, rid, "--verify", command="rerun", extra={"FLAKY": "  "})
+    assert res.code == 4, res.describe()
+    assert ran == ["prepare", "train", "evaluate"]
+    assert res.out.strip().splitlines()[-1] == "NOT REPRODUCED (1 difference(s))"
+    differs = [line for line in res.out.splitlines() if line.rstrip().endswith("DIFFERS")]
+    assert [line.split()[:2] for line in differs] == [["output", "model/model.txt"]], res.out
+
+
+def test_refused_before_anything_is_written(pipe):
+    uri = embedded_uri(pipe)
+    conf = pipe / "conf" / "config.yaml"
+    lacking = {k: v for k, v in PARAMS.items() if k != "evaluate"}
+    conf.write_text(yaml.safe_dump(lacking))
+    commit_all(pipe, "config lacks evaluate")
+    res, ran = traced(pipe)
+    assert res.code == 2 and "evaluate.threshold (stage evaluate)" in res.err, res.describe()
+    conf.write_text(yaml.safe_dump(PARAMS))
+    commit_all(pipe, "config complete")
+
+    for entrypoint, message in (
+        ("dvc repro --force", "`--force` is not taken"),
+        ("dvc repro nosuch", "cannot be planned"),
+        ("dvc repro --nonsense", "not a `dvc repro` flag"),
+    ):
+        write_pyproject(pipe, name="pipe", entrypoint=entrypoint)
+        commit_all(pipe, entrypoint)
+        res, ran = traced(pipe)
+        assert res.code == 2 and message in res.err, (entrypoint, res.describe())
+    write_pyproject(pipe, name="pipe", entrypoint="dvc repro")
+    commit_all(pipe, "back")
+
+    (pipe / "src" / "train.py").write_text(TRAIN + "# edited\n")
+    res, ran = traced(pipe, "--allow-unpinned")
+    assert res.code == 2 and "src/train.py" in res.err and "git add -A && git commit" in res.err, res.describe()
+    assert ran == []
+    assert not (pipe / ".reprotrain" / "mlflow.db").exists() or all_runs(uri) == [], "no run was opened"
+    assert git_status(pipe) == " M src/train.py\n"
+
+
+def test_stage_targets_a_sweep_and_a_failing_stage(pipe):
+    write_pyproject(pipe, name="pipe", entrypoint="dvc repro train")
+    commit_all(pipe, "train only")
+    res, ran = traced(pipe, "-m", "train.n_est=10,20", "+note=x")
+    assert res.code == 0, res.describe()
+    assert ran == ["train", "train"], "evaluate is not a target's dependency: never run"
+    assert "no stage of the pipeline reads +note=x" in res.err
+    uri = embedded_uri(pipe)
+    jobs = [r for r in all_runs(uri) if "mlflow.parentRunId" in r.data.tags]
+    assert len(jobs) == 2
+    made = {record_of(uri, r.info.run_id)["config"]["resolved"]["train"]["n_est"]: r for r in jobs}
+    for n_est, run in made.items():
+        outputs = {o["path"]: o["hash"] for o in record_of(uri, run.info.run_id)["outputs"]}
+        assert outputs["model/model.txt"] == md5(str(2550 * n_est))
+        assert "eval/scores.yaml" not in outputs
+        assert run.data.metrics["train/score"] == 2550 / n_est
+    assert git_status(pipe) == "" and len(worktrees(pipe)) == 1
+
+    res, ran = traced(pipe, "train.n_est=0")
+    assert res.code not in (0, 2, 3), res.describe()
+    assert "n_est must be positive" in res.err
+    failed = newest(uri)
+    assert failed.info.status == "FAILED"
+    assert failed.data.tags["reprotrain.exit_code"] == str(res.code)
+    assert git_status(pipe) == "" and len(worktrees(pipe)) == 1
+
+
+def test_rerun_from_a_second_clone_with_the_dvc_remote(pipe, tmp_path):
+    from rerun_helpers import dvc_remote
+
+    bare = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
+    git(pipe, "remote", "add", "origin", str(bare))
+    dvc_remote(pipe, tmp_path / "dvc-store")
+    git(pipe, "push", "-q", "origin", "main")
+    store = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'shared.db'}"}
+    res, _ = traced(pipe, "train.n_est=50", extra=store)
+    assert res.code == 0, res.describe()
+    rid = newest(store["MLFLOW_TRACKING_URI"]).info.run_id
+
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(bare), str(clone))
+    res, ran = traced(clone, rid, "--verify", command="rerun", extra=store)
+    assert res.code == 0, res.describe()
+    assert res.out.strip().splitlines()[-1] == "REPRODUCED"
+    assert ran == ["prepare", "train", "evaluate"]
+    assert git_status(clone) == "" and len(worktrees(clone)) == 1
+    assert not (clone / "model" / "model.txt").exists(), "the clone's workspace never had the data pulled"
+    shutil.rmtree(tmp_path / "dvc-store")
