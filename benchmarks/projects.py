@@ -162,3 +162,82 @@ def other_tools_copy(project: Path, dest: Path, env: dict[str, str]) -> Path:
     sh(dest, "git", "add", "dvc.yaml", env=env)
     sh(dest, "git", "commit", "-q", "-m", "dvc stage", env=env)
     return dest
+
+
+PIPELINE_STAGES = {
+    "src/prepare.py": (
+        "import yaml\np = yaml.safe_load(open('params.yaml'))['prepare']\n"
+        "rows = [float(x.split(',')[0]) * p['scale'] for x in open('data/raw.csv').readlines()[1:]]\n"
+        "open('prepared.txt', 'w').write('\\n'.join(map(str, rows)))\n"
+    ),
+    "src/train.py": (
+        "import json, yaml\np = yaml.safe_load(open('params.yaml'))['train']\n"
+        "rows = [float(x) for x in open('prepared.txt')]\n"
+        "open('model.txt', 'w').write(str(sum(rows) * p['lr']))\n"
+        "json.dump({'train': {'loss': sum(rows) / len(rows) * p['lr']}}, open('metrics.json', 'w'))\n"
+    ),
+    "src/evaluate.py": (
+        "import json\nm = float(open('model.txt').read())\n"
+        "json.dump({'test': {'score': m / 1000}}, open('scores.json', 'w'))\n"
+    ),
+}
+PIPELINE_YAML = """stages:
+  prepare:
+    cmd: python src/prepare.py
+    deps: [src/prepare.py, data/raw.csv]
+    params: [prepare.scale]
+    outs: [prepared.txt]
+  train:
+    cmd: python src/train.py
+    deps: [src/train.py, prepared.txt]
+    params: [train.lr]
+    outs: [model.txt]
+    metrics: [{metrics.json: {cache: false}}]
+  evaluate:
+    cmd: python src/evaluate.py
+    deps: [src/evaluate.py, model.txt]
+    metrics: [{scores.json: {cache: false}}]
+"""
+PIPELINE_PARAMS = "prepare:\n  scale: 2\ntrain:\n  lr: 0.1\n"
+
+
+def build_pipeline(root: Path, env: dict[str, str], rows: int = 20_000) -> Path:
+    """A three-stage DVC pipeline project (prepare, train, evaluate) reading params.yaml, with
+    `conf/` mirroring it and `entrypoint = "dvc repro"`; its outputs committed."""
+    stamp = root / ".bench-built"
+    if stamp.is_file() and stamp.read_text() == str(rows):
+        return root
+    shutil.rmtree(root, ignore_errors=True)
+    (root / "conf").mkdir(parents=True)
+    (root / "data").mkdir()
+    sh(root, "git", "init", "-q", "-b", "main", env=env)
+    sh(root, str(BIN / "dvc"), "init", "-q", env=env)
+    rng = random.Random(11)
+    lines = "".join(f"{rng.random():.6f},{rng.random():.6f}\n" for _ in range(rows))
+    (root / "data" / "raw.csv").write_text("a,b\n" + lines)
+    for rel, text in PIPELINE_STAGES.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    (root / "dvc.yaml").write_text(PIPELINE_YAML)
+    (root / "params.yaml").write_text(PIPELINE_PARAMS)
+    (root / "conf" / "config.yaml").write_text(PIPELINE_PARAMS)
+    (root / "pyproject.toml").write_text('[project]\nname = "pipe"\n\n[tool.reprotrain]\nentrypoint = "dvc repro"\n')
+    sh(root, str(BIN / "dvc"), "add", "-q", "data/raw.csv", env=env)
+    sh(root, str(BIN / "dvc"), "repro", "-q", env=env | {"PATH": f"{BIN}{os.pathsep}{env['PATH']}"})
+    sh(root, "git", "add", "-A", env=env)
+    sh(root, "git", "commit", "-q", "-m", "pipeline", env=env)
+    stamp.write_text(str(rows))
+    (root / ".git" / "info" / "exclude").write_text("/.bench-built\n")
+    return root
+
+
+def pipeline_copy(project: Path, dest: Path, env: dict[str, str]) -> Path:
+    """A clone of the pipeline project for `dvc repro` and `dvc exp run`, which write into their
+    workspace; its own cache (the outputs are committed there by `dvc repro`)."""
+    if (dest / ".git").is_dir():
+        return dest
+    shutil.rmtree(dest, ignore_errors=True)
+    sh(project.parent, "git", "clone", "-q", str(project), str(dest), env=env)
+    sh(dest, str(BIN / "dvc"), "cache", "dir", "--local", str(project / ".dvc" / "cache"), env=env)
+    sh(dest, str(BIN / "dvc"), "checkout", "-q", env=env)
+    return dest

@@ -173,7 +173,45 @@ def suite(project: Path, other: Path, env: dict[str, str], work: Path, large: bo
         ),
     ]
     cases += restore_cases(project, env, work)
+    if not large:
+        cases += pipeline_cases(work, env)
     return {c.name: c for c in cases}
+
+
+def pipeline_cases(work: Path, env: dict[str, str]) -> list[Case]:
+    """The same change (prepare.scale=3, so every stage recomputes) three ways: plain `dvc repro
+    --force` (the baseline: the computation itself), `dvc exp run`, and `reprotrain run` of the
+    `dvc repro` entrypoint. The workspaces `dvc` writes into are put back before each timing."""
+    project = projects.build_pipeline(work / "pipeline", env)
+    other = projects.pipeline_copy(project, work / "pipeline-other", env)
+    path = {"PATH": f"{BIN}{os.pathsep}{env['PATH']}"}
+    reset = [["git", "checkout", "-q", "--", "."], [str(BIN / "dvc"), "checkout", "-q"]]
+    dvc = str(BIN / "dvc")
+    return [
+        Case(
+            "pipeline: dvc repro --force",
+            [dvc, "repro", "-q", "--force"],  # every stage, as the change below makes the others run
+            other,
+            setup=reset,
+            env=path,
+        ),
+        # -f: every stage computed (not restored from DVC's run-cache, which the warm-up round filled)
+        Case(
+            "pipeline: dvc exp run",
+            [dvc, "exp", "run", "-q", "-f", "-S", "prepare.scale=3"],
+            other,
+            setup=reset,
+            env=path,
+        ),
+        Case(
+            "pipeline: dvc exp run --temp",
+            [dvc, "exp", "run", "-q", "-f", "--temp", "-S", "prepare.scale=3"],
+            other,
+            setup=reset,
+            env=path,
+        ),
+        Case("pipeline: reprotrain run", [str(BIN / "reprotrain"), "run", "prepare.scale=3"], project, env=path),
+    ]
 
 
 def ratio(a: float, b: float) -> str:
@@ -195,6 +233,10 @@ def report(label: str, c: dict[str, Case], targets: bool, project: Path) -> list
             "dvc exp run",
         )
     }
+    if "pipeline: reprotrain run" in c:
+        base = med(c["pipeline: dvc repro --force"])
+        rt_over, exp_over = med(c["pipeline: reprotrain run"]) - base, med(c["pipeline: dvc exp run"]) - base
+        print(f"  pipeline overheads over dvc repro --force: reprotrain run {rt_over:.3f} s, exp run {exp_over:.3f} s")
     rt_peak = max(max(c["reprotrain run"].peak_kb), max(c["reprotrain run, helper off"].peak_kb)) / 1024
     helper_peak = helper_peak_mb(project)
     if helper_peak is not None:
@@ -215,6 +257,8 @@ def report(label: str, c: dict[str, Case], targets: bool, project: Path) -> list
     ]
     if helper_peak is not None:
         checks.append(("store helper peak MB / 200", helper_peak / 200, 1.0))
+    if "pipeline: reprotrain run" in c:
+        checks.append(("pipeline: run overhead / dvc exp run overhead", rt_over / exp_over, 0.3))
     info = [
         ("check --hash / md5sum of the data", med(c["reprotrain check --hash"]) / med(c["md5sum of the data"])),
         ("check --hash / check", med(c["reprotrain check --hash"]) / med(c["reprotrain check"])),

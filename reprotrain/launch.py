@@ -588,9 +588,9 @@ def _pipeline_plan(project: Project, entry: Entrypoint, check: PinCheck) -> Pipe
             hint="commit it (git add -A && git commit; dvc commit for data) and run again; "
             "`dvc exp run` runs uncommitted changes",
         )
-    from reprotrain.adapters import dvc_pipeline
+    from reprotrain.pipeline import plan_for
 
-    plan = dvc_pipeline.plan(project.root, *parsed)
+    plan = plan_for(project.root, ensure_state_dir(project), check.git.commit, *parsed)
     if not plan.reads_params:
         raise UsageError(
             f"no stage of `{entry.text}` reads params from params.yaml: the composed config would not reach it",

@@ -7,14 +7,15 @@ afterwards; its dvc.lock and params.yaml are kept with the run (`reprotrain/pipe
 
 from __future__ import annotations
 
+import json
+import shlex
 import shutil
 import sys
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reprotrain.adapters import dvc as dvc_adapter
 from reprotrain.adapters import dvc_pipeline
 from reprotrain.adapters import git as git_adapter
 from reprotrain.adapters.process import Outcome, run_command
@@ -24,18 +25,48 @@ from reprotrain.core.pipeline import (
     PipelinePlan,
     flatten_metrics,
     missing_params,
+    plan_from_dict,
     ran_stages,
     unread_overrides,
 )
 from reprotrain.core.record import PINNED_BY_GIT, DataOutput
 from reprotrain.errors import UsageError
+from reprotrain.fileio import write_json
 from reprotrain.progress import progress
 from reprotrain.settings import STATE_DIR
 from reprotrain.worktrees import WORKTREE_OWNER, remove_stale_worktrees
 
-__all__ = ["PipelineJob"]
+__all__ = ["PipelineJob", "plan_for"]
 
-_DVC = (sys.executable, "-m", "dvc")  # the DVC reprotrain runs with, whatever `dvc` is on PATH
+_DVC = ("dvc",)  # as the record shows it; the runner calls the DVC reprotrain runs with
+_PLAN_MEMO = "pipeline-plans.json"  # in the state dir: commit + targets -> plan
+_MEMO_KEEP = 16
+
+
+def plan_for(root: Path, state: Path, commit: str, targets: tuple[str, ...], flags: tuple[str, ...]) -> PipelinePlan:
+    """The stages `dvc repro` of the targets may run at ``commit``, remembered per commit: a clean
+    tree at one commit has one dvc.yaml, and reading it means importing DVC (0.7 s a launch)."""
+    from importlib.metadata import version
+
+    from reprotrain import __version__
+
+    key = json.dumps([commit, list(targets), list(flags), version("dvc"), __version__])
+    memo_path = state / _PLAN_MEMO
+    memo: dict[str, Any] = {}
+    try:
+        loaded = json.loads(memo_path.read_text(encoding="utf-8"))
+        memo = loaded if isinstance(loaded, dict) else {}
+        if key in memo:
+            return plan_from_dict(memo[key])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # none yet, or damaged: read dvc.yaml again
+    plan = dvc_pipeline.plan(root, targets, flags)
+    memo = {k: v for k, v in list(memo.items())[-(_MEMO_KEEP - 1) :]} | {key: asdict(plan)}
+    try:
+        write_json(memo_path, memo)
+    except OSError:
+        pass  # a memo that cannot be written costs the next launch 0.7 s, nothing more
+    return plan
 
 
 @dataclass
@@ -102,23 +133,29 @@ class PipelineJob:
         git_adapter.add_worktree(self.git_root, tree, self.commit, lock_reason=WORKTREE_OWNER + this_launcher())
         try:
             project = tree / self.root.resolve().relative_to(self.git_root.resolve())
-            fetched = dvc_adapter.restore(
-                project,
-                dvc_adapter.cache_dir(self.root),
-                self.root / ".dvc" / "config.local",
-                state / "verified-objects.json",
+            spec = self.params.with_name("pipeline-spec.json")
+            results = self.params.with_name("pipeline-results.json")
+            write_json(
+                spec,
+                {
+                    "project": str(project),
+                    "root": str(self.root),
+                    "local_config": str(self.root / ".dvc" / "config.local"),
+                    "verified_index": str(state / "verified-objects.json"),
+                    "params": str(self.params),
+                    "argv": self.plan.argv(self.force),
+                    "plan": asdict(self.plan),
+                    "results": str(results),
+                },
             )
-            if fetched:
-                progress(f"pulled from the DVC remote: {', '.join(fetched)}")
-            dvc_pipeline.quiet_about_git(project)
-            shutil.copyfile(self.params, project / PARAMS_FILE)
-            outcome = run_command(self.command(), project, env, log, timeout, tail)
+            runner = f"{shlex.quote(sys.executable)} -m reprotrain.adapters.dvc_runner {shlex.quote(str(spec))}"
+            outcome = run_command(runner, project, env, log, timeout, tail)
             self.ran = ran_stages(log.read_text(encoding="utf-8", errors="replace"))
             if outcome.status == "FINISHED":
-                made = dvc_pipeline.results(project, self.plan)
-                self.outputs = made.outputs
-                self.metrics, warnings = flatten_metrics(made.metrics)
-                for warning in [*made.problems, *warnings]:
+                made = json.loads(results.read_text(encoding="utf-8"))
+                self.outputs = [DataOutput(**o) for o in made["outputs"]]
+                self.metrics, warnings = flatten_metrics(made["metrics"])
+                for warning in [*made["problems"], *warnings]:
                     print(f"reprotrain: warning: pipeline metrics: {warning}", file=sys.stderr)
                 if not self.ran:
                     print(

@@ -42,7 +42,7 @@ def plan(root: Path, targets: Sequence[str], flags: Sequence[str]) -> PipelinePl
                 collected = []
                 for target in targets or ["dvc.yaml"]:
                     collected += repo.stage.collect(target, with_deps=not single)
-            stages = _stages(root, collected)
+            stages = _stages(root, _in_run_order(repo, collected))
             metrics, plots = _reports(repo, root, collected)
     except DvcException as exc:
         raise UsageError(
@@ -55,6 +55,15 @@ def plan(root: Path, targets: Sequence[str], flags: Sequence[str]) -> PipelinePl
             hint="name a stage that has a cmd: dvc stage list",
         )
     return PipelinePlan(tuple(targets), tuple(flags), tuple(stages), metrics, plots)
+
+
+def _in_run_order(repo: Any, collected: list[Any]) -> list[Any]:
+    """The stages in the order `dvc repro` runs them: every stage after those it depends on."""
+    import networkx as nx
+
+    graph = repo.index.graph  # an edge goes from a stage to a stage it depends on
+    order = {stage: n for n, stage in enumerate(reversed(list(nx.topological_sort(graph))))}
+    return sorted(collected, key=lambda stage: order.get(stage, len(order)))
 
 
 def _stages(root: Path, collected: list[Any]) -> list[Stage]:

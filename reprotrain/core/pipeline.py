@@ -20,6 +20,7 @@ __all__ = [
     "missing_params",
     "outputs_tag",
     "parse_repro",
+    "plan_from_dict",
     "ran_stages",
     "unread_overrides",
 ]
@@ -64,10 +65,35 @@ class PipelinePlan:
     def reads_params(self) -> bool:
         return any(s.params is None or s.params for s in self.stages)
 
+    def argv(self, force: bool) -> list[str]:
+        """`dvc repro`'s arguments for the plan: never from the run-cache; every stage with ``force``."""
+        return ["repro", *self.flags, *self.targets, "--no-run-cache", *(["--force"] if force else [])]
+
     def command(self, dvc: Sequence[str], force: bool) -> str:
-        """The `dvc repro` that runs the plan: never from the run-cache; every stage with ``force``."""
-        words = [*dvc, "repro", *self.flags, *self.targets, "--no-run-cache", *(["--force"] if force else [])]
-        return " ".join(shlex.quote(w) for w in words)
+        """The `dvc repro` command line that runs the plan (as the record shows it)."""
+        return " ".join(shlex.quote(w) for w in [*dvc, *self.argv(force)])
+
+
+def plan_from_dict(value: Mapping[str, Any]) -> PipelinePlan:
+    """The inverse of `dataclasses.asdict` of a plan (its JSON form, as memo and runner keep it)."""
+    stages = tuple(
+        Stage(
+            s["name"],
+            s["address"],
+            None if s["params"] is None else tuple(s["params"]),
+            tuple(s["outs"]),
+            s.get("file", "dvc.yaml"),
+        )
+        for s in value["stages"]
+    )
+    return PipelinePlan(
+        tuple(value["targets"]),
+        tuple(value["flags"]),
+        stages,
+        tuple(value.get("metrics_files", ())),
+        tuple(value.get("plots_files", ())),
+        tuple(value.get("params_keys_elsewhere", ())),
+    )
 
 
 def parse_repro(text: str) -> tuple[tuple[str, ...], tuple[str, ...]] | None:

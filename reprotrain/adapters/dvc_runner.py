@@ -1,0 +1,64 @@
+"""The process a pipeline job runs in its worktree: `python -m reprotrain.adapters.dvc_runner SPEC`.
+
+Everything that needs DVC happens here, in one process that imports DVC once (as `dvc repro`
+itself would), and never in reprotrain's: restore the data from the shared cache, write the
+composed params.yaml, `dvc repro`, and read what it made (the outputs' hashes from dvc.lock, the
+metrics files) into the results file the job reads back. The exit code is `dvc repro`'s (1 when
+the data could not be restored)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+
+def main(spec_path: str) -> int:
+    from reprotrain.adapters import dvc as dvc_adapter
+    from reprotrain.adapters import dvc_pipeline
+    from reprotrain.core.pipeline import PARAMS_FILE, plan_from_dict
+    from reprotrain.errors import ReprotrainError
+    from reprotrain.fileio import write_json
+
+    spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
+    project = Path(spec["project"])
+    plan = plan_from_dict(spec["plan"])
+    try:
+        fetched = dvc_adapter.restore(
+            project,
+            dvc_adapter.cache_dir(Path(spec["root"])),
+            Path(spec["local_config"]),
+            Path(spec["verified_index"]),
+        )
+        if fetched:
+            print(f"reprotrain: pulled from the DVC remote: {', '.join(fetched)}", file=sys.stderr)
+        dvc_pipeline.quiet_about_git(project)
+    except ReprotrainError as exc:
+        print(f"reprotrain: error: {exc}", file=sys.stderr)
+        return 1
+    shutil.copyfile(spec["params"], project / PARAMS_FILE)
+    import logging
+
+    for name in ("dvc", "dvc_data", "dvc_objects", "scmrepo"):  # restore() quietened them
+        logging.getLogger(name).setLevel(logging.INFO)  # as dvc.logger.setup() leaves them
+    from dvc.cli import main as dvc_main
+
+    code = dvc_main(spec["argv"])
+    if code == 0:
+        try:
+            made = dvc_pipeline.results(project, plan)
+        except ReprotrainError as exc:
+            print(f"reprotrain: error: {exc}", file=sys.stderr)
+            return 1
+        write_json(
+            Path(spec["results"]),
+            {"outputs": [asdict(o) for o in made.outputs], "metrics": made.metrics, "problems": made.problems},
+            default=str,  # a YAML metrics file may hold dates
+        )
+    return int(code)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1]))
