@@ -1,11 +1,30 @@
 # Sourced by the other scripts: create .venv on first use and install reprotrain with the given
 # extras into it; everything runs offline afterwards except the package registry.
+#
+# The versions are pinned by scripts/constraints.txt. uv installs that same set in seconds where pip
+# takes minutes (it lives in .venv-uv, installed once with pip); pip is the fallback when uv cannot
+# be installed. `install_into VENV ARGS...` installs ARGS into another venv the same way.
 export DVC_NO_ANALYTICS=1 MLFLOW_DISABLE_TELEMETRY=true
-if [ ! -x .venv/bin/python ]; then
-  echo "==> creating .venv"
-  "${PYTHON:-python3}" -m venv .venv
+_python="${PYTHON:-python3}"
+if [ ! -x .venv-uv/bin/uv ] && [ -z "${REPROTRAIN_NO_UV:-}" ]; then
+  echo "==> installing uv into .venv-uv"
+  { "$_python" -m venv .venv-uv && .venv-uv/bin/pip install --quiet --disable-pip-version-check uv; } \
+    || { echo "==> uv could not be installed: pip instead"; rm -rf .venv-uv; }
 fi
+
+install_into() {
+  local venv="$1"
+  shift
+  if [ -x .venv-uv/bin/uv ] && [ -z "${REPROTRAIN_NO_UV:-}" ]; then
+    [ -x "$venv/bin/python" ] || .venv-uv/bin/uv venv --quiet --seed --python "$(command -v "$_python")" "$venv"
+    .venv-uv/bin/uv pip install --quiet --python "$venv/bin/python" -c "$PWD/scripts/constraints.txt" "$@"
+  else
+    [ -x "$venv/bin/python" ] || "$_python" -m venv "$venv"
+    PIP_CONSTRAINT="$PWD/scripts/constraints.txt" \
+      "$venv/bin/pip" install --quiet --disable-pip-version-check "$@"
+  fi
+}
+
 echo "==> installing reprotrain${1:+[$1]} into .venv"
-PIP_CONSTRAINT="$PWD/scripts/constraints.txt" \
-  .venv/bin/pip install --quiet --disable-pip-version-check -e ".${1:+[$1]}"
+install_into .venv -e ".${1:+[$1]}"
 export PATH="$PWD/.venv/bin:$PATH"

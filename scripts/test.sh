@@ -8,12 +8,8 @@ cd "$(dirname "$0")/.."
 
 # `mlflow server` (team-setup and fault tests) needs the full mlflow package: it gets a venv of its
 # own, so that the test venv, like a user's, has only mlflow-skinny (half the import time).
-if [ ! -x .venv-server/bin/mlflow ]; then
-  echo "==> creating .venv-server for mlflow server"
-  "${PYTHON:-python3}" -m venv .venv-server
-fi
-PIP_CONSTRAINT="$PWD/scripts/constraints.txt" \
-  .venv-server/bin/pip install --quiet --disable-pip-version-check "mlflow>=3.1" "psycopg[binary]>=3.1" "boto3>=1.28"
+echo "==> installing mlflow server into .venv-server"
+install_into .venv-server "mlflow>=3.1" "psycopg[binary]>=3.1" "boto3>=1.28"
 export REPROTRAIN_TEST_MLFLOW_SERVER="$PWD/.venv-server/bin/mlflow"
 
 echo "==> ruff"
