@@ -10,6 +10,7 @@ import types
 import pytest
 import yaml
 from helpers import (
+    CHILD_LOGS,
     STDERR_MARKER,
     STDOUT_MARKER,
     TRACKED_DATA_DIR,
@@ -38,7 +39,7 @@ def recorded(template_project, tmp_path_factory):
     """One ordinary run (remote with a token in its URL, one override), shared by this module."""
     root = copy_project(template_project, tmp_path_factory.mktemp("record") / "demo")
     git(root, "remote", "add", "origin", REMOTE_WITH_TOKEN)
-    result, run = run_ok(root, "seed=3")
+    result, run = run_ok(root, "seed=3", env=CHILD_LOGS)
     uri = embedded_uri(root)
     return types.SimpleNamespace(
         root=root,

@@ -6,13 +6,13 @@ import json
 import types
 
 import pytest
-from helpers import copy_project, embedded_uri, git_status, head_sha, record_of, run_cli, run_ok
+from helpers import CHILD_LOGS, copy_project, embedded_uri, git_status, head_sha, record_of, run_cli, run_ok
 
 
 @pytest.fixture(scope="module")
 def shown(template_project, tmp_path_factory):
     root = copy_project(template_project, tmp_path_factory.mktemp("show") / "demo")
-    _, run = run_ok(root, "model.lr=0.3")
+    _, run = run_ok(root, "model.lr=0.3", env=CHILD_LOGS)
     return types.SimpleNamespace(
         root=root,
         run_id=run.info.run_id,

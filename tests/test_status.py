@@ -7,6 +7,7 @@ import signal
 
 import pytest
 from helpers import (
+    CHILD_LOGS,
     all_runs,
     artifact_paths,
     configure,
@@ -19,8 +20,8 @@ from helpers import (
 )
 
 
-def failed_run(project, *args, code):
-    res = run_cli("run", *args, cwd=project)
+def failed_run(project, *args, code, env=None):
+    res = run_cli("run", *args, cwd=project, env=env)
     assert res.code == code, res.describe()
     run = single_run(embedded_uri(project))
     assert run.info.status == "FAILED", f"status {run.info.status}, expected FAILED"
@@ -38,7 +39,7 @@ def test_success_is_finished_and_exit_0(project):
 
 def test_training_exit_code_passes_through_and_run_fails(project):
     """train.py logs through mlflow, whose exit hook marks the run FINISHED: it must still fail."""
-    run = failed_run(project, "exit_code=7", code=7)
+    run = failed_run(project, "exit_code=7", code=7, env=CHILD_LOGS)
     paths = artifact_paths(embedded_uri(project), run.info.run_id)
     assert {"reprotrain/record.json", "reprotrain/console.log"} <= paths, paths
     assert run.data.metrics.get("acc") == 0.9, "metrics.json written before the failure is logged"
