@@ -252,7 +252,7 @@ class Job:
             pinned=check.pinned,
             problems=check.problems,
             git=check.git,
-            data=inputs_of(check.data, self.pipeline.plan) if self.pipeline else check.data,
+            data=inputs_of(check.data, self.pipeline.plan, self.pipeline.prefix) if self.pipeline else check.data,
             outputs=self.pipeline.outputs if self.pipeline else [],
             pipeline=self.pipeline.record() if self.pipeline else {},
             config_name=self.ctx.config_name,
@@ -327,7 +327,9 @@ class Job:
         started = int(time.time() * 1000)
         try:
             if self.pipeline is not None:
-                outcome = self.pipeline.run(os.environ | env, log, timeout, STDERR_TAIL, staging / "pipeline")
+                outcome = self.pipeline.run(
+                    os.environ | env, log, timeout, STDERR_TAIL, staging / "pipeline", list(self.masker.values)
+                )
             elif self.function is None:
                 assert self.command is not None
                 outcome = run_command(self.command, self.root, os.environ | env, log, timeout, STDERR_TAIL)
@@ -418,6 +420,8 @@ class Job:
             self.metrics |= self._pipeline_metrics()
             if self.pipeline.outputs:
                 tags["reprotrain.outputs"] = outputs_tag(self.pipeline.outputs, MAX_TAG)
+                if len(tags["reprotrain.outputs"]) < len(outputs_tag(self.pipeline.outputs, 1 << 30)):
+                    tags["reprotrain.outputs_truncated"] = "true"  # `runs --data` then reads the record
         tags["reprotrain.exit_code"] = str(outcome.exit_code)
         if outcome.reason:
             tags["reprotrain.status_reason"] = self.masker.text(outcome.reason)[:5000]

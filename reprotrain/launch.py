@@ -503,9 +503,14 @@ def launch(
         check, env_record = _gate_while_importing(
             project, options.require_pushed, options.data_verified, helper is None, sources
         )
+        pipeline = _pipeline_plan(project, entry, check)
+        if pipeline is not None:  # what the pipeline makes again is no reason to refuse it
+            kept = [p for p in check.problems if not _recomputed(p, pipeline, project.root, check.git_root)]
+            check = replace(check, problems=kept)
         if not check.pinned and not options.allow_unpinned:
             raise NotPinnedError(check.problems)  # before anything is written: no run, no output dir
-        pipeline = _pipeline_plan(project, entry, check)
+        if pipeline is not None:
+            _refuse_uncommitted(check)
         check_writable_store(uri)  # a read-only store would fail the job's first write
         _check_free_space(project.root)
         ensure_state_dir(project)
@@ -566,8 +571,9 @@ def launch(
 # what a worktree of the commit would not have: a pipeline runs there, so it cannot run these
 _NOT_IN_THE_COMMIT = {
     "untracked", "conflict", "submodule-moved", "submodule-dirty", "staged", "modified", "no-commit",
-    "data-modified", "data-missing", "data-not-cached", "stage-changed", "stage-dep-changed",
+    "data-modified", "data-not-cached",
 }  # fmt: skip
+_OUTPUT_PROBLEMS = {"data-missing", "data-modified", "data-not-cached", "data-not-pushed"}
 
 
 def _pipeline_plan(project: Project, entry: Entrypoint, check: PinCheck) -> PipelinePlan | None:
@@ -578,16 +584,8 @@ def _pipeline_plan(project: Project, entry: Entrypoint, check: PinCheck) -> Pipe
         parsed = parse_repro(entry.text)
     except ValueError as exc:
         raise UsageError(f"entrypoint {entry.text!r}: {exc}", hint='entrypoint = "dvc repro [stage ...]"') from exc
-    if parsed is None:
-        return None
-    left = sorted({p.path or p.kind for p in check.problems if p.kind in _NOT_IN_THE_COMMIT})
-    if left:
-        raise UsageError(
-            "a pipeline entrypoint runs the committed pipeline in a worktree of the commit, and what is not "
-            f"committed would not be in it: {', '.join(left[:8])}",
-            hint="commit it (git add -A && git commit; dvc commit for data) and run again; "
-            "`dvc exp run` runs uncommitted changes",
-        )
+    if parsed is None or not check.git.commit:
+        return None  # no commit: the gate says so
     from reprotrain.pipeline import plan_for
 
     plan = plan_for(project.root, ensure_state_dir(project), check.git.commit, *parsed)
@@ -597,6 +595,36 @@ def _pipeline_plan(project: Project, entry: Entrypoint, check: PinCheck) -> Pipe
             hint="declare what each stage reads in dvc.yaml (params: [train.lr]), as `dvc exp run` needs too",
         )
     return plan
+
+
+def _recomputed(problem: Problem, plan: PipelinePlan, root: Path, git_root: Path) -> bool:
+    """A pin problem a pipeline run does not have: a stale dvc.lock, a changed or missing output
+    of the workspace (the stages run again in a worktree of the commit, from their inputs)."""
+    from reprotrain.core.pipeline import is_input
+
+    if problem.kind in ("stage-changed", "stage-dep-changed"):
+        return True
+    if problem.kind not in _OUTPUT_PROBLEMS:
+        return False
+    try:
+        prefix = root.resolve().relative_to(git_root.resolve()).as_posix()
+    except ValueError:
+        prefix = "."
+    path = problem.path
+    if prefix != "." and path.startswith(prefix + "/"):
+        path = path[len(prefix) + 1 :]
+    return not is_input(path, plan)
+
+
+def _refuse_uncommitted(check: PinCheck) -> None:
+    left = sorted({p.path or p.kind for p in check.problems if p.kind in _NOT_IN_THE_COMMIT})
+    if left:
+        raise UsageError(
+            "a pipeline entrypoint runs the committed pipeline in a worktree of the commit, and what is not "
+            f"committed would not be in it: {', '.join(left[:8])}",
+            hint="commit it (git add -A && git commit; dvc commit for data) and run again; "
+            "`dvc exp run` runs uncommitted changes",
+        )
 
 
 def _import_entry(project: Project, module: str, function: str) -> None:

@@ -8,9 +8,11 @@ afterwards; its dvc.lock and params.yaml are kept with the run (`reprotrain/pipe
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import shutil
 import sys
+import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -50,7 +52,7 @@ def plan_for(root: Path, state: Path, commit: str, targets: tuple[str, ...], fla
 
     from reprotrain import __version__
 
-    key = json.dumps([commit, list(targets), list(flags), version("dvc"), __version__])
+    key = json.dumps([2, commit, list(targets), list(flags), version("dvc"), __version__])  # 2: the memo's format
     memo_path = state / _PLAN_MEMO
     memo: dict[str, Any] = {}
     try:
@@ -119,9 +121,18 @@ class PipelineJob:
     def command(self) -> str:
         return self.plan.command(_DVC, self.force)
 
-    def run(self, env: dict[str, str], log: Path, timeout: float | None, tail: int, keep: Path) -> Outcome:
+    @property
+    def prefix(self) -> str:
+        """The project's path in the repository (`proj/`, or empty), as recorded data paths begin."""
+        rel = self.root.resolve().relative_to(self.git_root.resolve()).as_posix()
+        return "" if rel == "." else rel + "/"
+
+    def run(
+        self, env: dict[str, str], log: Path, timeout: float | None, tail: int, keep: Path, secrets: list[str]
+    ) -> Outcome:
         """Check the commit out, restore its data, run `dvc repro`, and read what it made; the
-        worktree's dvc.lock, params.yaml, metrics and plots files are copied to ``keep``."""
+        worktree's dvc.lock files, params.yaml, metrics and plots files are copied to ``keep``.
+        ``secrets``: values that must not stay in DVC's run-cache (see _forget_secrets)."""
         state = self.root / STATE_DIR
         base = state / "worktrees"
         base.mkdir(parents=True, exist_ok=True)
@@ -146,13 +157,21 @@ class PipelineJob:
                     "argv": self.plan.argv(self.force),
                     "plan": asdict(self.plan),
                     "results": str(results),
+                    "tree": str(tree),
                 },
             )
             runner = f"{shlex.quote(sys.executable)} -m reprotrain.adapters.dvc_runner {shlex.quote(str(spec))}"
+            started = time.time()
             outcome = run_command(runner, project, env, log, timeout, tail)
             self.ran = ran_stages(log.read_text(encoding="utf-8", errors="replace"))
-            if outcome.status == "FINISHED":
+            try:
                 made = json.loads(results.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                made = {}  # the runner was stopped before it wrote them
+            if made.get("cache") and secrets:
+                _forget_secrets(Path(made["cache"]) / "runs", started, secrets)
+            if outcome.status == "FINISHED" and "outputs" in made:
+                self.plan = plan_from_dict(made["plan"])  # a `foreach` over a params key may have grown
                 self.outputs = [DataOutput(**o) for o in made["outputs"]]
                 self.metrics, warnings = flatten_metrics(made["metrics"])
                 for warning in [*made["problems"], *warnings]:
@@ -163,19 +182,29 @@ class PipelineJob:
                         "nothing was recomputed (`reprotrain rerun RUN_ID --verify` recomputes every stage)",
                         file=sys.stderr,
                     )
-            self._keep(project, keep)
+            self._keep(project, tree, keep)
             return outcome
         finally:
             git_adapter.remove_worktree(self.git_root, tree)
 
-    def _keep(self, project: Path, keep: Path) -> None:
+    def _keep(self, project: Path, tree: Path, keep: Path) -> None:
+        """The files `apply` writes back, and what a reader of the run wants to see: every dvc.lock,
+        params.yaml, the metrics and plots files (directories too), the outputs git keeps. Paths
+        relative to the project; a link is never followed."""
         keep.mkdir(parents=True, exist_ok=True)
-        in_git = [o.path for o in self.outputs if o.source.endswith(PINNED_BY_GIT)]  # `apply` restores them
-        for rel in dict.fromkeys(("dvc.lock", PARAMS_FILE, *self.plan.metrics_files, *self.plan.plots_files, *in_git)):
+        in_git = [  # the outputs' paths are relative to the repository
+            os.path.relpath(tree / o.path, project) for o in self.outputs if o.source.endswith(PINNED_BY_GIT)
+        ]
+        names = (*self.plan.lock_files, PARAMS_FILE, *self.plan.metrics_files, *self.plan.plots_files, *in_git)
+        for rel in dict.fromkeys(names):
             source = project / rel
-            if source.is_file() and not source.is_symlink():
-                dest = keep / rel
-                dest.parent.mkdir(parents=True, exist_ok=True)
+            dest = keep / rel
+            if source.is_symlink() or not (source.is_file() or source.is_dir()):
+                continue
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if source.is_dir():
+                shutil.copytree(source, dest, symlinks=True, dirs_exist_ok=True)
+            else:
                 shutil.copyfile(source, dest)
 
     def record(self) -> dict[str, Any]:
@@ -189,3 +218,21 @@ class PipelineJob:
             ],
             "params_file": PARAMS_FILE,
         }
+
+
+def _forget_secrets(runs: Path, since: float, secrets: list[str]) -> None:
+    """DVC's run-cache keeps every stage's params values in plain YAML (under the DVC cache's
+    `runs/`, which `dvc push --run-cache` uploads), even with `--no-run-cache`, which only stops
+    it being read: the entries this job wrote that hold a secret are removed."""
+    if not runs.is_dir():
+        return
+    for entry in runs.glob("*/*/*"):
+        try:
+            if entry.stat().st_mtime < since - 1 or not entry.is_file():
+                continue
+            text = entry.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        if any(value and value in text for value in secrets):
+            entry.unlink(missing_ok=True)
+

@@ -285,9 +285,23 @@ def _data_runs(
     made = [*clauses, f"tags.`reprotrain.outputs` LIKE {_quote(pattern)}"]
     makers = tracker.search([experiment_id], " AND ".join(made), max_results=limit)
     makers = [v for v in makers if _made(v.tags.get("reprotrain.outputs", ""), path, digest)]  # LIKE's _ is a wildcard
+    cut = [*clauses, "tags.`reprotrain.outputs_truncated` = 'true'"]  # more outputs than the tag holds
+    for view in tracker.search([experiment_id], " AND ".join(cut), max_results=limit):
+        if view.run_id not in {v.run_id for v in makers} and _made(_record_outputs(tracker, view.run_id), path, digest):
+            makers.append(view)
     seen = {v.run_id for v in readers}
     views = readers + [v for v in makers if v.run_id not in seen]
     return sorted(views, key=lambda v: v.start_time or 0, reverse=True)[:limit]
+
+
+def _record_outputs(tracker: Any, run_id: str) -> str:
+    """Every output of a run's record, in the tag's `|path=hash|` form."""
+    try:
+        record = tracker.read_json_artifact(run_id, "reprotrain/record.json")
+    except ReprotrainError:
+        return ""
+    outputs = record.get("outputs", []) if isinstance(record, dict) else []
+    return "|" + "".join(f"{o.get('path')}={o.get('hash')}|" for o in outputs if isinstance(o, dict))
 
 
 def _made(tag: str, path: str | None, digest: str | None) -> bool:

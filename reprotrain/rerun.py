@@ -107,7 +107,7 @@ def rerun(run_id: str, overrides: list[str], options: RerunOptions, cwd: Path | 
         if jobs[0][1].get("data"):
             progress(f"restoring {len(jobs[0][1]['data'])} DVC output(s) from the cache")
             fetched = dvc_adapter.restore(
-                worktree,
+                worktree / project.root.relative_to(git.root),  # the DVC project may be a subdirectory
                 dvc_adapter.cache_dir(project.root),
                 project.root / ".dvc" / "config.local",
                 state / "verified-objects.json",

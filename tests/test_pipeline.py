@@ -366,3 +366,189 @@ def test_rerun_from_a_second_clone_with_the_dvc_remote(pipe, tmp_path):
     assert git_status(clone) == "" and len(worktrees(clone)) == 1
     assert not (clone / "model" / "model.txt").exists(), "the clone's workspace never had the data pulled"
     shutil.rmtree(tmp_path / "dvc-store")
+
+
+def test_a_secret_param_never_stays_in_dvcs_run_cache_and_apply_says_why_it_cannot(pipe):
+    """`${oc.env:API_TOKEN}` in a section a stage reads: params.yaml in the worktree must hold the
+    real value (the stage needs it), but DVC's run-cache entry, the artifacts and the record never."""
+    conf = yaml.safe_load((pipe / "conf" / "config.yaml").read_text())
+    conf["train"]["api_token"] = "${oc.env:API_TOKEN}"
+    (pipe / "conf" / "config.yaml").write_text(yaml.safe_dump(conf))
+    params = yaml.safe_load((pipe / "params.yaml").read_text())
+    params["train"]["api_token"] = "placeholder"
+    (pipe / "params.yaml").write_text(yaml.safe_dump(params))
+    repro(pipe)
+    commit_all(pipe, "a token")
+    secret = "sekrit-XYZ-1234567890"
+    res, ran = traced(pipe, extra={"API_TOKEN": secret})
+    assert res.code == 0 and "train" in ran, res.describe()
+    leaks = [p for p in pipe.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+    assert leaks == [], leaks
+    rid = newest(embedded_uri(pipe)).info.run_id
+    res = run_cli("apply", rid, cwd=pipe)
+    assert res.code == 2 and "hold secret values" in res.err, res.describe()
+    assert git_status(pipe) == ""
+
+
+def test_apply_that_cannot_fetch_the_outputs_puts_everything_back(pipe):
+    res, _ = traced(pipe, "train.n_est=7")
+    assert res.code == 0, res.describe()
+    uri = embedded_uri(pipe)
+    rid = newest(uri).info.run_id
+    made = {o["path"]: o["hash"] for o in record_of(uri, rid)["outputs"]}["model/model.txt"]
+    (pipe / ".dvc" / "cache" / "files" / "md5" / made[:2] / made[2:]).unlink()
+    before = (pipe / "model" / "model.txt").read_text()
+    res = run_cli("apply", rid, cwd=pipe)
+    assert res.code == 1 and "apply it there, commit, and `dvc push`" in res.err, res.describe()
+    assert git_status(pipe) == ""
+    assert (pipe / "model" / "model.txt").read_text() == before, "the committed output is back"
+    assert "Data and pipelines are up to date" in sh(pipe, str(DVC), "status")
+    res, _ = traced(pipe, "train.n_est=8")
+    assert res.code == 0, res.describe()
+    (pipe / "notes.txt").write_text("mine")  # an untracked file apply does not write is no obstacle
+    res = run_cli("apply", newest(uri).info.run_id, cwd=pipe)
+    assert res.code == 0, res.describe()
+    assert (pipe / "notes.txt").read_text() == "mine"
+
+
+def test_a_stale_dvc_lock_and_a_missing_output_are_no_reason_to_refuse(pipe):
+    """The stages run again in a worktree of the commit: a committed dvc.lock that no longer
+    matches the code, or an output not checked out here, do not stop a pipeline run."""
+    (pipe / "src" / "evaluate.py").write_text(EVALUATE + "# a comment: the lock is now stale\n")
+    commit_all(pipe, "stale lock")
+    (pipe / "model" / "model.txt").unlink()
+    res, ran = traced(pipe)
+    assert res.code == 0, res.describe()
+    assert ran == ["evaluate"], "only the stale stage ran again"
+    res, ran = traced(pipe, command="check")
+    assert res.code == 3, "the gate alone still says the workspace is not as pinned"
+
+
+def test_inputs_are_what_the_targeted_stages_read(pipe):
+    write_pyproject(pipe, name="pipe", entrypoint="dvc repro prepare")
+    commit_all(pipe, "prepare only")
+    res, ran = traced(pipe, "prepare.scale=3")
+    assert res.code == 0 and ran == ["prepare"], res.describe()
+    uri = embedded_uri(pipe)
+    rec = record_of(uri, newest(uri).info.run_id)
+    assert [d["path"] for d in rec["data"]] == ["data/raw.csv"]
+    assert [o["path"] for o in rec["outputs"]] == ["prepared"]
+    listed = run_cli("runs", "--data", "model/model.txt", "--json", cwd=pipe)
+    assert json.loads(listed.out) == [], "the run neither read nor made the model"
+
+
+FOREACH_YAML = """\
+stages:
+  fit:
+    foreach: ${models}
+    do:
+      cmd: python fit.py ${item} ${key} ${scale}
+      deps: [fit.py, data/raw.csv]
+      outs:
+        - out/${key}.txt
+"""
+FIT = '''\
+import os, sys, pathlib
+pathlib.Path("out").mkdir(exist_ok=True)
+total = sum(int(x) for x in open("data/raw.csv")) * int(sys.argv[1]) * int(sys.argv[3])
+pathlib.Path("out/%s.txt" % sys.argv[2]).write_text(str(total))
+if os.environ.get("PIPELINE_TRACE"):
+    open(os.environ["PIPELINE_TRACE"], "a").write("fit@%s\\n" % sys.argv[2])
+'''
+
+
+def test_templated_params_and_a_foreach_grown_by_an_override(tmp_path):
+    """No `params:` key: the stages read params.yaml through `${...}` templating (DVC tracks those),
+    and `foreach: ${models}` gets a stage more when an override adds a model."""
+    root = tmp_path / "fe"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    dvc(root, "init", "-q")
+    params = {"models": {"a": 1, "b": 2}, "scale": 1}
+    for rel, text in {
+        "dvc.yaml": FOREACH_YAML,
+        "fit.py": FIT,
+        "params.yaml": yaml.safe_dump(params),
+        "conf/config.yaml": yaml.safe_dump(params),
+        "data/raw.csv": RAW,
+    }.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    write_pyproject(root, name="fe", entrypoint="dvc repro")
+    dvc(root, "add", "-q", "data/raw.csv")
+    repro(root)
+    commit_all(root, "foreach")
+    res, ran = traced(root, "scale=3", "+models.c=4")
+    assert res.code == 0, res.describe()
+    assert "no stage of the pipeline reads" not in res.err, "scale is read through templating"
+    assert sorted(ran) == ["fit@a", "fit@b", "fit@c"]
+    uri = embedded_uri(root)
+    rec = record_of(uri, newest(uri).info.run_id)
+    outputs = {o["path"]: o["hash"] for o in rec["outputs"]}
+    assert outputs["out/c.txt"] == md5(str(1275 * 4 * 3)), "the stage the override made is recorded"
+    assert {s["name"] for s in rec["pipeline"]["stages"]} == {"fit@a", "fit@b", "fit@c"}
+    assert git_status(root) == ""
+
+
+SUB_YAML = """\
+stages:
+  subtrain:
+    cmd: python step.py
+    deps: [step.py, ../data/raw.csv]
+    params:
+      - ../params.yaml:
+          - train.n_est
+    outs: [out.txt]
+"""
+STEP = '''\
+import os, pathlib, yaml
+n = yaml.safe_load(open("../params.yaml"))["train"]["n_est"]
+pathlib.Path("out.txt").write_text(str(sum(int(x) for x in open("../data/raw.csv")) * n))
+if os.environ.get("PIPELINE_TRACE"):
+    open(os.environ["PIPELINE_TRACE"], "a").write("subtrain\\n")
+'''
+
+
+def test_a_dvc_project_in_a_subdirectory_with_stages_in_a_sub_dvc_yaml(tmp_path):
+    """`dvc init --subdir` in `proj/` of the repository, the stage in `proj/sub/dvc.yaml`: paths are
+    recorded from the repository's root, as the data's are; rerun and apply find everything."""
+    repo = tmp_path / "mono"
+    root = repo / "proj"
+    root.mkdir(parents=True)
+    git(repo, "init", "-q", "-b", "main")
+    dvc(root, "init", "-q", "--subdir")
+    params = {"train": {"n_est": 100}}
+    for rel, text in {
+        "sub/dvc.yaml": SUB_YAML,
+        "sub/step.py": STEP,
+        "params.yaml": yaml.safe_dump(params),
+        "conf/config.yaml": yaml.safe_dump(params),
+        "data/raw.csv": RAW,
+    }.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    write_pyproject(root, name="mono", entrypoint="dvc repro sub/dvc.yaml:subtrain")
+    dvc(root, "add", "-q", "data/raw.csv")
+    import subprocess
+
+    subprocess.run(
+        [str(DVC), "repro", "-q", "sub/dvc.yaml:subtrain"], cwd=root, env=dict(os.environ) | with_python(), check=True
+    )
+    commit_all(repo, "mono")
+    res, ran = traced(root, "train.n_est=3")
+    assert res.code == 0 and ran == ["subtrain"], res.describe()
+    uri = embedded_uri(root)
+    rid = newest(uri).info.run_id
+    rec = record_of(uri, rid)
+    assert [d["path"] for d in rec["data"]] == ["proj/data/raw.csv"]
+    assert {o["path"]: o["hash"] for o in rec["outputs"]} == {"proj/sub/out.txt": md5(str(1275 * 3))}
+    listed = run_cli("runs", "--data", "proj/sub/out.txt", "--json", cwd=root)
+    assert [r["run_id"] for r in json.loads(listed.out)] == [rid], listed.describe()
+    res, ran = traced(root, rid, "--verify", command="rerun")
+    assert res.code == 0 and ran == ["subtrain"], res.describe()
+    assert res.out.strip().splitlines()[-1] == "REPRODUCED"
+    res = run_cli("apply", rid, cwd=root)
+    assert res.code == 0, res.describe()
+    assert (root / "sub" / "out.txt").read_text() == str(1275 * 3)
+    assert "n_est: 3" in (root / "sub" / "dvc.lock").read_text()
+    assert "Data and pipelines are up to date" in sh(root, str(DVC), "status")

@@ -306,7 +306,11 @@ def cache_dir(path: Path) -> Path:
 
 
 def restore(
-    worktree: Path, shared_cache: Path, local_config: Path | None, verified_index: Path | None = None
+    worktree: Path,
+    shared_cache: Path,
+    local_config: Path | None,
+    verified_index: Path | None = None,
+    optional: frozenset[str] = frozenset(),
 ) -> list[str]:
     """Restore every DVC output of ``worktree`` at its pinned hash from the shared cache, fetching
     from the DVC remote (DVC's own `fetch`) only what the cache lacks. Returns the outputs that
@@ -316,7 +320,9 @@ def restore(
     any read-only cache file, but a process running as root writes through a hard-linked cache
     file anyway. ``verified_index`` remembers each verified object's inode, size, mtime and
     ctime; ctime cannot be set back from user space, so any write since then shows, and an
-    object unchanged since it was verified is copied by the kernel without hashing it again."""
+    object unchanged since it was verified is copied by the kernel without hashing it again.
+    ``optional``: outputs (relative to ``worktree``) that may be missing from cache and remote
+    alike (a pipeline's own, which `dvc repro` makes again); they are left out."""
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
 
@@ -339,8 +345,10 @@ def restore(
             outs = [o for o in repo.index.outs if o.use_cache and o.is_in_repo and o.hash_info and o.hash_info.value]
             try:
                 missing = _restore_outputs(repo, outs, worktree, index, fresh)  # what the cache has, in one pass
+                if set(missing) <= optional:
+                    missing = []  # the pipeline makes them again: no fetch for them
                 if missing:
-                    _fetch_and_restore(repo, outs, missing, worktree, index, fresh)
+                    _fetch_and_restore(repo, outs, missing, worktree, index, fresh, optional)
             finally:
                 if fresh and verified_index is not None:
                     write_json(verified_index, index | fresh, separators=(",", ":"))
@@ -366,6 +374,7 @@ def _fetch_and_restore(
     worktree: Path,
     index: dict[str, list[int]],
     fresh: dict[str, list[int]],
+    optional: frozenset[str] = frozenset(),
 ) -> None:
     """DVC's fetch for the outputs the cache lacked, then those outputs restored again."""
     from dvc.exceptions import DvcException
@@ -379,7 +388,7 @@ def _fetch_and_restore(
             hint="dvc push from a clone that has it, or check the DVC remote (dvc remote list)",
         ) from exc
     again = [o for o in outs if os.path.relpath(o.fs_path, worktree) in missing]
-    still = _restore_outputs(repo, again, worktree, index, fresh)
+    still = [name for name in _restore_outputs(repo, again, worktree, index, fresh) if name not in optional]
     if still:
         raise ReprotrainError(
             f"the data {', '.join(still)} is in neither the DVC cache nor the DVC remote",

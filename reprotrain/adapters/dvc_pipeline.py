@@ -72,15 +72,34 @@ def _stages(root: Path, collected: list[Any]) -> list[Stage]:
         if not getattr(stage, "cmd", None) or stage.is_data_source or stage.is_import or stage.addressing in seen:
             continue
         keys: tuple[str, ...] | None = ()
+        deps = []
         for dep in stage.deps:
             if type(dep).__name__ != "ParamsDependency":
+                deps.append(os.path.relpath(dep.fs_path, root))
                 continue
             if os.path.relpath(dep.fs_path, root) != PARAMS_FILE:
                 continue  # another params file: git keeps it, the composed config does not reach it
             keys = None if not dep.params or keys is None else (*keys, *dep.params)
+        templated = _templated_keys(root, stage)  # `${train.lr}` in cmd, deps or outs: DVC tracks it too
+        if keys is not None and templated:
+            keys = tuple(dict.fromkeys((*keys, *templated)))
         outs = tuple(os.path.relpath(o.fs_path, root) for o in stage.outs)
-        seen[stage.addressing] = Stage(stage.name, stage.addressing, keys, outs, os.path.relpath(stage.path, root))
+        seen[stage.addressing] = Stage(
+            stage.name, stage.addressing, keys, outs, os.path.relpath(stage.path, root), tuple(deps)
+        )
     return list(seen.values())
+
+
+def _templated_keys(root: Path, stage: Any) -> list[str]:
+    """The params.yaml keys a stage's definition interpolates (`cmd: python t.py ${train.lr}`), as
+    DVC's parser tracked them (`tracked_vars`: file -> flattened keys)."""
+    params = os.path.realpath(root / PARAMS_FILE)
+    found: list[str] = []
+    for file, keys in (getattr(stage, "tracked_vars", None) or {}).items():
+        here = os.path.join(os.path.dirname(stage.path), file)
+        if params in (os.path.realpath(here), os.path.realpath(file)):
+            found += [str(k) for k in keys]
+    return found
 
 
 def _reports(repo: Any, root: Path, collected: list[Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -167,17 +186,22 @@ def quiet_about_git(project: Path) -> None:
 
 @dataclass(frozen=True)
 class PipelineResults:
+    plan: PipelinePlan  # the stages as the composed params.yaml defines them
     outputs: list[DataOutput]
     metrics: dict[str, Any]  # metrics file -> decoded content
     problems: list[str]  # metrics files that could not be read
+    cache: str  # the DVC cache dir (holding `files/` and `runs/`)
 
 
-def results(project: Path, plan_: PipelinePlan) -> PipelineResults:
-    """What the pipeline run in ``project`` (its worktree) made: each stage output with the hash
-    its dvc.lock now holds, and the decoded metrics files."""
+def results(project: Path, targets: Sequence[str], flags: Sequence[str], tree: Path) -> PipelineResults:
+    """What the pipeline run in ``project`` (in the worktree ``tree``) made: the stages as the
+    composed params.yaml defines them (a `foreach` over a params key may have grown), each stage
+    output with the hash its dvc.lock now holds (paths relative to the repository, as the pinned
+    data's), and the decoded metrics files."""
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
 
+    plan_ = plan(project, targets, flags)
     names = {(s.file, s.name) for s in plan_.stages}  # `addressing` is relative to the cwd: not the worktree
     outputs: list[DataOutput] = []
     try:
@@ -189,8 +213,9 @@ def results(project: Path, plan_: PipelinePlan) -> PipelineResults:
                     if out.hash_info is None or not out.hash_info.value:
                         continue
                     source = f"dvc.lock:{stage.name}" + ("" if out.use_cache else PINNED_BY_GIT)
-                    rel = os.path.relpath(out.fs_path, project)
+                    rel = os.path.relpath(out.fs_path, tree)
                     outputs.append(DataOutput(rel, out.hash_info.value, out.meta.size, out.meta.nfiles, source))
+            cache = str(Path(repo.cache.local.path).parents[1])
     except DvcException as exc:
         raise ReprotrainError(f"reading the pipeline's dvc.lock in {project} failed: {_first_line(exc)}") from exc
     metrics: dict[str, Any] = {}
@@ -204,7 +229,7 @@ def results(project: Path, plan_: PipelinePlan) -> PipelineResults:
             metrics[rel] = _load(path)
         except (OSError, ValueError) as exc:
             problems.append(f"{rel}: {exc}")
-    return PipelineResults(sorted(outputs, key=lambda o: o.path), metrics, problems)
+    return PipelineResults(plan_, sorted(outputs, key=lambda o: o.path), metrics, problems, cache)
 
 
 def _load(path: Path) -> Any:

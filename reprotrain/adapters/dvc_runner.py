@@ -25,39 +25,42 @@ def main(spec_path: str) -> int:
     spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
     project = Path(spec["project"])
     plan = plan_from_dict(spec["plan"])
+    results: dict[str, object] = {}
     try:
+        cache = dvc_adapter.cache_dir(Path(spec["root"]))
+        results["cache"] = str(cache)  # even when the pipeline fails: its run-cache entries are checked
         fetched = dvc_adapter.restore(
             project,
-            dvc_adapter.cache_dir(Path(spec["root"])),
+            cache,
             Path(spec["local_config"]),
             Path(spec["verified_index"]),
+            frozenset(plan.made()),  # what the stages make: recomputed when the cache lacks it
         )
         if fetched:
             print(f"reprotrain: pulled from the DVC remote: {', '.join(fetched)}", file=sys.stderr)
         dvc_pipeline.quiet_about_git(project)
+        shutil.copyfile(spec["params"], project / PARAMS_FILE)
+        import logging
+
+        for name in ("dvc", "dvc_data", "dvc_objects", "scmrepo"):  # restore() quietened them
+            logging.getLogger(name).setLevel(logging.INFO)  # as dvc.logger.setup() leaves them
+        from dvc.cli import main as dvc_main
+
+        code = int(dvc_main(spec["argv"]))
+        if code == 0:
+            made = dvc_pipeline.results(project, plan.targets, plan.flags, Path(spec["tree"]))
+            results |= {
+                "plan": asdict(made.plan),
+                "outputs": [asdict(o) for o in made.outputs],
+                "metrics": made.metrics,
+                "problems": made.problems,
+            }
     except ReprotrainError as exc:
         print(f"reprotrain: error: {exc}", file=sys.stderr)
-        return 1
-    shutil.copyfile(spec["params"], project / PARAMS_FILE)
-    import logging
-
-    for name in ("dvc", "dvc_data", "dvc_objects", "scmrepo"):  # restore() quietened them
-        logging.getLogger(name).setLevel(logging.INFO)  # as dvc.logger.setup() leaves them
-    from dvc.cli import main as dvc_main
-
-    code = dvc_main(spec["argv"])
-    if code == 0:
-        try:
-            made = dvc_pipeline.results(project, plan)
-        except ReprotrainError as exc:
-            print(f"reprotrain: error: {exc}", file=sys.stderr)
-            return 1
-        write_json(
-            Path(spec["results"]),
-            {"outputs": [asdict(o) for o in made.outputs], "metrics": made.metrics, "problems": made.problems},
-            default=str,  # a YAML metrics file may hold dates
-        )
-    return int(code)
+        code = 1
+    finally:
+        write_json(Path(spec["results"]), results, default=str)  # a YAML metrics file may hold dates
+    return code
 
 
 if __name__ == "__main__":

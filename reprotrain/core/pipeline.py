@@ -7,6 +7,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Any
 
 from reprotrain.core.record import DataOutput
@@ -17,6 +18,7 @@ __all__ = [
     "Stage",
     "flatten_metrics",
     "inputs_of",
+    "is_input",
     "missing_params",
     "outputs_tag",
     "parse_repro",
@@ -50,6 +52,7 @@ class Stage:
     params: tuple[str, ...] | None  # keys it reads from params.yaml; None: the whole file; () none
     outs: tuple[str, ...] = ()  # paths relative to the project root
     file: str = "dvc.yaml"  # the dvc.yaml that defines it, relative to the project root
+    deps: tuple[str, ...] = ()  # the paths it reads, relative to the project root
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,14 @@ class PipelinePlan:
     @property
     def reads_params(self) -> bool:
         return any(s.params is None or s.params for s in self.stages)
+
+    @property
+    def lock_files(self) -> tuple[str, ...]:
+        """The dvc.lock beside each dvc.yaml of the plan (relative to the project root)."""
+        return tuple(dict.fromkeys(str(PurePosixPath(s.file).with_name("dvc.lock")) for s in self.stages))
+
+    def made(self) -> set[str]:
+        return {o for s in self.stages for o in s.outs}
 
     def argv(self, force: bool) -> list[str]:
         """`dvc repro`'s arguments for the plan: never from the run-cache; every stage with ``force``."""
@@ -83,6 +94,7 @@ def plan_from_dict(value: Mapping[str, Any]) -> PipelinePlan:
             None if s["params"] is None else tuple(s["params"]),
             tuple(s["outs"]),
             s.get("file", "dvc.yaml"),
+            tuple(s.get("deps", ())),
         )
         for s in value["stages"]
     )
@@ -153,7 +165,11 @@ def unread_overrides(overrides: Iterable[str], plan: PipelinePlan, choices: Iter
         key = _key_of(override)
         if not key or key.startswith("hydra.") or key in groups:
             continue
-        if not any(key == r or key.startswith(r + ".") or r.startswith(key + ".") for r in read):
+        parent = key.rpartition(".")[0]
+        # a sibling of a key read counts as read: `foreach: ${models}` reads the mapping, and DVC
+        # tracks the keys it had (`models.a`), not one an override adds (`+models.c=4`)
+        near = [r for r in read if key == r or key.startswith(r + ".") or r.startswith(key + ".")]
+        if not near and not (parent and any(r.rpartition(".")[0] == parent for r in read)):
             unread.append(override)
     return unread
 
@@ -189,10 +205,29 @@ def _flat(value: Mapping[str, Any], prefix: str) -> Iterable[tuple[str, Any]]:
             yield name, child
 
 
-def inputs_of(data: Sequence[DataOutput], plan: PipelinePlan) -> list[DataOutput]:
-    """The pinned data the pipeline reads: everything pinned but what its own stages make."""
+def _within(a: str, b: str) -> bool:
+    """``a`` is ``b`` or inside it (paths relative to one root, `/`-separated)."""
+    return a == b or a.startswith(b.rstrip("/") + "/")
+
+
+def is_input(path: str, plan: PipelinePlan) -> bool:
+    """``path`` (relative to the project) is data a stage reads and no stage makes."""
+    if any(_within(path, made) for made in plan.made()):
+        return False
+    return any(_within(path, dep) or _within(dep, path) for s in plan.stages for dep in s.deps)
+
+
+def inputs_of(data: Sequence[DataOutput], plan: PipelinePlan, prefix: str = "") -> list[DataOutput]:
+    """The pinned data the pipeline reads: what its stages depend on (a tracked file a stage reads,
+    inside a directory it reads, or a directory holding what it reads), and not what they make.
+    ``prefix``: the project's path in the repository, as the data's paths begin."""
     made = {f"dvc.lock:{s.name}" for s in plan.stages}
-    return [d for d in data if d.source.split(" (", 1)[0] not in made]
+    deps = [prefix + d for s in plan.stages for d in s.deps]
+    return [
+        d
+        for d in data
+        if d.source.split(" (", 1)[0] not in made and any(_within(d.path, p) or _within(p, d.path) for p in deps)
+    ]
 
 
 def ran_stages(console: str) -> list[str]:

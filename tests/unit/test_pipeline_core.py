@@ -10,6 +10,7 @@ from reprotrain.core.pipeline import (
     Stage,
     flatten_metrics,
     inputs_of,
+    is_input,
     missing_params,
     outputs_tag,
     parse_repro,
@@ -22,8 +23,8 @@ PLAN = PipelinePlan(
     (),
     (),
     (
-        Stage("prepare", "prepare", ("prepare.scale",), ("prepared",)),
-        Stage("train", "train", ("train",), ("model.pkl",)),
+        Stage("prepare", "prepare", ("prepare.scale",), ("prepared",), deps=("src/prep.py", "data/raw.csv")),
+        Stage("train", "train", ("train",), ("model.pkl",), deps=("prepared", "data/images/a.png")),
     ),
 )
 
@@ -63,7 +64,8 @@ def test_unread_overrides():
         "+other=1"
     ]
     assert unread_overrides(["prepare=big"], PLAN, choices=["prepare"]) == [], "a group choice is not judged"
-    assert unread_overrides(["prepare.other=1"], PLAN) == ["prepare.other=1"]
+    assert unread_overrides(["prepare.other=1"], PLAN) == [], "a sibling of a key read (a foreach's mapping)"
+    assert unread_overrides(["model.depth=3"], PLAN) == ["model.depth=3"]
     assert unread_overrides(["prepare=1"], PLAN) == [], "a parent of a key read"
     assert unread_overrides(["x=1"], PipelinePlan((), (), (Stage("s", "s", None),))) == []
 
@@ -85,7 +87,11 @@ def test_inputs_are_what_the_stages_do_not_make():
         DataOutput("metrics.json", "c", 1, None, "dvc.lock:train" + PINNED_BY_GIT),
         DataOutput("other", "d", 1, None, "dvc.lock:unrelated"),
     ]
-    assert [d.path for d in inputs_of(data, PLAN)] == ["data/raw.csv", "other"]
+    assert [d.path for d in inputs_of(data, PLAN)] == ["data/raw.csv"], "what no stage reads is no input"
+    tracked_dir = [DataOutput("proj/data/images", "e.dir", 1, 2, "proj/data/images.dvc")]
+    assert inputs_of(tracked_dir, PLAN, prefix="proj/") == tracked_dir, "a directory holding a file a stage reads"
+    assert is_input("data/raw.csv", PLAN) and is_input("data", PLAN)
+    assert not is_input("prepared", PLAN) and not is_input("prepared/part-0", PLAN) and not is_input("x", PLAN)
 
 
 def test_outputs_tag_keeps_whole_entries():
