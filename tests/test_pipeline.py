@@ -115,37 +115,49 @@ def with_python(extra: dict[str, str] | None = None) -> dict[str, str]:
     return {"PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}", **(extra or {})}
 
 
-def build_pipeline(root: Path) -> Path:
+def new_pipeline(
+    root: Path, files: dict[str, str], params: dict, entrypoint: str, *, repo: Path | None = None, targets=()
+) -> Path:
+    """A committed DVC pipeline project: git (at ``repo``, default ``root``) and DVC (a subdirectory
+    when ``repo`` is given), ``files``, params.yaml with ``conf/`` mirroring it, data/raw.csv added,
+    `dvc repro` run."""
+    repo = repo or root
     root.mkdir(parents=True)
-    git(root, "init", "-q", "-b", "main")
-    dvc(root, "init", "-q")
+    git(repo, "init", "-q", "-b", "main")
+    dvc(root, "init", "-q", *(["--subdir"] if repo != root else []))
     dvc(root, "config", "core.analytics", "false")
-    files = {
-        "src/prepare.py": PREPARE,
-        "src/train.py": TRAIN,
-        "src/evaluate.py": EVALUATE,
-        "dvc.yaml": DVC_YAML,
-        "params.yaml": yaml.safe_dump(PARAMS),
-        "conf/config.yaml": yaml.safe_dump(PARAMS),
-        "conf/experiment/more.yaml": "# @package _global_\ntrain:\n  n_est: 300\n",
+    files = files | {
+        "params.yaml": yaml.safe_dump(params),
+        "conf/config.yaml": yaml.safe_dump(params),
         "data/raw.csv": RAW,
         ".gitignore": "__pycache__/\n",
     }
     for rel, text in files.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(text)
-    write_pyproject(root, name="pipe", entrypoint="dvc repro")
+    write_pyproject(root, name=root.name, entrypoint=entrypoint)
     dvc(root, "add", "-q", "data/raw.csv")
-    repro(root)
-    commit_all(root, "pipeline")
+    repro(root, *targets)
+    commit_all(repo, "pipeline")
     return root
 
 
-def repro(root: Path) -> None:
+def build_pipeline(root: Path) -> Path:
+    files = {
+        "src/prepare.py": PREPARE,
+        "src/train.py": TRAIN,
+        "src/evaluate.py": EVALUATE,
+        "dvc.yaml": DVC_YAML,
+        "conf/experiment/more.yaml": "# @package _global_\ntrain:\n  n_est: 300\n",
+    }
+    return new_pipeline(root, files, PARAMS, "dvc repro")
+
+
+def repro(root: Path, *targets: str) -> None:
     import subprocess
 
     env = dict(os.environ) | with_python()
-    subprocess.run([str(DVC), "repro", "-q"], cwd=root, env=env, check=True, capture_output=True)
+    subprocess.run([str(DVC), "repro", "-q", *targets], cwd=root, env=env, check=True, capture_output=True)
 
 
 @pytest.fixture(scope="module")
@@ -460,24 +472,8 @@ if os.environ.get("PIPELINE_TRACE"):
 def test_templated_params_and_a_foreach_grown_by_an_override(tmp_path):
     """No `params:` key: the stages read params.yaml through `${...}` templating (DVC tracks those),
     and `foreach: ${models}` gets a stage more when an override adds a model."""
-    root = tmp_path / "fe"
-    root.mkdir()
-    git(root, "init", "-q", "-b", "main")
-    dvc(root, "init", "-q")
     params = {"models": {"a": 1, "b": 2}, "scale": 1}
-    for rel, text in {
-        "dvc.yaml": FOREACH_YAML,
-        "fit.py": FIT,
-        "params.yaml": yaml.safe_dump(params),
-        "conf/config.yaml": yaml.safe_dump(params),
-        "data/raw.csv": RAW,
-    }.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_text(text)
-    write_pyproject(root, name="fe", entrypoint="dvc repro")
-    dvc(root, "add", "-q", "data/raw.csv")
-    repro(root)
-    commit_all(root, "foreach")
+    root = new_pipeline(tmp_path / "fe", {"dvc.yaml": FOREACH_YAML, "fit.py": FIT}, params, "dvc repro")
     res, ran = traced(root, "scale=3", "+models.c=4")
     assert res.code == 0, res.describe()
     assert "no stage of the pipeline reads" not in res.err, "scale is read through templating"
@@ -513,28 +509,14 @@ def test_a_dvc_project_in_a_subdirectory_with_stages_in_a_sub_dvc_yaml(tmp_path)
     """`dvc init --subdir` in `proj/` of the repository, the stage in `proj/sub/dvc.yaml`: paths are
     recorded from the repository's root, as the data's are; rerun and apply find everything."""
     repo = tmp_path / "mono"
-    root = repo / "proj"
-    root.mkdir(parents=True)
-    git(repo, "init", "-q", "-b", "main")
-    dvc(root, "init", "-q", "--subdir")
-    params = {"train": {"n_est": 100}}
-    for rel, text in {
-        "sub/dvc.yaml": SUB_YAML,
-        "sub/step.py": STEP,
-        "params.yaml": yaml.safe_dump(params),
-        "conf/config.yaml": yaml.safe_dump(params),
-        "data/raw.csv": RAW,
-    }.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_text(text)
-    write_pyproject(root, name="mono", entrypoint="dvc repro sub/dvc.yaml:subtrain")
-    dvc(root, "add", "-q", "data/raw.csv")
-    import subprocess
-
-    subprocess.run(
-        [str(DVC), "repro", "-q", "sub/dvc.yaml:subtrain"], cwd=root, env=dict(os.environ) | with_python(), check=True
+    root = new_pipeline(
+        repo / "proj",
+        {"sub/dvc.yaml": SUB_YAML, "sub/step.py": STEP},
+        {"train": {"n_est": 100}},
+        "dvc repro sub/dvc.yaml:subtrain",
+        repo=repo,
+        targets=("sub/dvc.yaml:subtrain",),
     )
-    commit_all(repo, "mono")
     res, ran = traced(root, "train.n_est=3")
     assert res.code == 0 and ran == ["subtrain"], res.describe()
     uri = embedded_uri(root)
