@@ -23,14 +23,13 @@ def apply_run(run_id: str, cwd: Path | None = None) -> tuple[str, list[str]]:
     from reprotrain.adapters import git as git_adapter
     from reprotrain.adapters.tracking import Tracker, quick_failure
     from reprotrain.launch import tracking_uri
-    from reprotrain.query import last_run_id
+    from reprotrain.query import resolve_run_id
     from reprotrain.settings import find_project
 
     project = find_project(cwd)
-    if run_id == "last":
-        run_id = last_run_id(cwd)
     tracker = Tracker(tracking_uri(project), create=False)
     with quick_failure():
+        run_id = resolve_run_id(run_id, tracker, cwd)
         record = tracker.read_json_artifact(run_id, "reprotrain/record.json")
     if not isinstance(record, dict) or not record.get("pipeline"):
         raise UsageError(

@@ -158,9 +158,14 @@ def _run(tokens: Sequence[str]) -> int:
     return run(rest, RunOptions(**options))  # type: ignore[arg-type]
 
 
+JSON_SCHEMA = 1  # the shape of `runs`, `diff` and `check` --json; `show --json` carries its record's
+
+
 def _json(value: object) -> str:
     from reprotrain.render import json_text
 
+    if isinstance(value, dict) and "schema" not in value:
+        value = {"schema": JSON_SCHEMA, **value}
     return json_text(value)
 
 
@@ -211,7 +216,7 @@ def _runs(args: argparse.Namespace) -> int:
         stale=args.stale,
         limit=args.limit,
     )
-    print(_json(rows) if args.json else runs_text(rows))
+    print(_json({"runs": rows}) if args.json else runs_text(rows))
     return 0
 
 

@@ -50,7 +50,18 @@ from reprotrain.fileio import write_json
 from reprotrain.query import this_launcher
 from reprotrain.settings import Project, Settings, find_project
 
-__all__ = ["LAST_RUN_FILE", "LaunchResult", "Lineage", "PinCheck", "RunOptions", "check_pins", "gate", "launch", "run"]
+__all__ = [
+    "LAST_RUN_FILE",
+    "LaunchResult",
+    "Lineage",
+    "PinCheck",
+    "RunOptions",
+    "check_pins",
+    "gate",
+    "launch",
+    "remember_launch",
+    "run",
+]
 
 LAST_RUN_FILE = "last_run"  # run IDs of the newest `reprotrain run`, for `reprotrain show last`
 DATA_MEMO_FILE = "data-memo.json"  # the last DVC check that passed (adapters/data_memo.py)
@@ -465,9 +476,15 @@ def run(tokens: list[str], options: RunOptions, cwd: Path | None = None) -> int:
     """`reprotrain run`: returns the exit code (DESIGN.md §7)."""
     project = find_project(cwd)
     result = launch(project, tokens, options)
-    if result.run_ids:
-        (project.state_dir / LAST_RUN_FILE).write_text("\n".join(result.run_ids) + "\n", encoding="utf-8")
+    remember_launch(project, [result.sweep_run_id] if result.sweep_run_id else result.run_ids)
     return result.exit_code
+
+
+def remember_launch(project: Project, run_ids: list[str]) -> None:
+    """What `last` names from now on: the newest launch's run, or its sweep's parent run."""
+    if run_ids:
+        ensure_state_dir(project)
+        (project.state_dir / LAST_RUN_FILE).write_text("\n".join(run_ids) + "\n", encoding="utf-8")
 
 
 def launch(

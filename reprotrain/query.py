@@ -21,6 +21,7 @@ __all__ = [
     "open_ui",
     "reap",
     "reap_stale",
+    "resolve_run_id",
     "stale_runs",
     "store_uri",
 ]
@@ -47,9 +48,8 @@ def load_run(run_id: str, cwd: Path | None = None) -> dict[str, Any]:
     """The run's record with its status, metrics and times added."""
     from reprotrain.adapters.tracking import Tracker
 
-    if run_id == "last":
-        run_id = last_run_id(cwd)
     tracker = Tracker(store_uri(cwd), create=False)
+    run_id = resolve_run_id(run_id, tracker, cwd)
     view = tracker.get_run(run_id)
     if "reprotrain.config.digest" not in view.tags and view.tags.get("reprotrain.sweep") != "true":
         during = view.tags.get("reprotrain.opened_during") or view.tags.get("reprotrain.launched_by")
@@ -62,14 +62,20 @@ def load_run(run_id: str, cwd: Path | None = None) -> dict[str, Any]:
             f"run {run_id} in {strip_credentials(tracker.uri)} was not launched by reprotrain "
             "(it has no reprotrain record)"
         )
-    record: dict[str, Any] = tracker.read_json_artifact(run_id, "reprotrain/record.json")
+    record = _record(tracker, view)
     record.update(
+        name=view.tags.get("mlflow.runName", ""),
         status=view.status,
         exit_code=_int(view.tags.get("reprotrain.exit_code")),
         status_reason=view.tags.get("reprotrain.status_reason", ""),
         metrics=view.metrics,
-        start_time=view.start_time,
-        end_time=view.end_time,
+        start_time=iso_time(view.start_time),
+        end_time=iso_time(view.end_time),
+        rerun_of=view.tags.get("reprotrain.rerun_of"),
+        derived_from=view.tags.get("reprotrain.derived_from"),
+        verdict=view.tags.get("reprotrain.verdict"),
+        reproduced=_bool(view.tags.get("reprotrain.reproduced")),
+        verification=_verification(tracker, view),
         experiment_id=view.experiment_id,
         tracking_uri=strip_credentials(tracker.uri),
         params_from_code=_json_list(view.tags.get(PARAMS_FROM_CODE)),
@@ -79,6 +85,52 @@ def load_run(run_id: str, cwd: Path | None = None) -> dict[str, Any]:
         jobs = tracker.search([view.experiment_id], f"tags.`mlflow.parentRunId` = '{run_id}'")
         record["jobs"] = [_row(j) for j in sorted(jobs, key=lambda j: int(j.tags.get("reprotrain.job.num", "0")))]
     return record
+
+
+def _record(tracker: Any, view: Any) -> dict[str, Any]:
+    try:
+        record = tracker.read_json_artifact(view.run_id, "reprotrain/record.json")
+    except ReprotrainError:
+        if view.tags.get("reprotrain.sweep") != "true":
+            raise
+        record = None  # a sweep's rerun recorded before sweep reruns had a record: its tags say enough
+    if isinstance(record, dict):
+        return record
+    tags = view.tags
+    return {
+        "schema": 1,
+        "kind": "sweep",
+        "run_id": view.run_id,
+        "pinned": tags.get("reprotrain.pinned") == "true",
+        "git": {k: tags.get(f"reprotrain.git.{k}", "") for k in ("commit", "branch", "remote")},
+        "data_digest": tags.get("reprotrain.data.digest", ""),
+        "overrides": _json_list(tags.get("reprotrain.overrides")),
+    }
+
+
+def _verification(tracker: Any, view: Any) -> list[dict[str, Any]] | None:
+    """The checks `rerun --verify` made (on the rerun's run), None when it was not verified."""
+    if "reprotrain.verdict" not in view.tags or view.tags.get("reprotrain.sweep") == "true":
+        return None
+    try:
+        payload = tracker.read_json_artifact(view.run_id, "reprotrain/verification.json")
+    except ReprotrainError:
+        return None
+    checks = payload.get("checks") if isinstance(payload, dict) else None
+    return [c for c in checks if isinstance(c, dict)] if isinstance(checks, list) else None
+
+
+def iso_time(ms: int | None) -> str | None:
+    """MLflow's epoch milliseconds as ISO 8601 in UTC, as every `--json` prints times."""
+    import datetime as dt
+
+    if not ms:
+        return None
+    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _bool(text: str | None) -> bool | None:
+    return {"true": True, "false": False}.get(text or "")
 
 
 def _json_list(text: str | None) -> list[Any]:
@@ -101,11 +153,48 @@ def _linked_rows(tracker: Any, view: Any) -> list[dict[str, Any]]:
         rows = tracker.read_json_artifact(view.run_id, f"reprotrain/{LINKED_RUNS}")
     except ReprotrainError:  # recorded before the runs' details were kept: their IDs only
         return [{"run_id": rid} for rid in _json_list(view.tags["reprotrain.foreign_runs"])]
-    return [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
+    rows = [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
+    for row in rows:  # recorded in MLflow's epoch milliseconds; --json gives ISO 8601 everywhere
+        for key in ("start_time", "end_time"):
+            if isinstance(row.get(key), int):
+                row[key] = iso_time(row[key])
+    return rows
+
+
+RUN_ID_PREFIX_MIN = 8  # as short as git lets a commit be named in practice; MLflow's IDs are 32 hex digits
+_HEX = frozenset("0123456789abcdef")
+
+
+def resolve_run_id(ref: str, tracker: Any, cwd: Path | None = None) -> str:
+    """The full run ID that ``ref`` names: `last`, a full ID, or a unique prefix of 8 or more hex
+    digits (as `runs` prints them), searched in every experiment of the store."""
+    if ref == "last":
+        return last_run_id(cwd)
+    prefix = ref.strip().lower()
+    if len(prefix) >= 32 or not prefix or not set(prefix) <= _HEX:
+        return ref  # a full ID, or not an MLflow ID at all: the store says whether it exists
+    if len(prefix) < RUN_ID_PREFIX_MIN:
+        raise UsageError(
+            f"run ID {ref!r} is too short: give at least {RUN_ID_PREFIX_MIN} characters of it",
+            hint="reprotrain runs lists the runs with their IDs",
+        )
+    matches = tracker.search_all(f"attributes.run_id LIKE '{prefix}%'", max_results=20)
+    if not matches:
+        raise ReprotrainError(
+            f"no run ID starts with {prefix} in {strip_credentials(tracker.uri)}", hint="reprotrain runs"
+        )
+    if len(matches) > 1:
+        shown = ", ".join(sorted(m.run_id for m in matches))
+        raise UsageError(
+            f"run ID {prefix} is ambiguous: {len(matches)} runs start with it ({shown})",
+            hint="give more characters of the ID",
+        )
+    return str(matches[0].run_id)
 
 
 def last_run_id(cwd: Path | None = None) -> str:
-    """The newest run launched from this project (the first job of the newest `reprotrain run`)."""
+    """The newest launch from this project: the run of the newest `reprotrain run` or `rerun`, or
+    its sweep's parent run."""
     from reprotrain.launch import LAST_RUN_FILE
 
     project = find_project(cwd)
@@ -258,6 +347,7 @@ def list_runs(
                 else f"tags.`reprotrain.git.commit` LIKE {_quote(commit + '%')}"
             )
         if sweep:
+            sweep = resolve_run_id(sweep, tracker, cwd)
             clauses.append(f"tags.`mlflow.parentRunId` = {_quote(sweep)}")
         if data_path or data_hash:
             views = _data_runs(tracker, experiment_id, clauses, data_path, data_hash, limit)
@@ -322,15 +412,18 @@ def _row(view: Any) -> dict[str, Any]:
         overrides = []
     return {
         "run_id": view.run_id,
+        "name": tags.get("mlflow.runName", ""),
         "status": view.status,
-        "start_time": view.start_time,
+        "start_time": iso_time(view.start_time),
+        "end_time": iso_time(view.end_time),
         "overrides": overrides,
         "commit": tags.get("reprotrain.git.commit", ""),
         "data_digest": tags.get("reprotrain.data.digest", ""),
         "config_digest": tags.get("reprotrain.config.digest", ""),
         "pinned": tags.get("reprotrain.pinned") == "true",
         "metrics": view.metrics,
-        "reproduced": tags.get("reprotrain.reproduced"),
+        "params": view.params,
+        "reproduced": _bool(tags.get("reprotrain.reproduced")),
         "verdict": tags.get("reprotrain.verdict"),
         "rerun_of": tags.get("reprotrain.rerun_of"),
         "parent": tags.get("mlflow.parentRunId"),

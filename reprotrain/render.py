@@ -49,10 +49,18 @@ def _size(n: int | None) -> str:
     return str(n)
 
 
-def _time(ms: int | None) -> str:
-    if not ms:
+def _time(value: int | str | None) -> str:
+    """A time as people read it: ISO 8601 (as `--json` gives it) or epoch milliseconds, in UTC."""
+    if not value:
         return "-"
-    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    if isinstance(value, str):
+        try:
+            when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return value
+    else:
+        when = dt.datetime.fromtimestamp(value / 1000, dt.timezone.utc)
+    return when.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def problems_text(problems: Sequence[Mapping[str, str]]) -> list[str]:
@@ -76,6 +84,8 @@ def run_text(view: Mapping[str, Any]) -> str:
         f"command    {view.get('command', {}).get('executed', '')}",
         f"data       digest {str(view.get('data_digest', ''))[:12]}",
     ]
+    if view.get("seeds"):
+        lines.append(f"seeds      {' '.join(f'{k}={v}' for k, v in sorted(view['seeds'].items()))}")
     for out in view.get("data", []):
         files = f", {out['nfiles']} files" if out.get("nfiles") else ""
         lines.append(f"  {out['path']}  {out['hash']}  {_size(out.get('size'))}{files}  ({out['source']})")
@@ -101,7 +111,22 @@ def run_text(view: Mapping[str, Any]) -> str:
     if view.get("params_from_code"):
         lines.append(f"params     the code's own value stands for: {', '.join(view['params_from_code'])}")
     lines.extend(linked_text(view.get("linked_runs") or []))
+    if view.get("verdict"):
+        lines.append(f"verified   {_VERDICTS.get(view['verdict'], view['verdict'])} against {view.get('rerun_of')}")
+        lines.extend(_checks_table(view.get("verification") or [])[1:])
     return "\n".join(lines)
+
+
+_VERDICTS = {"reproduced": "REPRODUCED", "not-reproduced": "NOT REPRODUCED", "nothing-to-compare": "NOTHING TO COMPARE"}
+
+
+def _lineage(view: Mapping[str, Any]) -> list[str]:
+    """Where a run came from: the run it reran, or the run it was derived from."""
+    if view.get("rerun_of"):
+        return [f"rerun of   {view['rerun_of']}"]
+    if view.get("derived_from"):
+        return [f"derived    from {view['derived_from']} with changed overrides"]
+    return []
 
 
 def check_text(report: Mapping[str, Any]) -> str:
@@ -137,14 +162,19 @@ def _cell(value: Any) -> str:
     return text[:16] if len(text) == 64 else text
 
 
+def _checks_table(checks: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Each metric and file compared, original against rerun; the header first."""
+    rows = [("", "name", "original", "rerun", "")]
+    for c in checks:
+        rows.append((c["kind"], c["name"], _cell(c["original"]), _cell(c["rerun"]), "ok" if c["ok"] else "DIFFERS"))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    return ["  " + "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(r)).rstrip() for r in rows]
+
+
 def verdict_text(verdict: Any, original: str, rerun: str) -> str:
     """The table `rerun --verify` prints: each metric and file, original against rerun."""
-    rows = [("", "name", "original", "rerun", "")]
-    for c in verdict.checks:
-        rows.append((c.kind, c.name, _cell(c.original), _cell(c.rerun), "ok" if c.ok else "DIFFERS"))
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
     lines = [f"verify: rerun {rerun} against original {original}"]
-    lines += ["  " + "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(r)).rstrip() for r in rows]
+    lines += _checks_table([c.to_dict() for c in verdict.checks])
     if not verdict.checks:
         lines.append(
             "NOTHING TO COMPARE: the original logged no metrics, created no run with metrics, and "
@@ -208,7 +238,7 @@ def runs_text(rows: Sequence[Mapping[str, Any]], metric_count: int = 3) -> str:
     table = [("RUN", "STATUS", "STARTED", "COMMIT", "DATA", "REPRO", "OVERRIDES", "METRICS")]
     for r in rows:
         metrics = " ".join(f"{k}={v:.4g}" for k, v in sorted(r.get("metrics", {}).items())[:metric_count])
-        repro = {"true": "yes", "false": "NO"}.get(str(r.get("reproduced")), "-")
+        repro = {True: "yes", False: "NO", None: "-"}.get(r.get("reproduced"), "-")
         if r.get("verdict") == "nothing-to-compare":
             repro = "none"  # verified, but nothing to compare
         table.append(
@@ -234,7 +264,8 @@ def _header(label: str, view: Mapping[str, Any]) -> list[str]:
     """The lines a run and a sweep share: ID, status, times, commit, pinned."""
     git = view.get("git", {})
     return [
-        f"{label:<10} {view['run_id']}",
+        f"{label:<10} {view['run_id']}" + (f"  {view['name']}" if view.get("name") else ""),
+        *_lineage(view),
         f"status     {view.get('status', '?')}  exit {view.get('exit_code', '?')}",
         f"started    {_time(view.get('start_time'))}   ended {_time(view.get('end_time'))}",
         f"commit     {git.get('commit') or '-'}  branch {git.get('branch') or '(detached)'}",

@@ -28,7 +28,7 @@ from reprotrain.core.verify import (
     env_drift,
 )
 from reprotrain.errors import ReprotrainError, UsageError
-from reprotrain.launch import Lineage, RunOptions, ensure_state_dir, environment, launch, tracking_uri
+from reprotrain.launch import Lineage, RunOptions, ensure_state_dir, environment, launch, remember_launch, tracking_uri
 from reprotrain.linking import LINKED_RUNS
 from reprotrain.progress import progress
 from reprotrain.query import this_launcher
@@ -62,14 +62,13 @@ def rerun(run_id: str, overrides: list[str], options: RerunOptions, cwd: Path | 
 
     A sweep's parent run reruns every job of the sweep, under a new parent run.
     """
-    from reprotrain.query import last_run_id
+    from reprotrain.query import resolve_run_id
 
     project = find_project(cwd)
-    if run_id == "last":
-        run_id = last_run_id(cwd)
     uri = tracking_uri(project)
     tracker = Tracker(uri, create=False)
     with quick_failure():  # an unreachable server fails in seconds
+        run_id = resolve_run_id(run_id, tracker, cwd)
         original = tracker.get_run(run_id)
         sweep = original.tags.get("reprotrain.sweep") == "true"
         jobs = _sweep_jobs(tracker, original, overrides) if sweep else [(original, _record(tracker, original, uri))]
@@ -119,6 +118,7 @@ def rerun(run_id: str, overrides: list[str], options: RerunOptions, cwd: Path | 
         outcomes = [
             _rerun_one(tracker, uri, target, view, record, overrides, drift, options, parent) for view, record in jobs
         ]
+        remember_launch(project, [parent] if parent else [new for _, new, _ in outcomes if new])
         failed = next((code for code, _, _ in outcomes if code != 0), None)  # the code's own, passed through
         verdicts = [v for _, _, v in outcomes if v is not None]
         outcome = combined_outcome((v.outcome for v in verdicts), len(jobs))
@@ -194,7 +194,17 @@ def _new_parent(tracker: Tracker, original: Any) -> str:
     )
     tags = {k: original.tags[k] for k in keep if k in original.tags}
     tags |= {"reprotrain.rerun_of": original.run_id, "mlflow.runName": "sweep-rerun"}
-    return tracker.create_run(original.experiment_id, tags)
+    run_id = tracker.create_run(original.experiment_id, tags)
+    try:  # the original sweep's record, as this one's: `show` reads it
+        record = tracker.read_json_artifact(original.run_id, "reprotrain/record.json")
+    except ReprotrainError:
+        record = None  # a sweep recorded before sweeps had a record
+    if isinstance(record, dict):
+        with tempfile.TemporaryDirectory() as tmp:
+            record |= {"run_id": run_id, "rerun_of": original.run_id}
+            (Path(tmp) / "record.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+            tracker.log_artifacts(run_id, Path(tmp), "reprotrain")
+    return run_id
 
 
 def _rerun_one(

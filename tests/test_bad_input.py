@@ -303,4 +303,5 @@ def test_show_json_is_json_when_a_metric_is_nan(project):
     metrics = json.loads(shown.out, parse_constant=lambda c: pytest.fail(f"bare {c} in --json output"))["metrics"]
     assert metrics["loss"] == "NaN" and metrics["big"] > 1e308  # MLflow keeps infinity as the largest float
     rows = run_cli("runs", "--json", cwd=project)
-    assert json.loads(rows.out, parse_constant=lambda c: pytest.fail(f"bare {c}"))[0]["metrics"]["loss"] == "NaN"
+    listed = json.loads(rows.out, parse_constant=lambda c: pytest.fail(f"bare {c}"))
+    assert listed["runs"][0]["metrics"]["loss"] == "NaN"

@@ -163,7 +163,7 @@ def test_sigkilled_launcher_leaves_a_stale_run_that_is_reaped(project, tmp_path,
 
     listed = run_cli("runs", "--stale", "--json", cwd=project)
     assert listed.code == 0, listed.describe()
-    assert [row["run_id"] for row in json.loads(listed.out)] == [stale_id]
+    assert [row["run_id"] for row in json.loads(listed.out)["runs"]] == [stale_id]
 
     if reaper == "run":
         res = run_cli("run", cwd=project)
@@ -178,7 +178,7 @@ def test_sigkilled_launcher_leaves_a_stale_run_that_is_reaped(project, tmp_path,
     assert "launcher died" in reaped.data.tags.get("reprotrain.status_reason", ""), reaped.data.tags
     assert reaped.data.params["model.lr"] == "0.1", "reaping logs the config's params from the record"
     again = run_cli("runs", "--stale", "--json", cwd=project)
-    assert again.code == 0 and json.loads(again.out) == [], again.describe()
+    assert again.code == 0 and json.loads(again.out)["runs"] == [], again.describe()
     assert "RUNNING" not in statuses(uri).values()
 
 

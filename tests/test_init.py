@@ -368,7 +368,7 @@ def test_following_the_printed_steps_literally_gives_a_pinned_reproducible_run(f
     again = run_cli("rerun", "last", "--verify", cwd=found)
     assert again.code == 0, again.describe()
     assert again.out.strip().splitlines()[-1] == "REPRODUCED", again.describe()
-    rows = json.loads(run_cli("runs", "--json", cwd=found).out)
+    rows = json.loads(run_cli("runs", "--json", cwd=found).out)["runs"]
     assert rows and all(r["metrics"] == {"rows": 3.0, "score": 2.0} for r in rows), rows
 
     # a clone in a directory of another name, on the same store, finds the same runs
@@ -377,4 +377,4 @@ def test_following_the_printed_steps_literally_gives_a_pinned_reproducible_run(f
     shared = {"MLFLOW_TRACKING_URI": embedded_uri(found)}
     listed = run_cli("runs", "--json", cwd=clone, env=shared)
     assert listed.code == 0, listed.describe()
-    assert {r["run_id"] for r in json.loads(listed.out)} == {r["run_id"] for r in rows}
+    assert {r["run_id"] for r in json.loads(listed.out)["runs"]} == {r["run_id"] for r in rows}

@@ -48,7 +48,7 @@ def test_runs_table_json_and_filters(project: Path) -> None:
     assert first[:12] in table.out and second[:12] in table.out and "FAILED" in table.out
     assert "model.lr=0.3" in table.out
 
-    rows = json.loads(run_cli("runs", "--json", cwd=project).out)
+    rows = json.loads(run_cli("runs", "--json", cwd=project).out)["runs"]
     assert [r["run_id"] for r in rows][0] == second  # newest first
     assert {"run_id", "status", "start_time", "overrides", "commit", "data_digest", "metrics", "reproduced"} <= set(
         rows[0]
@@ -57,7 +57,7 @@ def test_runs_table_json_and_filters(project: Path) -> None:
     def ids(*args: str) -> set[str]:
         res = run_cli("runs", "--json", *args, cwd=project)
         assert res.code == 0, res.describe()
-        return {r["run_id"] for r in json.loads(res.out)}
+        return {r["run_id"] for r in json.loads(res.out)["runs"]}
 
     assert ids("--status", "failed") and first not in ids("--status", "failed")
     assert ids("--commit", first_commit[:8]) >= {first} and second not in ids("--commit", first_commit[:8])
@@ -71,9 +71,9 @@ def test_runs_table_json_and_filters(project: Path) -> None:
 def test_runs_of_a_sweep(project: Path) -> None:
     res = run_cli("run", "-m", "seed=1,2", cwd=project)
     assert res.code == 0, res.describe()
-    rows = json.loads(run_cli("runs", "--json", cwd=project).out)
+    rows = json.loads(run_cli("runs", "--json", cwd=project).out)["runs"]
     parent = next(r for r in rows if r["parent"] is None and len(r["overrides"]) == 1 and "," in r["overrides"][0])
-    jobs = json.loads(run_cli("runs", "--json", "--sweep", parent["run_id"], cwd=project).out)
+    jobs = json.loads(run_cli("runs", "--json", "--sweep", parent["run_id"], cwd=project).out)["runs"]
     assert len(jobs) == 2 and all(j["parent"] == parent["run_id"] for j in jobs)
 
 

@@ -102,7 +102,7 @@ def test_nested_runs_are_linked_both_ways_and_listed(ml):
     assert {r["role"] for r in shown["linked_runs"]} == {"nested:fold-0", "nested:fold-1"}
     text = run_cli("show", own_id, cwd=ml).out
     assert "linked runs" in text and "nested:fold-0" in text, text
-    listed = json.loads(run_cli("runs", "--json", cwd=ml).out)
+    listed = json.loads(run_cli("runs", "--json", cwd=ml).out)["runs"]
     assert [r["run_id"] for r in listed] == [own_id], "the code's own runs are listed by `show`, not `runs`"
     other_id = others[0].info.run_id
     refused = run_cli("show", other_id, cwd=ml)

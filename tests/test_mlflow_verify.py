@@ -68,7 +68,7 @@ def test_nothing_to_compare_is_its_own_verdict(project):
     assert "reprotrain.reproduced" not in rerun.data.tags, "neither reproduced nor not"
     shown = json.loads(run_cli("show", rerun.info.run_id, "--json", cwd=project).out)
     assert shown["status"] == "FINISHED"
-    rows = {r["run_id"]: r for r in json.loads(run_cli("runs", "--json", cwd=project).out)}
+    rows = {r["run_id"]: r for r in json.loads(run_cli("runs", "--json", cwd=project).out)["runs"]}
     assert rows[rerun.info.run_id]["verdict"] == "nothing-to-compare"
     table = run_cli("runs", cwd=project).out
     assert any(line.startswith(rerun.info.run_id[:12]) and " none " in line for line in table.splitlines()), table

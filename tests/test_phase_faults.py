@@ -82,7 +82,7 @@ def test_a_sigkilled_sweep_leaves_a_parent_that_is_found_stale_and_reaped(projec
     listed = run_cli("runs", "--stale", "--json", cwd=project)
     assert listed.code == 0, listed.describe()
     # before: the parent had no launcher tag, so no command ever found it
-    assert sorted(row["run_id"] for row in json.loads(listed.out)) == sorted(running), listed.out
+    assert sorted(row["run_id"] for row in json.loads(listed.out)["runs"]) == sorted(running), listed.out
     reaped = run_cli("runs", "--reap", cwd=project)
     assert reaped.code == 0, reaped.describe()
     assert _running(project) == []

@@ -240,7 +240,7 @@ def test_run_computes_the_composed_config_records_outputs_and_reruns_every_stage
     ):
         listed = run_cli("runs", *args, "--json", cwd=pipe)
         assert listed.code == 0, listed.describe()
-        assert (rid in {r["run_id"] for r in json.loads(listed.out)}) is found, args
+        assert (rid in {r["run_id"] for r in json.loads(listed.out)["runs"]}) is found, args
 
     # the same change again: computed again, never served from DVC's run-cache
     res, ran = traced(pipe, "+experiment=more")
@@ -446,7 +446,7 @@ def test_inputs_are_what_the_targeted_stages_read(pipe):
     assert [d["path"] for d in rec["data"]] == ["data/raw.csv"]
     assert [o["path"] for o in rec["outputs"]] == ["prepared"]
     listed = run_cli("runs", "--data", "model/model.txt", "--json", cwd=pipe)
-    assert json.loads(listed.out) == [], "the run neither read nor made the model"
+    assert json.loads(listed.out)["runs"] == [], "the run neither read nor made the model"
 
 
 FOREACH_YAML = """\
@@ -525,7 +525,7 @@ def test_a_dvc_project_in_a_subdirectory_with_stages_in_a_sub_dvc_yaml(tmp_path)
     assert [d["path"] for d in rec["data"]] == ["proj/data/raw.csv"]
     assert {o["path"]: o["hash"] for o in rec["outputs"]} == {"proj/sub/out.txt": md5(str(1275 * 3))}
     listed = run_cli("runs", "--data", "proj/sub/out.txt", "--json", cwd=root)
-    assert [r["run_id"] for r in json.loads(listed.out)] == [rid], listed.describe()
+    assert [r["run_id"] for r in json.loads(listed.out)["runs"]] == [rid], listed.describe()
     res, ran = traced(root, rid, "--verify", command="rerun")
     assert res.code == 0 and ran == ["subtrain"], res.describe()
     assert res.out.strip().splitlines()[-1] == "REPRODUCED"

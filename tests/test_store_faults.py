@@ -75,7 +75,7 @@ def test_damaged_store_is_named_and_left_as_it_was(project, tmp_path, damage):
     # asked through the CLI: this process's MLflow still has the moved file open
     listed = run_cli("runs", "--json", cwd=project)
     assert listed.code == 0, listed.describe()
-    assert [row["status"] for row in json.loads(listed.out)] == ["FINISHED"], "a new store, with the new run"
+    assert [row["status"] for row in json.loads(listed.out)["runs"]] == ["FINISHED"], "a new store, with the new run"
 
 
 @contextmanager
