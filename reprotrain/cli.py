@@ -73,9 +73,14 @@ def _parser() -> argparse.ArgumentParser:
     diff.add_argument("run_a")
     diff.add_argument("run_b")
     diff.add_argument("--json", action="store_true", help="print the differences as JSON")
-    ui = sub.add_parser("ui", help="open the MLflow UI on the project's tracking store")
-    ui.add_argument("--port", type=int, default=5000)
-    ui.add_argument("--host", default="127.0.0.1")
+    ui = sub.add_parser(
+        "ui",
+        help="serve the MLflow UI on the project's tracking store (needs the full mlflow: reprotrain[server])",
+        description="Serve MLflow's UI, with one worker, on the project's tracking store until Ctrl-C or SIGTERM, "
+        "which stop the server too. With a tracking server as the store, open its URL instead.",
+    )
+    ui.add_argument("--port", type=int, default=5000, help="port to listen on (default: 5000)")
+    ui.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
     sub.add_parser("init", help="add reprotrain to the repository here: writes [tool.reprotrain] in pyproject.toml")
     sub.add_parser("sync", help="deliver what runs could not log while the tracking store was unreachable")
     apply = sub.add_parser(

@@ -226,11 +226,28 @@ def gate(cwd: Path | None = None, require_pushed: bool = False, hash_data: bool 
     return {
         "pinned": check.pinned,
         "problems": [p.to_dict() for p in check.problems],
+        "warnings": _check_warnings(project, check),
         "git": {"commit": check.git.commit, "branch": check.git.branch, "remote": check.git.remote},
         "data": [asdict(o) for o in check.data],
         "data_digest": data_digest(check.data),
         "project": str(project.root),
     }
+
+
+def _check_warnings(project: Project, check: PinCheck) -> list[dict[str, str]]:
+    """What does not stop a run here but will stop its rerun elsewhere."""
+    from reprotrain.adapters.dvc_config import default_remote
+
+    if not check.data or default_remote(project.root) is not None:
+        return []
+    return [
+        {
+            "kind": "no-dvc-remote",
+            "path": "",
+            "message": "no default DVC remote: a rerun from another clone or machine cannot fetch the data",
+            "fix": "dvc remote add -d <name> <url> && git commit .dvc/config -m 'DVC remote' && dvc push",
+        }
+    ]
 
 
 def environment() -> dict[str, Any]:

@@ -284,8 +284,7 @@ def reap(experiment: str | None = None, cwd: Path | None = None) -> list[str]:
 
 def open_ui(host: str, port: int, cwd: Path | None = None) -> int:
     """`reprotrain ui`: MLflow's UI on the project's store (a server's URL is opened instead)."""
-    import shutil
-    import subprocess
+    from reprotrain.ui import serve
 
     uri = store_uri(cwd)
     if uri.startswith(("http://", "https://")):
@@ -294,14 +293,7 @@ def open_ui(host: str, port: int, cwd: Path | None = None) -> int:
         print(f"the project's store is a tracking server: {strip_credentials(uri)}")
         webbrowser.open(uri)
         return 0
-    mlflow = shutil.which("mlflow")
-    if mlflow is None or subprocess.run([mlflow, "server", "--help"], capture_output=True).returncode != 0:
-        raise ReprotrainError(
-            "the MLflow UI needs the full mlflow package (reprotrain installs mlflow-skinny)",
-            hint="pip install 'reprotrain[server]'  (or: pip install mlflow)",
-        )
-    print(f"MLflow UI for {strip_credentials(uri)} at http://{host}:{port} (Ctrl-C to stop)", flush=True)
-    return subprocess.call([mlflow, "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)])
+    return serve(uri, host, port)
 
 
 def _quote(value: str) -> str:

@@ -142,6 +142,9 @@ def check_text(report: Mapping[str, Any]) -> str:
         f"{len(data)} DVC output{'s' if len(data) != 1 else ''} (data digest {str(report.get('data_digest'))[:12]})"
     ]
     lines.extend(f"  {o['path']}  {o['hash']}  ({o['source']})" for o in data)
+    for warning in report.get("warnings", []):
+        lines.append(f"warning: {warning['message']}")
+        lines.append(f"      fix: {warning['fix']}")
     return "\n".join(lines)
 
 

@@ -14,6 +14,7 @@ from helpers import (
     TRACKED_DATA_DIR,
     TRACKED_DATA_FILE,
     all_runs,
+    dvc,
     dvc_out,
     embedded_uri,
     git,
@@ -136,3 +137,21 @@ def test_check_without_a_commit(tmp_path):
     assert code == 3
     assert any(p["kind"] == "no-commit" or "no commit" in p["message"] for p in report["problems"]), report
     json_problem(report, "pyproject.toml", "git add pyproject.toml")
+
+
+def test_check_warns_when_no_dvc_remote_is_configured(project, tmp_path):
+    """Pinned all the same (DESIGN §6), but a rerun from another clone could not fetch the data:
+    said before, with the fix, instead of failing late on the other machine."""
+    res = check(project)
+    assert res.code == 0, res.describe()
+    assert "warning: no default DVC remote" in res.out, res.out
+    assert "fix: dvc remote add -d" in res.out, res.out
+    _, report = check_json(project)
+    assert [w["kind"] for w in report["warnings"]] == ["no-dvc-remote"], report
+    assert report["pinned"] is True and report["schema"] == 1
+
+    dvc(project, "remote", "add", "-d", "store", str(tmp_path / "store"))
+    git(project, "commit", "-qam", "DVC remote")
+    after = check(project)
+    assert after.code == 0 and "warning" not in after.out, after.describe()
+    assert check_json(project)[1]["warnings"] == []

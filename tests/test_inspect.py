@@ -24,6 +24,7 @@ from helpers import (
     git_status,
     head_sha,
     run_cli,
+    wait_for,
 )
 
 
@@ -128,8 +129,32 @@ def test_init_in_an_existing_repository(tmp_path: Path) -> None:
     assert not (root / ".reprotrain").exists() or git_status(root).count(".reprotrain") == 0
 
 
+def _group(pgid: int) -> list[tuple[int, str]]:
+    """(pid, command line) of every process in process group ``pgid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if entry.name.isdigit() and int(stat[2]) == pgid and stat[0] != "Z":
+                found.append((int(entry.name), (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()))
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                kids.append(int(entry.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return kids
+
+
 @pytest.mark.skipif(not MLFLOW_SERVER.exists(), reason="needs the full mlflow (scripts/test.sh provides it)")
-def test_ui_serves_the_projects_store(project: Path, tmp_path: Path) -> None:
+def test_ui_serves_the_projects_store_with_one_worker_and_stops_on_sigterm(project: Path, tmp_path: Path) -> None:
     _run(project)
     env = cli_env(project, {"PATH": f"{MLFLOW_SERVER.parent}{os.pathsep}{os.environ['PATH']}"})
     port = 20000 + os.getpid() % 20000
@@ -140,8 +165,9 @@ def test_ui_serves_the_projects_store(project: Path, tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        start_new_session=True,  # `mlflow ui` and its uvicorn workers are stopped with it, as a group
+        start_new_session=True,  # cleaned up as a group should the test fail
     )
+    servers: list[int] = []
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -159,15 +185,31 @@ def test_ui_serves_the_projects_store(project: Path, tmp_path: Path) -> None:
         ) as answer:
             names = [e["name"] for e in json.loads(answer.read())["experiments"]]
         assert "demo" in names
+        servers = _children(proc.pid)
+        assert len(servers) == 1, servers
+        group = _group(servers[0])
+        assert any("--workers 1" in cmd for _, cmd in group), group
+        assert len(group) <= 2, f"one worker: mlflow ui and its uvicorn, no worker pool: {group}"
+
+        proc.send_signal(signal.SIGTERM)  # to reprotrain alone, as a service manager sends it
+        assert proc.wait(60) == 143
+        assert wait_for(lambda: not _group(servers[0]), 30), f"the server outlived reprotrain: {_group(servers[0])}"
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        finally:
+        for pgid in (proc.pid, *servers):
             try:
-                os.killpg(proc.pid, signal.SIGKILL)  # whatever of the group is left
+                os.killpg(pgid, signal.SIGKILL)  # whatever is left, should an assertion have failed
             except ProcessLookupError:
                 pass
+        proc.wait(30)
+
+
+def test_ui_without_the_full_mlflow_says_what_to_install(project: Path) -> None:
+    _run(project)
+    res = run_cli("ui", "--port", "1", cwd=project)  # the test venv, like a default install: mlflow-skinny
+    assert res.code == 1, res.describe()
+    assert res.err.strip().count("\n") == 0 and "Traceback" not in res.err, res.describe()
+    assert "pip install 'reprotrain[server]'" in res.err and "mlflow-skinny" in res.err
+    assert "MLflow UI for" not in res.out, "nothing announced that will not be served"
 
 
 def test_progress_on_a_terminal_only(project: Path) -> None:

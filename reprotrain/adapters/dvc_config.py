@@ -10,7 +10,7 @@ from pathlib import Path
 
 from reprotrain.core.secrets import url_secrets
 
-__all__ = ["remote_secrets"]
+__all__ = ["default_remote", "remote_secrets"]
 
 # DVC's remote options that hold a credential (s3, azure, gs, gdrive, ssh, http, webdav, oss, ...):
 # named one by one, since a rule by name would also mask `auth = basic` or `ask_password = true`
@@ -35,14 +35,38 @@ CREDENTIAL_OPTIONS = frozenset(
 )
 
 
-def _config_files(root: Path) -> list[Path]:
-    files = []
+def _parsed(path: Path) -> configparser.RawConfigParser | None:
+    parser = configparser.RawConfigParser(strict=False, interpolation=None)
+    try:
+        parser.read(path, encoding="utf-8")
+    except (configparser.Error, OSError, UnicodeDecodeError):
+        return None
+    return parser
+
+
+def default_remote(root: Path) -> str | None:
+    """The name of the default DVC remote (`core.remote`) that `dvc push` and `dvc pull` use, as DVC
+    picks it: the repository's `config.local` over its `config` over the user's and the system's."""
+    home = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    files = [Path("/etc/xdg/dvc/config"), home / "dvc" / "config", *_repo_config_files(root)]
+    name = None
+    for path in files:
+        parser = _parsed(path)
+        if parser is not None and parser.has_option("core", "remote"):
+            name = parser.get("core", "remote").strip().strip("'\"") or None
+    return name
+
+
+def _repo_config_files(root: Path) -> list[Path]:
     for directory in (root, *root.parents):
         if (directory / ".dvc").is_dir():
-            files += [directory / ".dvc" / "config", directory / ".dvc" / "config.local"]
-            break
+            return [directory / ".dvc" / "config", directory / ".dvc" / "config.local"]
+    return []
+
+
+def _config_files(root: Path) -> list[Path]:
     home = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
-    return [*files, home / "dvc" / "config"]
+    return [*_repo_config_files(root), home / "dvc" / "config"]
 
 
 def remote_secrets(root: Path) -> set[str]:
