@@ -91,6 +91,13 @@ def _parser() -> argparse.ArgumentParser:
         "the run's commit; `git add` and `git commit` then keep the result.",
     )
     apply.add_argument("run_id", help="a run of a `dvc repro` entrypoint, or `last`")
+    completion = sub.add_parser(
+        "completion",
+        help="print the shell completion script (bash, zsh)",
+        description='Print a completion script for reprotrain, its subcommands and (for `run`) Hydra\'s overrides '
+        'and config groups. Load it from your shell\'s rc file: eval "$(reprotrain completion bash)".',
+    )
+    completion.add_argument("shell", choices=["bash", "zsh"])
     show = sub.add_parser("show", help="show what a run recorded")
     show.add_argument("run_id", help="MLflow run ID, or `last` for the newest run launched here")
     show.add_argument("--json", action="store_true", help="print the record, status and metrics as JSON")
@@ -120,14 +127,63 @@ def _rerun_parser() -> argparse.ArgumentParser:
     return rerun
 
 
+RUN_FLAGS = ("--allow-unpinned", "--require-pushed", "--timeout")
+# Hydra's own long flags (hydra/_internal/utils.py get_args_parser), passed through as they are
+HYDRA_FLAGS = (
+    "--help",
+    "--hydra-help",
+    "--version",
+    "--cfg",
+    "--resolve",
+    "--package",
+    "--run",
+    "--multirun",
+    "--shell-completion",
+    "--config-path",
+    "--config-name",
+    "--config-dir",
+    "--experimental-rerun",
+    "--info",
+)
+
+
+def _unknown_flag(token: str) -> UsageError:
+    import difflib
+
+    flag = token.split("=", 1)[0]
+    near = difflib.get_close_matches(flag, [*RUN_FLAGS, *HYDRA_FLAGS], n=1, cutoff=0.6)
+    return UsageError(
+        f"unknown option {flag}" + (f": did you mean {near[0]}?" if near else ""),
+        hint="reprotrain run --help lists reprotrain's options and Hydra's",
+    )
+
+
+def _refuse_hydra_completion(tokens: Sequence[str]) -> None:
+    """Hydra's `-sc install=bash` would complete a `reprotrain-run` command that does not exist;
+    `-sc query=bash` is what reprotrain's own completion asks Hydra."""
+    for i, token in enumerate(tokens):
+        if token in {"-sc", "--shell-completion"} or token.startswith("--shell-completion="):
+            value = token.split("=", 1)[1] if token.startswith("--shell-completion=") else ""
+            value = value or (tokens[i + 1] if i + 1 < len(tokens) else "")
+            if not value.startswith("query="):
+                raise UsageError(
+                    "Hydra's shell completion would be installed for the wrong command",
+                    hint='eval "$(reprotrain completion bash)" (or zsh) completes reprotrain and Hydra\'s overrides',
+                )
+
+
 def _split_run_options(tokens: Sequence[str]) -> tuple[dict[str, object], list[str]]:
-    """Take reprotrain's own options out of a `run` line; the rest is Hydra's, untouched."""
+    """Take reprotrain's own options out of a `run` line; the rest is Hydra's, untouched. A `--`
+    option that is neither reprotrain's nor Hydra's is a usage error (not Hydra's usage text)."""
     options: dict[str, object] = {}
     rest: list[str] = []
     items = list(tokens)
+    _refuse_hydra_completion(items)
     i = 0
     while i < len(items):
         token = items[i]
+        if token.startswith("--") and token.split("=", 1)[0] not in (*RUN_FLAGS, *HYDRA_FLAGS):
+            raise _unknown_flag(token)
         if token == "--allow-unpinned":
             options["allow_unpinned"] = True
         elif token == "--require-pushed":
@@ -317,8 +373,30 @@ def _report(exc: ReprotrainError) -> None:
     print(f"reprotrain: error: {exc}", file=sys.stderr)
 
 
+def _complete(words: Sequence[str]) -> int:
+    """`reprotrain __complete CWORD WORDS...`: what the shell function asks; one candidate a line."""
+    from reprotrain.completion import candidates, hydra_query
+
+    try:
+        cword = int(words[0])
+    except (IndexError, ValueError):
+        return 0
+    found = candidates(
+        words[1:],
+        cword,
+        _parser(),
+        _rerun_parser(),
+        RUN_FLAGS + HYDRA_FLAGS,
+        lambda line: hydra_query(line, _run),
+    )
+    print("\n".join(found))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     tokens = list(sys.argv[1:] if argv is None else argv)
+    if tokens[:1] == ["__complete"]:
+        return _complete(tokens[1:])
     try:
         if tokens and tokens[0] == "run":
             return _run(tokens[1:])
@@ -341,6 +419,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check(args.require_pushed, args.json, args.hash)
         if args.command == "apply":
             return _apply(args.run_id)
+        if args.command == "completion":
+            from reprotrain.completion import script
+
+            print(script(args.shell), end="")
+            return 0
         _parser().print_help()
         return 0
     except ReprotrainError as exc:

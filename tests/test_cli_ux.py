@@ -1,0 +1,83 @@
+"""The command line as people type it: a mistyped reprotrain option, Hydra's completion installer,
+`run --help` naming the project, shell completion of reprotrain and of the project's Hydra config."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from helpers import REPROTRAIN, cli_env, copy_project, run_cli
+
+
+@pytest.fixture(scope="module")
+def demo(template_project, tmp_path_factory):
+    return copy_project(template_project, tmp_path_factory.mktemp("ux") / "demo")
+
+
+def one_line(res) -> str:
+    lines = res.err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in res.err and "usage:" not in res.err, res.describe()
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "typed, meant",
+    [("--alow-unpinned", "--allow-unpinned"), ("--require-pushd", "--require-pushed"), ("--multirn", "--multirun")],
+)
+def test_a_mistyped_option_names_the_one_meant(demo, typed, meant):
+    res = run_cli("run", typed, "model.lr=0.1", cwd=demo)
+    assert res.code == 2, res.describe()
+    assert f"unknown option {typed}: did you mean {meant}?" in one_line(res)
+    assert not (demo / ".reprotrain" / "mlflow.db").exists(), "refused before any run"
+
+
+def test_an_unknown_option_with_nothing_near(demo):
+    res = run_cli("run", "--zzz=1", cwd=demo)
+    assert res.code == 2 and "unknown option --zzz" in one_line(res) and "did you mean" not in res.err
+
+
+def test_hydra_completion_install_is_refused_with_reprotrains_own(demo):
+    for args in (("-sc", "install=bash"), ("--shell-completion", "install=zsh"), ("--shell-completion=install=bash",)):
+        res = run_cli("run", *args, cwd=demo)
+        assert res.code == 2, res.describe()
+        assert "reprotrain completion bash" in one_line(res)
+
+
+def test_run_help_names_the_project_not_reprotrains_module(demo):
+    res = run_cli("run", "--help", cwd=demo)
+    assert res.code == 0, res.describe()
+    assert "launch is powered by Hydra" not in res.out
+    assert "demo is powered by Hydra" in res.out, res.out
+    assert "--allow-unpinned" in res.out
+
+
+def complete(demo, line: str) -> list[str]:
+    """COMPREPLY of the bash function `reprotrain completion bash` installs, for ``line``."""
+    words = line.split(" ")
+    script = subprocess.run([str(REPROTRAIN), "completion", "bash"], capture_output=True, text=True, check=True).stdout
+    probe = (
+        f"{script}\nCOMP_WORDS=({' '.join(repr(w) for w in words)}); COMP_CWORD={len(words) - 1}; "
+        f"COMP_LINE={line!r}; _reprotrain_complete; printf '%s\\n' \"${{COMPREPLY[@]}}\""
+    )
+    env = cli_env(demo, {"PATH": f"{REPROTRAIN.parent}:/usr/bin:/bin"})
+    done = subprocess.run(["bash", "-c", probe], cwd=demo, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return [w for w in done.stdout.splitlines() if w]
+
+
+def test_bash_completion_of_commands_options_and_hydra_config(demo):
+    assert complete(demo, "reprotrain r") == ["run", "rerun", "runs"]
+    assert complete(demo, "reprotrain runs --sta") == ["--status", "--stale"]
+    assert "FAILED" in complete(demo, "reprotrain runs --status ")
+    assert complete(demo, "reprotrain show ") == ["last"]
+    assert complete(demo, "reprotrain run --allow") == ["--allow-unpinned"]
+    assert "model." in complete(demo, "reprotrain run mo"), "Hydra completes the project's config keys"
+    assert "model.lr=" in complete(demo, "reprotrain run model.l")
+    assert complete(demo, "reprotrain rerun last --ver") == ["--verify"]
+
+
+def test_zsh_script_is_the_bash_function_through_bashcompinit(demo):
+    res = run_cli("completion", "zsh", cwd=demo)
+    assert res.code == 0 and "bashcompinit" in res.out and "_reprotrain_complete" in res.out, res.describe()
+    bad = run_cli("completion", "fish", cwd=demo)
+    assert bad.code == 2, bad.describe()
