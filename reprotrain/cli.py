@@ -67,11 +67,30 @@ def _parser() -> argparse.ArgumentParser:
         "--stale", action="store_true", help="RUNNING runs whose launcher died (then: reprotrain runs --reap)"
     )
     runs.add_argument("--reap", action="store_true", help="mark stale runs KILLED")
-    runs.add_argument("--limit", type=int, default=100)
+    runs.add_argument(
+        "--filter",
+        metavar="EXPR",
+        help="MLflow's search syntax, e.g. \"metrics.loss < 0.1 and params.`model.lr` = '0.1'\" "
+        "(ANDed with the other filters)",
+    )
+    runs.add_argument(
+        "--sort", metavar="KEY[:asc|desc]", help="order by metrics.NAME, params.NAME, tags.NAME or start_time"
+    )
+    runs.add_argument(
+        "--columns",
+        metavar="LIST",
+        help="comma-separated columns: run,name,status,started,ended,commit,data,repro,overrides,metrics and "
+        "metrics.NAME, params.NAME (default: run,status,started,commit,data,repro,overrides,metrics)",
+    )
+    runs.add_argument("--limit", type=int, default=100, help="list at most this many runs (default: 100)")
     runs.add_argument("--json", action="store_true", help="print the rows as JSON")
-    diff = sub.add_parser("diff", help="what changed between two runs: config, data, code, environment, metrics")
-    diff.add_argument("run_a")
-    diff.add_argument("run_b")
+    diff = sub.add_parser(
+        "diff",
+        help="what changed between runs: overrides, config, data, code, environment, metrics",
+        description="Compare two runs; with more, compare each with the first. Config keys name the override "
+        "that set them.",
+    )
+    diff.add_argument("runs", nargs="+", metavar="RUN_ID", help="two or more run IDs (or prefixes, or `last`)")
     diff.add_argument("--json", action="store_true", help="print the differences as JSON")
     ui = sub.add_parser(
         "ui",
@@ -94,7 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     completion = sub.add_parser(
         "completion",
         help="print the shell completion script (bash, zsh)",
-        description='Print a completion script for reprotrain, its subcommands and (for `run`) Hydra\'s overrides '
+        description="Print a completion script for reprotrain, its subcommands and (for `run`) Hydra's overrides "
         'and config groups. Load it from your shell\'s rc file: eval "$(reprotrain completion bash)".',
     )
     completion.add_argument("shell", choices=["bash", "zsh"])
@@ -260,6 +279,7 @@ def _rerun(args: argparse.Namespace) -> int:
 
 
 def _runs(args: argparse.Namespace) -> int:
+    from reprotrain.progress import wants_color
     from reprotrain.query import list_runs, reap
     from reprotrain.render import runs_text
 
@@ -267,7 +287,10 @@ def _runs(args: argparse.Namespace) -> int:
         reaped = reap(args.experiment)
         print(f"marked {len(reaped)} stale run(s) KILLED" + "".join(f"\n  {r}" for r in reaped))
         return 0
+    columns = _columns(args.columns)
     rows = list_runs(
+        filter_string=args.filter,
+        sort=args.sort,
         experiment=args.experiment,
         status=args.status,
         commit=args.commit,
@@ -277,15 +300,47 @@ def _runs(args: argparse.Namespace) -> int:
         stale=args.stale,
         limit=args.limit,
     )
-    print(_json({"runs": rows}) if args.json else runs_text(rows))
+    if args.json:
+        print(_json({"runs": rows}))
+    else:
+        print(runs_text(rows, columns, width=_terminal_width(), color=wants_color(), group=not args.sort))
     return 0
 
 
-def _diff(run_a: str, run_b: str, as_json: bool) -> int:
+def _columns(text: str | None) -> tuple[str, ...]:
+    from reprotrain.render import RUNS_COLUMNS
+
+    if not text:
+        return RUNS_COLUMNS
+    names = tuple(c.strip() for c in text.split(",") if c.strip())
+    known = {*RUNS_COLUMNS, "name", "ended"}
+    bad = [c for c in names if c not in known and not c.startswith(("metrics.", "params."))]
+    if bad or not names:
+        raise UsageError(
+            f"--columns: unknown column(s) {', '.join(bad) or '(none given)'}",
+            hint="--columns run,status,metrics.loss,params.model.lr",
+        )
+    return names
+
+
+def _terminal_width() -> int | None:
+    """The terminal's width when printing to one (a pipe gets whole lines)."""
+    import os
+    import shutil
+
+    if not sys.stdout.isatty() and "COLUMNS" not in os.environ:
+        return None
+    return shutil.get_terminal_size().columns
+
+
+def _diff(run_ids: list[str], as_json: bool) -> int:
     from reprotrain.query import diff_runs
     from reprotrain.render import diff_text
 
-    diff = diff_runs(run_a, run_b)
+    if len(run_ids) < 2:
+        raise UsageError("diff needs two or more runs", hint="reprotrain diff RUN_A RUN_B [RUN_C ...]")
+    pairs = [diff_runs(run_ids[0], other) for other in run_ids[1:]]
+    diff = pairs[0] if len(pairs) == 1 else {"runs": [pairs[0]["a"], *(p["b"] for p in pairs)], "pairs": pairs}
     print(_json(diff) if as_json else diff_text(diff))
     return 0
 
@@ -408,7 +463,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "runs":
             return _runs(args)
         if args.command == "diff":
-            return _diff(args.run_a, args.run_b, args.json)
+            return _diff(args.runs, args.json)
         if args.command == "ui":
             return _ui(args.host, args.port)
         if args.command == "init":

@@ -5,12 +5,19 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-__all__ = ["progress", "tree_size"]
+__all__ = ["progress", "tree_size", "wants_color"]
 
 
 def progress(message: str) -> None:
     if sys.stderr.isatty():
         print(f"reprotrain: {message}", file=sys.stderr, flush=True)
+
+
+def wants_color() -> bool:
+    """Colour on standard output when it is a terminal, unless NO_COLOR is set (no-color.org) or TERM is dumb."""
+    import os
+
+    return sys.stdout.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
 
 
 def tree_size(*directories: Path) -> tuple[int, int]:

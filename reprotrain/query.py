@@ -312,8 +312,12 @@ def list_runs(
     sweep: str | None = None,
     stale: bool = False,
     limit: int = 100,
+    filter_string: str | None = None,
+    sort: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Runs of the project's experiment (or ``experiment``), newest first, as plain rows."""
+    """Runs of the project's experiment (or ``experiment``), newest first, as plain rows.
+    ``filter_string`` is MLflow's search syntax, ANDed with the other filters; ``sort`` is
+    `KEY[:asc|desc]` (`metrics.loss`, `params.model.lr`, `start_time`, ...)."""
     from reprotrain.adapters.tracking import Tracker
     from reprotrain.launch import experiment_name
 
@@ -326,10 +330,11 @@ def list_runs(
         raise ReprotrainError(
             f"no experiment {experiment!r} in the tracking store {strip_credentials(uri)}", hint="reprotrain run ..."
         )
+    order = _order_by(sort) if sort else []
     if stale:
         views = stale_runs(tracker, [experiment_id])
     else:
-        clauses = []
+        clauses = [filter_string.strip()] if filter_string and filter_string.strip() else []  # MLflow has AND only
         if status:
             clauses.append(f"attributes.status = {_quote(status.upper())}")
         if commit:
@@ -344,10 +349,49 @@ def list_runs(
         if data_path or data_hash:
             views = _data_runs(tracker, experiment_id, clauses, data_path, data_hash, limit)
         else:
-            views = tracker.search([experiment_id], " AND ".join(clauses), max_results=limit)
+            views = tracker.search([experiment_id], " AND ".join(clauses), max_results=limit, order_by=order)
+    if sort:
+        views = _sorted(views, order[0])  # the same order for runs found by two searches (--data)
     # runs the training code created itself are listed by `show` of the run they belong to
     views = [v for v in views if "reprotrain.opened_during" not in v.tags]
     return [_row(v) for v in views]
+
+
+_ATTRIBUTES = {"start_time", "end_time", "status", "run_name", "run_id"}
+
+
+def _order_by(sort: str) -> list[str]:
+    """`metrics.loss`, `params.model.lr:desc`, `start_time:asc` as MLflow's order_by clause."""
+    key, _, direction = sort.strip().partition(":")
+    direction = (direction or "asc").lower()
+    if direction not in {"asc", "desc"} or not key:
+        raise UsageError(f"--sort {sort!r}: give KEY or KEY:asc or KEY:desc", hint="--sort metrics.loss:asc")
+    if key in _ATTRIBUTES:
+        key = f"attributes.{key}"
+    elif not key.startswith(("metrics.", "params.", "tags.", "attributes.")):
+        raise UsageError(
+            f"--sort {sort!r}: sort by metrics.NAME, params.NAME, tags.NAME or {', '.join(sorted(_ATTRIBUTES))}",
+            hint="--sort metrics.loss",
+        )
+    kind, _, name = key.partition(".")
+    return [f"{kind}.`{name}` {direction.upper()}"]
+
+
+def _sorted(views: list[Any], clause: str) -> list[Any]:
+    """``views`` in MLflow's order_by ``clause`` order; runs without the key last, as MLflow has them."""
+    key, _, direction = clause.rpartition(" ")
+    kind, _, name = key.partition(".")
+    name = name.strip("`")
+
+    def value(view: Any) -> Any:
+        if kind == "attributes":
+            return getattr(view, name, None) if name != "run_name" else view.tags.get("mlflow.runName")
+        source = {"metrics": view.metrics, "params": view.params, "tags": view.tags}[kind]
+        return source.get(name)
+
+    known = [v for v in views if value(v) is not None]
+    unknown = [v for v in views if value(v) is None]
+    return sorted(known, key=value, reverse=direction == "DESC") + unknown
 
 
 def _data_runs(

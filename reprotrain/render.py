@@ -17,6 +17,7 @@ __all__ = [
     "linked_warning",
     "problems_text",
     "run_text",
+    "paint",
     "runs_text",
     "verdict_text",
 ]
@@ -174,7 +175,7 @@ def _checks_table(checks: Sequence[Mapping[str, Any]]) -> list[str]:
     return ["  " + "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(r)).rstrip() for r in rows]
 
 
-def verdict_text(verdict: Any, original: str, rerun: str) -> str:
+def verdict_text(verdict: Any, original: str, rerun: str, color: bool = False) -> str:
     """The table `rerun --verify` prints: each metric and file, original against rerun."""
     lines = [f"verify: rerun {rerun} against original {original}"]
     lines += _checks_table([c.to_dict() for c in verdict.checks])
@@ -188,6 +189,7 @@ def verdict_text(verdict: Any, original: str, rerun: str) -> str:
         lines.append("REPRODUCED")
     else:
         lines.append(f"NOT REPRODUCED ({len(verdict.failures)} difference(s))")
+    lines[-1] = paint(lines[-1], color)
     return "\n".join(lines)
 
 
@@ -234,31 +236,113 @@ def linked_text(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     return lines
 
 
-def runs_text(rows: Sequence[Mapping[str, Any]], metric_count: int = 3) -> str:
-    """The `reprotrain runs` table: one line a run, newest first."""
+RUNS_COLUMNS = ("run", "status", "started", "commit", "data", "repro", "overrides", "metrics")
+_FLEXIBLE = ("overrides", "metrics", "name")  # cut to fit the terminal, longest first
+_MIN_FLEX = 12
+
+
+def _repro(row: Mapping[str, Any]) -> str:
+    if row.get("verdict") == "nothing-to-compare":
+        return "none"  # verified, but nothing to compare
+    return {True: "yes", False: "NO", None: "-"}.get(row.get("reproduced"), "-")
+
+
+def _column(row: Mapping[str, Any], name: str) -> str:
+    if name == "run":
+        return str(row["run_id"])[:12]
+    if name == "started":
+        return _time(row.get("start_time")).replace(" UTC", "")
+    if name == "ended":
+        return _time(row.get("end_time")).replace(" UTC", "")
+    if name == "commit":
+        return (row.get("commit") or "-")[:8] + ("" if row.get("pinned") else "*")
+    if name == "data":
+        return (row.get("data_digest") or "-")[:8]
+    if name == "repro":
+        return _repro(row)
+    if name == "overrides":
+        return " ".join(row.get("overrides") or []) or "-"
+    if name == "metrics":
+        return " ".join(f"{k}={v:.4g}" for k, v in sorted(row.get("metrics", {}).items())) or "-"
+    if name.startswith(("metrics.", "params.")):
+        kind, _, key = name.partition(".")
+        value = (row.get(kind) or {}).get(key)
+        return "-" if value is None else (f"{value:.6g}" if isinstance(value, float) else str(value))
+    return str(row.get(name) or "-")
+
+
+def _grouped(rows: Sequence[Mapping[str, Any]]) -> list[tuple[Mapping[str, Any], bool]]:
+    """Each sweep's jobs right under its parent (when both are listed), in job order: (row, is_job)."""
+    listed = {r["run_id"] for r in rows}
+    jobs: dict[str, list[Mapping[str, Any]]] = {}
+    for r in rows:
+        if r.get("parent") in listed:
+            jobs.setdefault(str(r["parent"]), []).append(r)
+    out: list[tuple[Mapping[str, Any], bool]] = []
+    for r in rows:
+        if r.get("parent") in listed:
+            continue
+        out.append((r, False))
+        out.extend((j, True) for j in reversed(jobs.get(str(r["run_id"]), [])))  # listed newest first
+    return out
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
+
+
+def _fit(table: list[list[str]], columns: Sequence[str], width: int | None) -> list[list[str]]:
+    """Cut the flexible columns (overrides, metrics) until a line fits ``width``."""
+    if width is None:
+        return table
+    widths = [max(len(row[i]) for row in table) for i in range(len(columns))]
+    flexible = [i for i, c in enumerate(columns) if c in _FLEXIBLE]
+    while sum(widths) + 2 * (len(widths) - 1) > width and flexible:
+        widest = max(flexible, key=lambda i: widths[i])
+        if widths[widest] <= _MIN_FLEX:
+            break
+        widths[widest] -= 1
+    return [[_cut(cell, widths[i]) if i in flexible else cell for i, cell in enumerate(row)] for row in table]
+
+
+_RED, _GREEN, _RESET = "\033[31m", "\033[32m", "\033[0m"
+
+
+def paint(text: str, color: bool) -> str:
+    """A verdict or status word in red or green on a terminal that wants colour."""
+    if not color:
+        return text
+    bad = text.startswith(("NOT REPRODUCED", "FAILED", "KILLED", "NO")) or text in {"DIFFERS"}
+    good = text.startswith(("REPRODUCED", "FINISHED", "yes", "ok"))
+    return f"{_RED if bad else _GREEN}{text}{_RESET}" if bad or good else text
+
+
+def runs_text(
+    rows: Sequence[Mapping[str, Any]],
+    columns: Sequence[str] = RUNS_COLUMNS,
+    width: int | None = None,
+    color: bool = False,
+    group: bool = True,
+) -> str:
+    """The `reprotrain runs` table: one line a run, newest first, a sweep's jobs under it (`└`)."""
     if not rows:
         return "no runs"
-    table = [("RUN", "STATUS", "STARTED", "COMMIT", "DATA", "REPRO", "OVERRIDES", "METRICS")]
-    for r in rows:
-        metrics = " ".join(f"{k}={v:.4g}" for k, v in sorted(r.get("metrics", {}).items())[:metric_count])
-        repro = {True: "yes", False: "NO", None: "-"}.get(r.get("reproduced"), "-")
-        if r.get("verdict") == "nothing-to-compare":
-            repro = "none"  # verified, but nothing to compare
-        table.append(
-            (
-                r["run_id"][:12],
-                r["status"],
-                _time(r.get("start_time")).replace(" UTC", ""),
-                (r.get("commit") or "-")[:8] + ("" if r.get("pinned") else "*"),
-                (r.get("data_digest") or "-")[:8],
-                repro,
-                " ".join(r.get("overrides") or []) or "-",
-                metrics or "-",
-            )
-        )
-    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in table]
-    if any(not r.get("pinned") for r in rows):
+    ordered = _grouped(rows) if group else [(r, False) for r in rows]
+    table = [[c.upper() for c in columns]]
+    for r, job in ordered:
+        cells = [_column(r, c) for c in columns]
+        if job and columns and columns[0] == "run":
+            cells[0] = "└ " + cells[0][:10]
+        table.append(cells)
+    table = _fit(table, columns, width)
+    widths = [max(len(row[i]) for row in table) for i in range(len(columns))]
+    lines = []
+    for n, row in enumerate(table):
+        cells = [cell.ljust(widths[i]) for i, cell in enumerate(row)]
+        if n and color:
+            cells = [paint(c, True) if columns[i] in {"status", "repro"} else c for i, c in enumerate(cells)]
+        lines.append("  ".join(cells).rstrip())
+    if any(not r.get("pinned") for r in rows) and "commit" in columns:
         lines.append("* launched unpinned")
     return "\n".join(lines)
 
@@ -286,11 +370,29 @@ def _sweep_text(view: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n" + runs_text(view.get("jobs", []))
 
 
+def _cause(key: str, overrides: Mapping[str, Sequence[str] | None]) -> str:
+    """The override of either run that set ``key`` (itself, a parent key, or its config group)."""
+    found = []
+    for side in ("a", "b"):
+        for override in overrides.get(side) or []:
+            name = override.split("=", 1)[0].lstrip("+~")
+            if key == name or key.startswith(name + "."):
+                found.append(f"{side}: {override}")
+    return ", ".join(found)
+
+
 def diff_text(diff: Mapping[str, Any]) -> str:
     """`reprotrain diff` for people: one section per kind of difference, `(same)` when none."""
+    if "pairs" in diff:  # more than two runs: each against the first
+        return "\n\n".join(diff_text(pair) for pair in diff["pairs"])
     lines = [f"diff {diff['a']} (a) -> {diff['b']} (b)"]
+    given = diff.get("overrides") or {}
+    for side in ("a", "b"):
+        lines.append(f"overrides {side}  {' '.join(given.get(side) or []) or '(none)'}")
     lines.append("config" + ("" if diff["config"] else "       (same)"))
-    lines += [f"  {r['key']}: {_cell(r['a'])} -> {_cell(r['b'])}" for r in diff["config"]]
+    for r in diff["config"]:
+        cause = _cause(r["key"], given)
+        lines.append(f"  {r['key']}: {_cell(r['a'])} -> {_cell(r['b'])}" + (f"  ({cause})" if cause else ""))
     lines.append("data" + ("" if diff["data"] else "         (same)"))
     for r in diff["data"]:
         a, b = r["a"], r["b"]

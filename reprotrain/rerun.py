@@ -30,7 +30,7 @@ from reprotrain.core.verify import (
 from reprotrain.errors import ReprotrainError, UsageError
 from reprotrain.launch import Lineage, RunOptions, ensure_state_dir, environment, launch, remember_launch, tracking_uri
 from reprotrain.linking import LINKED_RUNS
-from reprotrain.progress import progress
+from reprotrain.progress import progress, wants_color
 from reprotrain.query import this_launcher
 from reprotrain.render import drift_text, verdict_text
 from reprotrain.settings import find_project
@@ -264,7 +264,7 @@ def _rerun_one(
         return result.exit_code, new_id, None
     if options.verify and not derived:
         verdict = _verify(tracker, original.run_id, new_id, target.settings.verify_files, options)
-        print(verdict_text(verdict, original.run_id, new_id))
+        print(verdict_text(verdict, original.run_id, new_id, color=wants_color()))
         return 0, new_id, verdict
     return 0, new_id, None
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from reprotrain.core.record import DataOutput, strip_credentials, strip_urls
 from reprotrain.core.secrets import Masker
-from reprotrain.errors import ReprotrainError
+from reprotrain.errors import ReprotrainError, UsageError
 from reprotrain.fileio import Entry, walk_tree
 
 __all__ = [
@@ -424,9 +424,32 @@ class Tracker:
                     continue
         return names
 
-    def search(self, experiment_ids: Sequence[str], filter_string: str = "", max_results: int = 1000) -> list[RunView]:
+    def search(
+        self,
+        experiment_ids: Sequence[str],
+        filter_string: str = "",
+        max_results: int = 1000,
+        order_by: Sequence[str] = (),
+    ) -> list[RunView]:
+        """Runs matching ``filter_string`` (MLflow's search syntax), newest first unless ``order_by``.
+        A filter or order MLflow rejects is a usage error: only a user's can be malformed."""
+        from mlflow.exceptions import MlflowException
+
         with _mlflow_errors("searching runs", self.uri):
-            runs = self.client.search_runs(list(experiment_ids), filter_string=filter_string, max_results=max_results)
+            try:
+                runs = self.client.search_runs(
+                    list(experiment_ids),
+                    filter_string=filter_string,
+                    max_results=max_results,
+                    order_by=list(order_by) or None,
+                )
+            except MlflowException as exc:
+                if exc.error_code != "INVALID_PARAMETER_VALUE":
+                    raise
+                raise UsageError(
+                    f"MLflow rejected the search: {_one_line(exc.message)}",
+                    hint="e.g. --filter \"metrics.loss < 0.1 and params.model.lr = '0.1'\" --sort metrics.loss",
+                ) from None
         return [RunView(r) for r in runs]
 
     def experiment_id(self, name: str) -> str | None:
