@@ -302,10 +302,13 @@ class Tracker:
                 f"no tracking store at {db}: no run has been recorded here yet",
                 hint="reprotrain run ... first, or set MLFLOW_TRACKING_URI to the store that holds the runs",
             )
+        from mlflow.tracking import MlflowClient
+
+        # after the import: importing mlflow sets its own and alembic's loggers to INFO
         logging.getLogger("mlflow").setLevel(logging.WARNING)  # no "Creating initial tables" chatter
+        logging.getLogger("alembic").setLevel(logging.WARNING)  # nor alembic's migration lines (MLflow 3.9)
         # nor the traceback MLflow logs for a database error it raises: reprotrain reports it in one line
         logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
-        from mlflow.tracking import MlflowClient
 
         # progress bars belong to terminals; reprotrain shows its own progress where it helps
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
