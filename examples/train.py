@@ -21,6 +21,11 @@ from omegaconf import DictConfig
 
 log = logging.getLogger(__name__)
 
+# Hydra 1.3 needs version_base to use its own defaults (without it: 1.1's, and a warning); Hydra 1.4
+# has them built in and warns on every call that passes the argument at all.
+HYDRA_1_4 = tuple(int(n) for n in hydra.__version__.split(".")[:2]) >= (1, 4)
+VERSION_BASE = {} if HYDRA_1_4 else {"version_base": "1.3"}
+
 
 def load_rows(path: str) -> list[tuple[list[float], float]]:
     with open(path, newline="") as fh:
@@ -40,7 +45,7 @@ def mse(rows: list[tuple[list[float], float]], weights: list[float], bias: float
     return total / len(rows)
 
 
-@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+@hydra.main(config_path="../conf", config_name="config", **VERSION_BASE)
 def main(cfg: DictConfig) -> float:
     rng = random.Random(cfg.seed)
     rows = load_rows(cfg.data.path)

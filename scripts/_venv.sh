@@ -5,12 +5,7 @@
 # takes minutes (it lives in .venv-uv, installed once with pip); pip is the fallback when uv cannot
 # be installed. `install_into VENV ARGS...` installs ARGS into another venv the same way.
 export DVC_NO_ANALYTICS=1 MLFLOW_DISABLE_TELEMETRY=true
-_python="${PYTHON:-python3}"
-if [ ! -x .venv-uv/bin/uv ] && [ -z "${REPROTRAIN_NO_UV:-}" ]; then
-  echo "==> installing uv into .venv-uv"
-  { "$_python" -m venv .venv-uv && .venv-uv/bin/pip install --quiet --disable-pip-version-check uv; } \
-    || { echo "==> uv could not be installed: pip instead"; rm -rf .venv-uv; }
-fi
+. scripts/_uv.sh
 
 install_into() {
   local venv="$1"

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 # `mlflow server` (team-setup and fault tests) needs the full mlflow package: it gets a venv of its
 # own, so that the test venv, like a user's, has only mlflow-skinny (half the import time).
 echo "==> installing mlflow server into .venv-server"
-install_into .venv-server "mlflow>=3.1" "psycopg[binary]>=3.1" "boto3>=1.28"
+install_into .venv-server "mlflow>=3.9" "psycopg[binary]>=3.1" "boto3>=1.28"
 export REPROTRAIN_TEST_MLFLOW_SERVER="$PWD/.venv-server/bin/mlflow"
 
 echo "==> ruff"

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from reprotrain.adapters import data_memo
+from reprotrain.adapters.compat import reports_incompatible
 from reprotrain.core.pin import (
     Problem,
     dvc_status_problems,
@@ -69,6 +70,7 @@ def _no_dvc_dir(path: Path) -> bool:
     return not any((candidate / ".dvc").is_dir() for candidate in (current, *current.parents))
 
 
+@reports_incompatible
 def snapshot(
     path: Path,
     relative_to: Path,
@@ -297,6 +299,7 @@ def _remote_problems(repo: Any, oids: dict[str, list[str]], sources: dict[str, s
     return missing_object_problems(missing, sources, "remote", stuck)
 
 
+@reports_incompatible
 def cache_dir(path: Path) -> Path:
     """The local DVC cache directory of the repository at ``path`` (the one holding `files/`)."""
     from dvc.repo import Repo
@@ -305,6 +308,7 @@ def cache_dir(path: Path) -> Path:
         return Path(repo.cache.local.path).parents[1]
 
 
+@reports_incompatible
 def restore(
     worktree: Path,
     shared_cache: Path,
@@ -589,6 +593,7 @@ def _kernel_copy(src: int, dst: int, size: int) -> None:
         shutil.copyfileobj(fin, fout, 4 << 20)
 
 
+@reports_incompatible
 def dir_manifests(path: Path, hashes: list[str]) -> dict[str, dict[str, str] | None]:
     """Entries (relative path -> md5) of each `.dir` hash found in the local cache; None if absent."""
     from dvc.repo import Repo

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reprotrain.adapters.compat import reports_incompatible
 from reprotrain.errors import UsageError
 
 __all__ = [
@@ -65,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+@reports_incompatible
 def parse_args(tokens: Sequence[str]) -> HydraArgs:
     """Parse a Hydra command line; a malformed one exits 2 through argparse, as Hydra's does."""
     namespace = _parser().parse_args(list(tokens))
@@ -235,6 +237,7 @@ def _items(value: str) -> list[str]:
     return [str(v) for v in parsed] if isinstance(parsed, list) else [str(parsed)]
 
 
+@reports_incompatible
 def warm_imports() -> None:
     """Import what running the app needs, ahead of time (see launch._gate_while_importing)."""
     import hydra  # noqa: F401

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reprotrain.adapters.compat import incompatible, reports_incompatible
 from reprotrain.core.record import DataOutput, strip_credentials, strip_urls
 from reprotrain.core.secrets import Masker
 from reprotrain.errors import ReprotrainError, UsageError
@@ -144,6 +145,8 @@ def _mlflow_errors(action: str, uri: str) -> Iterator[None]:
     except ReprotrainError:
         raise
     except Exception as exc:
+        if isinstance(exc, ImportError) and (mismatch := incompatible(exc)) is not None:
+            raise mismatch from exc  # e.g. an old MLflow beside a newer SQLAlchemy: which package to change
         problem = _store_file_problem(uri, exc)
         if problem is not None:
             raise problem from exc
@@ -187,6 +190,7 @@ class RunView:
         ]
 
 
+@reports_incompatible
 def create_sqlite_store(db: Path) -> None:
     """Make a new SQLite store atomically: created and migrated beside ``db`` under a temporary
     name, then moved into place. A launch killed meanwhile (SIGINT, SIGKILL) leaves no
@@ -286,6 +290,7 @@ def _first_line(exc: BaseException) -> str:
 class Tracker:
     """One MLflow tracking store."""
 
+    @reports_incompatible
     def __init__(self, uri: str, create: bool = True) -> None:
         """``create=False`` (read-only commands): a local SQLite store that does not exist yet is
         an error, not a new empty database in the user's tree."""
@@ -297,10 +302,13 @@ class Tracker:
                 f"no tracking store at {db}: no run has been recorded here yet",
                 hint="reprotrain run ... first, or set MLFLOW_TRACKING_URI to the store that holds the runs",
             )
+        from mlflow.tracking import MlflowClient
+
+        # after the import: importing mlflow sets its own and alembic's loggers to INFO
         logging.getLogger("mlflow").setLevel(logging.WARNING)  # no "Creating initial tables" chatter
+        logging.getLogger("alembic").setLevel(logging.WARNING)  # nor alembic's migration lines (MLflow 3.9)
         # nor the traceback MLflow logs for a database error it raises: reprotrain reports it in one line
         logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
-        from mlflow.tracking import MlflowClient
 
         # progress bars belong to terminals; reprotrain shows its own progress where it helps
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
