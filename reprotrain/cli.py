@@ -100,8 +100,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     ui.add_argument("--port", type=int, default=5000, help="port to listen on (default: 5000)")
     ui.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
-    sub.add_parser("init", help="add reprotrain to the repository here: writes [tool.reprotrain] in pyproject.toml")
-    sub.add_parser("sync", help="deliver what runs could not log while the tracking store was unreachable")
+    sub.add_parser(
+        "init",
+        help="add reprotrain to the repository here: writes [tool.reprotrain] in pyproject.toml",
+        description="Find the Hydra config directory, primary config and training entrypoint of the project here, "
+        "write them under [tool.reprotrain] in pyproject.toml (a setting already there is kept), and print the git "
+        "and DVC commands still to run before the first pinned run, in order.",
+    )
+    sub.add_parser(
+        "sync",
+        help="deliver what runs could not log while the tracking store was unreachable",
+        description="Send the records, metrics and artifacts that runs kept in the state directory while the "
+        "tracking store could not be reached; exit 1 while any run is still not delivered.",
+    )
     apply = sub.add_parser(
         "apply",
         help="bring a pipeline run's dvc.lock, params.yaml and outputs into the working copy (as dvc exp apply)",

@@ -460,7 +460,14 @@ def _check_defaults_overrides(project: Project, args: hydra_adapter.HydraArgs, c
     for override in args.overrides:
         if not override.startswith("+") or override.startswith("++") or "=" not in override:
             continue
-        group = override[1:].split("=", 1)[0]
+        group, value = override[1:].split("=", 1)
+        if _meant_a_group(project, config_name, group, value):
+            print(
+                f"reprotrain: note: {override} adds a plain key {group}={value!r} to the config: there is no config "
+                f"group {project.config_dir.name}/{group}/ (if a group was meant, create "
+                f"{project.config_dir.name}/{group}/{value}.yaml; ++{group}={value} adds the key without this note)",
+                file=sys.stderr,
+            )
         named = hydra_adapter.group_in_defaults(project.config_dir, config_name, group)
         if named is not None and (project.config_dir / group.replace(".", "/")).is_dir():
             plain = override[1:]
@@ -469,6 +476,17 @@ def _check_defaults_overrides(project: Project, args: hydra_adapter.HydraArgs, c
                 f"set with {plain}, not added with +",
                 hint=f"reprotrain run {plain}",
             )
+
+
+def _meant_a_group(project: Project, config_name: str, name: str, value: str) -> bool:
+    """`+experiment=baseline` where conf/ has no `experiment/`: Hydra adds a key, while the idiom
+    (and the word after `=`, a name rather than a number) say a config group was meant."""
+    if not name.isidentifier() or not value.isidentifier() or value.lower() in {"true", "false", "null", "none"}:
+        return False
+    if (project.config_dir / name).is_dir():
+        return False
+    searchpath = hydra_adapter.primary_config_value(project.config_dir, config_name, "hydra.searchpath")
+    return searchpath is None  # groups may live in another search path: Hydra knows, reprotrain does not
 
 
 def version_base(project: Project) -> str:

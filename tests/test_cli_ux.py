@@ -81,3 +81,13 @@ def test_zsh_script_is_the_bash_function_through_bashcompinit(demo):
     assert res.code == 0 and "bashcompinit" in res.out and "_reprotrain_complete" in res.out, res.describe()
     bad = run_cli("completion", "fish", cwd=demo)
     assert bad.code == 2, bad.describe()
+
+
+def test_a_group_that_does_not_exist_is_noted_not_silently_a_key(demo):
+    res = run_cli("run", "+trainer=fast", "--cfg", "job", cwd=demo)
+    assert res.code == 0, res.describe()
+    assert "+trainer=fast adds a plain key trainer='fast'" in res.err and "conf/trainer/fast.yaml" in res.err
+    assert "trainer: fast" in res.out
+    for quiet in ("+trainer_steps=7", "++trainer=fast", "+model.extra=fast", "+experiment=other"):
+        again = run_cli("run", quiet, "--cfg", "job", cwd=demo)
+        assert "adds a plain key" not in again.err, (quiet, again.describe())

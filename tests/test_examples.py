@@ -57,3 +57,13 @@ def test_example_entrypoint_runs_pinned_and_reproduces(clone: Path, kind: str) -
     assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-2000:]
     assert "REPRODUCED" in rerun.stdout and "model.json" in rerun.stdout
     assert sh(clone, "git", "status", "--porcelain").stdout == ""
+
+
+def test_readmes_run_lines_compose_on_the_bundled_example(clone: Path) -> None:
+    """Every `reprotrain run ...` line of the README that names overrides composes here (--cfg job)."""
+    lines = re.findall(r"^reprotrain run (\S.*?)(?:\s+#.*)?$", (clone / "README.md").read_text(), flags=re.M)
+    tried = [line.split() for line in lines if "..." not in line and "=" in line]
+    assert tried, lines
+    for args in tried:
+        done = sh(clone, str(BIN / "reprotrain"), "run", *args, "--cfg", "job")
+        assert done.returncode == 0, f"README: reprotrain run {' '.join(args)}\n{done.stderr[-2000:]}"
