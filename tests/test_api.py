@@ -187,8 +187,12 @@ def test_open_fetches_from_the_dvc_remote_and_refuses_a_damaged_cache_file(proje
     cached.write_text("a,b\n9,9\n9,9\n9,9\n")  # same size, other bytes: as a write through a hard link
     with pytest.raises(reprotrain.ReprotrainError, match="damaged"):
         run.open(TRACKED_DATA_FILE)
-    cached.unlink()
     manifest = object_path(project / ".dvc" / "cache", run.version(TRACKED_DATA_DIR).hash)
+    manifest.chmod(0o644)
+    manifest.write_text(manifest.read_text().replace('"img2.bin"', '"img9.bin"'))
+    with pytest.raises(reprotrain.ReprotrainError, match="damaged"):
+        run.open(f"{TRACKED_DATA_DIR}/img9.bin", mode="rb")
+    cached.unlink()
     shutil.rmtree(manifest.parent)  # the directory's manifest (and any object sharing its prefix)
     with run.open(TRACKED_DATA_FILE) as f:
         assert f.read() == "a,b\n1,2\n3,4\n5,6\n"

@@ -72,6 +72,11 @@ def _manifest(repo: Any, digest: str) -> list[tuple[tuple[str, ...], str]]:
 
     for attempt in range(2):
         for odb, name in ((repo.cache.local, "md5"), (repo.cache.legacy, "md5-dos2unix")):
+            path = Path(odb.oid_to_path(digest))
+            if not path.is_file():
+                continue
+            with open(path, "rb") as fobj:  # a `.dir` hash is the md5 of its manifest's bytes
+                _verify(fobj, digest.removesuffix(".dir"), "md5", path)
             try:
                 tree = Tree.load(odb, HashInfo(name, digest))
             except (FileNotFoundError, ValueError, OSError):
