@@ -209,6 +209,26 @@ def test_open_with_the_object_in_neither_cache_nor_remote(project):
         run.open(TRACKED_DATA_FILE)
 
 
+def test_open_a_pipeline_output_the_run_made_and_nobody_committed(tmp_path):
+    """A `dvc repro` run with an override: its output is in the record and the DVC cache, not in
+    the workspace or any commit."""
+    from test_pipeline import build_pipeline, with_python
+
+    root = build_pipeline(tmp_path / "pipe")
+    committed = (root / "model/model.txt").read_text()
+    res = run_cli("run", "+experiment=more", cwd=root, env=with_python())
+    assert res.code == 0, res.describe()
+    run = reprotrain.load("last", cwd=root)
+    assert [d.path for d in run.data] == ["data/raw.csv"]
+    made = run.version("model/model.txt")
+    assert made in run.outputs and made.source == "dvc.lock:train"
+    with run.open("model/model.txt") as f:
+        assert f.read() == str(2550 * 300) != committed
+    assert (root / "model/model.txt").read_text() == committed, "the workspace is untouched"
+    with run.open("prepared/rows.txt") as f:  # a file of a directory output (the stage did not rerun)
+        assert f.read().split("\n")[:2] == ["2", "4"]
+
+
 # --------------------------------------------------------------------------- runs
 
 
