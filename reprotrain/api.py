@@ -13,6 +13,7 @@ A thin layer over :mod:`reprotrain.query` (the functions behind `reprotrain show
 
 from __future__ import annotations
 
+import copy
 import posixpath
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -228,7 +229,7 @@ def _run(
         branch=str(git.get("branch", "")),
         pinned=bool(record.get("pinned", False)),
         overrides=tuple(str(o) for o in config.get("overrides") or ()),
-        config=dict(config.get("resolved") or {}),
+        config=copy.deepcopy(dict(config.get("resolved") or {})),
         data=_versions(record.get("data")),
         outputs=_versions(record.get("outputs")),
         metrics=dict(record.get("metrics") or {}),
