@@ -82,6 +82,11 @@ class Run:
         """A local path holding the file's recorded bytes: the verified DVC cache file (fetched from
         the DVC remote when missing). Read it, never write it: it is the cache itself."""
         version, member = self._file(path)
+        if _kept_by_git(version):
+            raise UsageError(
+                f"{version.path} is kept by git, not by the DVC cache: there is no cache file to point at",
+                hint=f"run.open({version.path!r}) reads it",
+            )
         from reprotrain.adapters import dvc_cache
 
         return dvc_cache.cached_file(self._project_root(), version.hash, member)
@@ -105,9 +110,12 @@ class Run:
         if mode not in ("r", "rb"):
             raise UsageError(f"Run.open: mode {mode!r} is not supported", hint='mode="r" or mode="rb"')
         version, member = self._file(path)
-        from reprotrain.adapters import dvc_cache
+        if _kept_by_git(version):
+            binary: BinaryIO = io.BytesIO(self._from_git(version))
+        else:
+            from reprotrain.adapters import dvc_cache
 
-        binary = dvc_cache.open_object(self._project_root(), version.hash, member)
+            binary = dvc_cache.open_object(self._project_root(), version.hash, member)
         if mode == "rb":
             return binary
         return io.TextIOWrapper(binary, encoding=encoding, newline=newline)  # type: ignore[arg-type]
@@ -119,12 +127,32 @@ class Run:
                 f"{version.path} is a directory output: open a file inside it",
                 hint=f"run.files({version.path!r}) lists them",
             )
-        if version.source.endswith(" (cache: false, in git)"):
+        if version.is_dir and _kept_by_git(version):
             raise UsageError(
-                f"{version.path} is kept by git, not by the DVC cache",
-                hint=f"git show {self.commit[:12]}:{version.path}",
+                f"{version.path} is a directory git keeps (cache: false): reprotrain cannot read its files",
+                hint=f"git show {self.commit[:12]}:{version.path}/<file>",
             )
         return version, member
+
+    def _from_git(self, version: DataVersion) -> bytes:
+        """An output git keeps, not DVC's cache (`cache: false`): one this pipeline run made is
+        in its artifacts (`reprotrain/pipeline/`, from the project root), an input in its commit."""
+        import hashlib
+
+        root = self._project_root()
+        if version in self.outputs:
+            data, where = _kept_artifact(root, self.run_id, version.path), f"the artifacts of run {self.run_id}"
+        else:
+            from reprotrain.adapters import git as git_adapter
+
+            data, where = git_adapter.file_at(root, self.commit, version.path), f"commit {self.commit[:12]}"
+        actual = hashlib.md5(data).hexdigest()
+        if actual != version.hash:
+            raise ReprotrainError(
+                f"{version.path} in {where} hashes to {actual}, not to the {version.hash} the run recorded"
+                " (a secret masked in it, or a file edited after DVC hashed it)"
+            )
+        return data
 
     def _locate(self, path: str | Path) -> tuple[DataVersion, str | None]:
         wanted = _rel(path)
@@ -290,6 +318,26 @@ def _versions(rows: Sequence[Any] | None) -> tuple[DataVersion, ...]:
         for row in rows or ()
         if isinstance(row, Mapping)
     )
+
+
+def _kept_by_git(version: DataVersion) -> bool:
+    from reprotrain.core.record import PINNED_BY_GIT
+
+    return version.source.endswith(PINNED_BY_GIT)
+
+
+def _kept_artifact(root: Path, run_id: str, path: str) -> bytes:
+    """A pipeline output git keeps, from the run's `reprotrain/pipeline/` artifacts."""
+    import tempfile
+
+    from reprotrain.adapters.tracking import Tracker, quick_failure
+    from reprotrain.query import store_uri
+
+    git_root = next((d for d in (root, *root.parents) if (d / ".git").exists()), root)
+    rel = posixpath.relpath(path, root.relative_to(git_root).as_posix())
+    with tempfile.TemporaryDirectory(prefix="reprotrain-open-") as tmp, quick_failure():
+        tracker = Tracker(store_uri(root), create=False)
+        return tracker.download_artifacts(run_id, f"reprotrain/pipeline/{rel}", Path(tmp)).read_bytes()
 
 
 def _flag(text: Any) -> bool | None:

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+import yaml
 from helpers import (
     IMAGE_FILES,
     TRACKED_DATA_DIR,
@@ -29,6 +30,7 @@ from helpers import (
     dvc,
     dvc_out,
     embedded_uri,
+    git,
     git_status,
     head_sha,
     run_cli,
@@ -227,6 +229,31 @@ def test_open_a_pipeline_output_the_run_made_and_nobody_committed(tmp_path):
     assert (root / "model/model.txt").read_text() == committed, "the workspace is untouched"
     with run.open("prepared/rows.txt") as f:  # a file of a directory output (the stage did not rerun)
         assert f.read().split("\n")[:2] == ["2", "4"]
+    kept = run.version("eval/scores.yaml")
+    assert kept.source.endswith("(cache: false, in git)"), "an output git keeps: read from the run's artifacts"
+    with run.open("eval/scores.yaml") as f:
+        assert yaml.safe_load(f)["test"]["model"] == 2550 * 300
+    assert yaml.safe_load((root / "eval/scores.yaml").read_text())["test"]["model"] == 2550 * 100
+    with pytest.raises(reprotrain.UsageError, match="kept by git"):
+        run.data_path("eval/scores.yaml")
+
+
+def test_open_data_that_git_keeps_gives_the_bytes_of_the_run_commit(project):
+    """`cache: false` data is pinned by git: read from the run's commit, after it changed."""
+    from test_pin_sources import _set_out
+
+    _set_out(project, f"{TRACKED_DATA_FILE}.dvc", cache=False)
+    (project / "data" / ".gitignore").write_text("/images\n")
+    git(project, "add", TRACKED_DATA_FILE)
+    commit_all(project, "keep train.csv in git")
+    run_ok(project)
+    (project / TRACKED_DATA_FILE).write_text(NEW_CSV)
+    dvc(project, "commit", "-q", "-f", f"{TRACKED_DATA_FILE}.dvc")
+    commit_all(project, "new data in git")
+    run = reprotrain.load("last", cwd=project)
+    assert run.version(TRACKED_DATA_FILE).source.endswith("(cache: false, in git)")
+    with run.open(TRACKED_DATA_FILE, mode="rb") as f:
+        assert f.read() == b"a,b\n1,2\n3,4\n5,6\n"
 
 
 # --------------------------------------------------------------------------- runs

@@ -280,6 +280,22 @@ def _untracked_row(source: Path, rel: str) -> dict[str, object]:
     return row
 
 
+def file_at(path: Path, sha: str, rel: str) -> bytes:
+    """The bytes git keeps for ``rel`` (from the repository root) in commit ``sha``, as stored (no
+    filter or line-ending conversion)."""
+    import git
+
+    with git.Repo(path, search_parent_directories=True) as repo:
+        try:
+            blob = repo.commit(sha).tree / rel
+            return bytes(blob.data_stream.read())
+        except (KeyError, ValueError, git.BadName, git.GitCommandError) as exc:
+            raise ReprotrainError(
+                f"commit {sha[:12]} holds no file {rel} in the repository at {repo.working_tree_dir}",
+                hint=f"git fetch (the commit may be on a remote only), or git show {sha[:12]}:{rel}",
+            ) from exc
+
+
 def has_commit(path: Path, sha: str) -> bool:
     import git
 
