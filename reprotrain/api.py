@@ -60,7 +60,7 @@ class Run:
     metrics: dict[str, float]
     params: dict[str, str]  # as MLflow holds them (flattened config, values cut at 6000 characters)
     rerun_of: str | None  # the run this one reran
-    reproduced: bool | None  # after `rerun --verify` of this run's rerun: the verdict; else None
+    reproduced: bool | None  # a rerun made with --verify: whether it reproduced rerun_of; else None
     record: dict[str, Any] = field(repr=False)  # the raw record with status, metrics and times
     root: Path | None = field(default=None, repr=False)  # the project it was loaded from
 
@@ -189,7 +189,7 @@ class RunSummary:
     data_digest: str  # the `reprotrain.data.digest` tag
     config_digest: str  # the `reprotrain.config.digest` tag
     metrics: dict[str, float]
-    reproduced: bool | None  # after `rerun --verify`; None otherwise
+    reproduced: bool | None  # as Run.reproduced
     verdict: str | None  # `reproduced`, `not-reproduced` or `nothing-to-compare`
     rerun_of: str | None
     parent: str | None  # the sweep's parent run, for a job of a sweep

@@ -256,6 +256,20 @@ def test_open_data_that_git_keeps_gives_the_bytes_of_the_run_commit(project):
         assert f.read() == b"a,b\n1,2\n3,4\n5,6\n"
 
 
+def test_a_verified_rerun_names_its_original_and_the_verdict(project):
+    from rerun_helpers import rerun
+
+    _, original = run_ok(project)
+    res = rerun(project, original.info.run_id, "--verify")
+    assert res.code == 0, res.describe()
+    (new,) = {r.info.run_id for r in all_runs(embedded_uri(project))} - {original.info.run_id}
+    run = reprotrain.load(new, cwd=project)
+    assert run.rerun_of == original.info.run_id and run.reproduced is True
+    assert reprotrain.load(original.info.run_id, cwd=project).reproduced is None
+    row = next(r for r in reprotrain.runs(cwd=project) if r.run_id == new)
+    assert row.rerun_of == original.info.run_id and row.reproduced is True and row.verdict == "reproduced"
+
+
 # --------------------------------------------------------------------------- runs
 
 
