@@ -61,6 +61,7 @@ class Run:
     params: dict[str, str]  # as MLflow holds them (flattened config, values cut at 6000 characters)
     rerun_of: str | None  # the run this one reran
     reproduced: bool | None  # a rerun made with --verify: whether it reproduced rerun_of; else None
+    verdict: str | None  # a rerun made with --verify: reproduced, not-reproduced or nothing-to-compare
     record: dict[str, Any] = field(repr=False)  # the raw record with status, metrics and times
     root: Path | None = field(default=None, repr=False)  # the project it was loaded from
 
@@ -181,14 +182,17 @@ class RunSummary:
     """One row of `reprotrain runs --json`."""
 
     run_id: str
+    name: str
     status: str
     start: datetime | None  # timezone-aware (UTC)
+    end: datetime | None
     commit: str
     pinned: bool
     overrides: tuple[str, ...]
     data_digest: str  # the `reprotrain.data.digest` tag
     config_digest: str  # the `reprotrain.config.digest` tag
     metrics: dict[str, float]
+    params: dict[str, str]
     reproduced: bool | None  # as Run.reproduced
     verdict: str | None  # `reproduced`, `not-reproduced` or `nothing-to-compare`
     rerun_of: str | None
@@ -205,9 +209,9 @@ def load(run_id: str, *, cwd: str | Path | None = None) -> Run:
 
     where = Path(cwd) if cwd is not None else None
     record = load_run(run_id, where)
-    with quick_failure():
+    with quick_failure():  # the params are the one thing `show` leaves out
         view = Tracker(store_uri(where), create=False).get_run(str(record["run_id"]))
-    return _run(record, view.name, view.params, view.tags, _root(where))
+    return _run(record, view.params, _root(where))
 
 
 def runs(
@@ -218,13 +222,17 @@ def runs(
     data: str | None = None,
     data_hash: str | None = None,
     sweep: str | None = None,
+    filter: str | None = None,  # as `reprotrain runs --filter`
+    sort: str | None = None,
     limit: int = 100,
     cwd: str | Path | None = None,
 ) -> list[RunSummary]:
     """Runs of the project's experiment (or ``experiment``), newest first, as `reprotrain runs`
     filters them: ``status`` (any case), ``commit`` (a SHA or its prefix), ``data`` (runs that
     read or made this path), ``data_hash`` (a DVC hash or its prefix), ``sweep`` (the jobs of
-    this sweep's parent run); at most ``limit``."""
+    this sweep's parent run), ``filter`` (MLflow's search syntax, ANDed with the rest:
+    ``"metrics.acc > 0.8"``); ordered by ``sort`` (`KEY[:asc|desc]`: `metrics.loss`,
+    `params.model.lr:desc`, `start_time:asc`) instead of newest first; at most ``limit``."""
     from reprotrain.query import list_runs
 
     if limit < 1:
@@ -238,18 +246,18 @@ def runs(
         data_hash=data_hash,
         sweep=sweep,
         limit=limit,
+        filter_string=filter,
+        sort=sort,
     )
     return [_summary(row) for row in rows]
 
 
-def _run(
-    record: dict[str, Any], name: str, params: Mapping[str, str], tags: Mapping[str, str], root: Path | None
-) -> Run:
+def _run(record: dict[str, Any], params: Mapping[str, str], root: Path | None) -> Run:
     git = record.get("git") or {}
     config = record.get("config") or {}
     return Run(
         run_id=str(record["run_id"]),
-        name=name,
+        name=str(record.get("name") or ""),
         status=str(record.get("status", "")),
         start=to_datetime(record.get("start_time")),
         end=to_datetime(record.get("end_time")),
@@ -262,8 +270,9 @@ def _run(
         outputs=_versions(record.get("outputs")),
         metrics=dict(record.get("metrics") or {}),
         params=dict(params),
-        rerun_of=tags.get("reprotrain.rerun_of"),
-        reproduced=_flag(tags.get("reprotrain.reproduced")),
+        rerun_of=record.get("rerun_of"),
+        reproduced=_flag(record.get("reproduced")),
+        verdict=record.get("verdict"),
         record=record,
         root=root,
     )
@@ -272,14 +281,17 @@ def _run(
 def _summary(row: Mapping[str, Any]) -> RunSummary:
     return RunSummary(
         run_id=str(row["run_id"]),
+        name=str(row.get("name") or ""),
         status=str(row.get("status", "")),
         start=to_datetime(row.get("start_time")),
+        end=to_datetime(row.get("end_time")),
         commit=str(row.get("commit", "")),
         pinned=bool(row.get("pinned", False)),
         overrides=tuple(str(o) for o in row.get("overrides") or ()),
         data_digest=str(row.get("data_digest", "")),
         config_digest=str(row.get("config_digest", "")),
         metrics=dict(row.get("metrics") or {}),
+        params=dict(row.get("params") or {}),
         reproduced=_flag(row.get("reproduced")),
         verdict=row.get("verdict"),
         rerun_of=row.get("rerun_of"),

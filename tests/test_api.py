@@ -123,6 +123,12 @@ def test_load_last_from_a_subdirectory(two_runs):
     assert run.config["model"]["lr"] == 0.5
 
 
+def test_load_by_a_unique_prefix(two_runs):
+    assert reprotrain.load(two_runs.a[:8], cwd=two_runs.root).run_id == two_runs.a
+    with pytest.raises(reprotrain.UsageError, match="too short"):
+        reprotrain.load(two_runs.a[:4], cwd=two_runs.root)
+
+
 def test_load_unknown_run_raises_reprotrain_error(two_runs):
     with pytest.raises(reprotrain.ReprotrainError) as caught:
         reprotrain.load("0123456789abcdef0123456789abcdef", cwd=two_runs.root)
@@ -264,7 +270,7 @@ def test_a_verified_rerun_names_its_original_and_the_verdict(project):
     assert res.code == 0, res.describe()
     (new,) = {r.info.run_id for r in all_runs(embedded_uri(project))} - {original.info.run_id}
     run = reprotrain.load(new, cwd=project)
-    assert run.rerun_of == original.info.run_id and run.reproduced is True
+    assert run.rerun_of == original.info.run_id and run.reproduced is True and run.verdict == "reproduced"
     assert reprotrain.load(original.info.run_id, cwd=project).reproduced is None
     row = next(r for r in reprotrain.runs(cwd=project) if r.run_id == new)
     assert row.rerun_of == original.info.run_id and row.reproduced is True and row.verdict == "reproduced"
@@ -282,6 +288,8 @@ def test_runs_lists_newest_first_as_summaries(two_runs):
     assert a.overrides == ("model.lr=0.3",) and a.metrics["acc"] == 0.9
     assert a.start is not None and a.start.tzinfo is not None and b.start is not None and a.start <= b.start
     assert a.reproduced is None and a.rerun_of is None and a.parent is None and a.outputs == {}
+    assert a.name and a.params["model.lr"] == "0.3" and b.params["model.lr"] == "0.5"
+    assert a.end is not None and a.start <= a.end <= b.start
     assert a.data_digest and a.data_digest != b.data_digest
 
 
@@ -298,6 +306,10 @@ def test_runs_filters(two_runs):
     assert ids(status="FAILED") == []
     assert ids(limit=1) == [two_runs.b]
     assert ids(sweep=two_runs.a) == []
+    assert ids(filter="params.`model.lr` = '0.3'") == [two_runs.a]
+    assert ids(filter="metrics.acc > 0.5", commit=two_runs.sha_b) == [two_runs.b]
+    assert ids(sort="start_time:asc") == [two_runs.a, two_runs.b]
+    assert ids(sort="params.model.lr:desc") == [two_runs.b, two_runs.a]
 
 
 def test_runs_of_an_unknown_experiment_raises_reprotrain_error(two_runs):
@@ -305,6 +317,8 @@ def test_runs_of_an_unknown_experiment_raises_reprotrain_error(two_runs):
         reprotrain.runs(experiment="nope", cwd=two_runs.root)
     with pytest.raises(reprotrain.UsageError):
         reprotrain.runs(limit=0, cwd=two_runs.root)
+    with pytest.raises(reprotrain.UsageError):
+        reprotrain.runs(filter="metrics.acc >>> 1", cwd=two_runs.root)
 
 
 # --------------------------------------------------------------------------- as a user's script uses it
