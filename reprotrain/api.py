@@ -201,9 +201,10 @@ class RunSummary:
 
 
 def load(run_id: str, *, cwd: str | Path | None = None) -> Run:
-    """The run ``run_id`` (an ID, a unique prefix where `reprotrain show` takes one, or `last`) of
-    the project at ``cwd`` (default: the current directory), from the project's tracking store
-    (or ``MLFLOW_TRACKING_URI``). Raises :class:`ReprotrainError` when it is not found."""
+    """The run ``run_id`` (an ID, a unique prefix of 8 or more characters, or `last`, as the
+    commands take it) of the project at ``cwd`` (default: the current directory), from the
+    project's tracking store (or ``MLFLOW_TRACKING_URI``). Raises :class:`ReprotrainError` when
+    it is not found (:class:`UsageError` for an ambiguous or too short prefix)."""
     from reprotrain.adapters.tracking import Tracker, quick_failure
     from reprotrain.query import load_run, store_uri
 
