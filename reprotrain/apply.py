@@ -127,9 +127,9 @@ def _checkout(root: Path, targets: list[str], quiet: bool = False) -> None:
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
 
-    from reprotrain.adapters.dvc import _first_line, _quiet
+    from reprotrain.adapters.dvc import first_line, quiet_dvc
 
-    _quiet()
+    quiet_dvc()
     try:
         with Repo(os.fspath(root)) as repo:
             try:
@@ -142,7 +142,7 @@ def _checkout(root: Path, targets: list[str], quiet: bool = False) -> None:
             return
         raise ReprotrainError(
             f"the run's outputs {', '.join(targets[:5])} are in neither the DVC cache here nor the DVC remote: "
-            f"{_first_line(exc)}",
+            f"{first_line(exc)}",
             hint="they are in the DVC cache of the machine that ran the run: apply it there, commit, and `dvc push`; "
             "then pull that commit here (git pull && dvc pull)",
         ) from exc

@@ -26,10 +26,10 @@ from reprotrain.core.record import DataOutput
 from reprotrain.errors import ReprotrainError
 from reprotrain.fileio import write_json
 
-__all__ = ["DataSnapshot", "cache_dir", "dir_manifests", "restore", "snapshot"]
+__all__ = ["DataSnapshot", "cache_dir", "dir_manifests", "first_line", "quiet_dvc", "restore", "snapshot"]
 
 
-def _quiet() -> None:
+def quiet_dvc() -> None:
     """DVC logs warnings to stderr from inside its API; reprotrain reports problems itself."""
     import logging
 
@@ -37,7 +37,7 @@ def _quiet() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     """The first line of DVC's message and of what caused it (DVC's `SCM error` alone says
     nothing; its cause says `Failed to clone repo '<url>'`), credentials taken out of URLs."""
     from reprotrain.core.record import strip_credentials
@@ -99,13 +99,13 @@ def snapshot(
     from dvc.exceptions import DvcException, NotDvcRepoError
     from dvc.repo import Repo
 
-    _quiet()
+    quiet_dvc()
     try:
         repo = Repo(os.fspath(path))
     except NotDvcRepoError:
         return DataSnapshot(False)
     except DvcException as exc:
-        raise ReprotrainError(f"cannot open the DVC repository at {path}: {_first_line(exc)}") from exc
+        raise ReprotrainError(f"cannot open the DVC repository at {path}: {first_line(exc)}") from exc
     try:
         with repo:
             pinned: list[tuple[DataOutput, Any]] = []
@@ -159,7 +159,7 @@ def snapshot(
                 watch.cache_dir = str(repo.cache.local.path)
                 watch.oids = [oid for ids in oids.values() for oid in ids]
     except DvcException as exc:
-        message = _first_line(exc)
+        message = first_line(exc)
         hint = (
             "the source repository of a `dvc import` must be reachable for DVC to check its pin: restore "
             "access to it (its URL is under `repo: url:` in the importing .dvc file)"
@@ -277,7 +277,7 @@ def _remote_problems(repo: Any, oids: dict[str, list[str]], sources: dict[str, s
             Problem(
                 "no-dvc-remote",
                 "",
-                f"cannot check the DVC remote: {_first_line(exc)}",
+                f"cannot check the DVC remote: {first_line(exc)}",
                 "dvc remote add -d <name> <url> && git commit .dvc/config",
             )
         ]
@@ -287,7 +287,7 @@ def _remote_problems(repo: Any, oids: dict[str, list[str]], sources: dict[str, s
     except Exception as exc:  # network and credential errors come from many fsspec backends
         return [
             Problem(
-                "dvc-remote-unreachable", "", f"the DVC remote cannot be read: {_first_line(exc)}", "check the remote"
+                "dvc-remote-unreachable", "", f"the DVC remote cannot be read: {first_line(exc)}", "check the remote"
             )
         ]
     missing = {p: n for p, ids in oids.items() if (n := sum(1 for o in set(ids) if o not in present))}
@@ -330,7 +330,7 @@ def restore(
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
 
-    _quiet()
+    quiet_dvc()
     dvc_dir = worktree / ".dvc"
     local = local_config.read_text(encoding="utf-8") if local_config and local_config.is_file() else ""
     try:
@@ -357,7 +357,7 @@ def restore(
                 if fresh and verified_index is not None:
                     write_json(verified_index, index | fresh, separators=(",", ":"))
     except DvcException as exc:
-        raise ReprotrainError(f"restoring the data in {worktree} failed: {_first_line(exc)}") from exc
+        raise ReprotrainError(f"restoring the data in {worktree} failed: {first_line(exc)}") from exc
     except UnicodeEncodeError as exc:
         raise ReprotrainError(
             f"DVC cannot write the shared cache path {shared_cache} into its config (non-ASCII characters)",
@@ -388,7 +388,7 @@ def _fetch_and_restore(
     except DvcException as exc:
         raise ReprotrainError(
             f"the data {', '.join(missing)} is not in the DVC cache and fetching it from the DVC "
-            f"remote failed: {_first_line(exc)}",
+            f"remote failed: {first_line(exc)}",
             hint="dvc push from a clone that has it, or check the DVC remote (dvc remote list)",
         ) from exc
     again = [o for o in outs if os.path.relpath(o.fs_path, worktree) in missing]

@@ -54,9 +54,9 @@ def _repo(root: Path) -> Any:
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
 
-    from reprotrain.adapters.dvc import _quiet
+    from reprotrain.adapters.dvc import quiet_dvc
 
-    _quiet()
+    quiet_dvc()
     try:
         return Repo(os.fspath(root))
     except DvcException as exc:
@@ -117,14 +117,14 @@ def _fetch(repo: Any, oid: str) -> None:
     from dvc.exceptions import DvcException
     from dvc_data.hashfile.hash_info import HashInfo
 
-    from reprotrain.adapters.dvc import _first_line
+    from reprotrain.adapters.dvc import first_line
 
     try:
         repo.cloud.pull([HashInfo("md5", oid), HashInfo("md5-dos2unix", oid)])
     except DvcException as exc:
         raise ReprotrainError(
             f"the DVC object {oid} is not in the DVC cache and fetching it from the DVC remote failed: "
-            f"{_first_line(exc)}",
+            f"{first_line(exc)}",
             hint="dvc push from a clone that has it, or check the DVC remote (dvc remote list)",
         ) from exc
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reprotrain.adapters.dvc import _first_line, _quiet
+from reprotrain.adapters.dvc import first_line, quiet_dvc
 from reprotrain.core.pipeline import PARAMS_FILE, PipelinePlan, Stage
 from reprotrain.core.record import PINNED_BY_GIT, DataOutput
 from reprotrain.errors import ReprotrainError, UsageError
@@ -27,7 +27,7 @@ def plan(root: Path, targets: Sequence[str], flags: Sequence[str]) -> PipelinePl
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
 
-    _quiet()
+    quiet_dvc()
     try:
         with Repo(os.fspath(root)) as repo:
             if not targets and not (root / "dvc.yaml").is_file():
@@ -46,7 +46,7 @@ def plan(root: Path, targets: Sequence[str], flags: Sequence[str]) -> PipelinePl
             metrics, plots = _reports(repo, root, collected)
     except DvcException as exc:
         raise UsageError(
-            f"`dvc repro {' '.join([*flags, *targets])}` cannot be planned: {_first_line(exc)}",
+            f"`dvc repro {' '.join([*flags, *targets])}` cannot be planned: {first_line(exc)}",
             hint="check the entrypoint's stage names against `dvc stage list`",
         ) from exc
     if not stages:
@@ -168,7 +168,7 @@ def compose_params(dest: Path, config_dir: Path, config_name: str, overrides: li
             compose_and_dump(dest, os.fspath(config_dir), None, config_name, os.fspath(plugins), overrides)
     except Exception as exc:  # noqa: BLE001 - Hydra and OmegaConf raise many kinds; all are the config's
         raise UsageError(
-            f"DVC's Hydra composition of {PARAMS_FILE} (as `dvc exp run` makes it) failed: {_first_line(exc)}",
+            f"DVC's Hydra composition of {PARAMS_FILE} (as `dvc exp run` makes it) failed: {first_line(exc)}",
             hint="the config must compose with Hydra's compose API too: no ${hydra:runtime...} or "
             "${hydra:job...} values in keys the pipeline reads",
         ) from exc
@@ -217,7 +217,7 @@ def results(project: Path, targets: Sequence[str], flags: Sequence[str], tree: P
                     outputs.append(DataOutput(rel, out.hash_info.value, out.meta.size, out.meta.nfiles, source))
             cache = str(Path(repo.cache.local.path).parents[1])
     except DvcException as exc:
-        raise ReprotrainError(f"reading the pipeline's dvc.lock in {project} failed: {_first_line(exc)}") from exc
+        raise ReprotrainError(f"reading the pipeline's dvc.lock in {project} failed: {first_line(exc)}") from exc
     metrics: dict[str, Any] = {}
     problems: list[str] = []
     for rel in plan_.metrics_files:
