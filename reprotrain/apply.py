@@ -31,6 +31,11 @@ def apply_run(run_id: str, cwd: Path | None = None) -> tuple[str, list[str]]:
     with quick_failure():
         run_id = resolve_run_id(run_id, tracker, cwd)
         record = tracker.read_json_artifact(run_id, "reprotrain/record.json")
+    if isinstance(record, dict) and record.get("kind") == "sweep":
+        raise UsageError(
+            f"run {run_id} is a sweep: apply brings one job's outputs into the working copy",
+            hint=f"reprotrain runs --sweep {run_id[:12]}, then reprotrain apply JOB_RUN_ID",
+        )
     if not isinstance(record, dict) or not record.get("pipeline"):
         raise UsageError(
             f"run {run_id} did not run a DVC pipeline: it has no dvc.lock to apply",

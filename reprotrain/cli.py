@@ -30,6 +30,9 @@ reprotrain options:
 """
 
 
+_RUN_ID_HELP = "a run ID, a unique prefix of 8+ characters of one, or `last` (the newest run, sweep or rerun here)"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="reprotrain",
@@ -62,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
         "--data", metavar="PATH", help="runs that trained on this DVC output (with --data-hash: that version)"
     )
     runs.add_argument("--data-hash", metavar="HASH", help="runs that used a DVC output with this hash")
-    runs.add_argument("--sweep", metavar="RUN_ID", help="the jobs of this sweep")
+    runs.add_argument("--sweep", metavar="RUN_ID", help="the jobs of this sweep (its ID or a prefix of 8+ characters)")
     runs.add_argument(
         "--stale", action="store_true", help="RUNNING runs whose launcher died (then: reprotrain runs --reap)"
     )
@@ -82,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
         help="comma-separated columns: run,name,status,started,ended,commit,data,repro,overrides,metrics and "
         "metrics.NAME, params.NAME (default: run,status,started,commit,data,repro,overrides,metrics)",
     )
-    runs.add_argument("--limit", type=int, default=100, help="list at most this many runs (default: 100)")
+    runs.add_argument("--limit", type=_limit, default=100, help="list at most this many runs (default: 100)")
     runs.add_argument("--json", action="store_true", help="print the rows as JSON")
     diff = sub.add_parser(
         "diff",
@@ -120,7 +123,7 @@ def _parser() -> argparse.ArgumentParser:
         "of the DVC cache (fetching from the DVC remote what it lacks). The working copy must be clean and at "
         "the run's commit; `git add` and `git commit` then keep the result.",
     )
-    apply.add_argument("run_id", help="a run of a `dvc repro` entrypoint, or `last`")
+    apply.add_argument("run_id", help="a run of a `dvc repro` entrypoint: " + _RUN_ID_HELP)
     completion = sub.add_parser(
         "completion",
         help="print the shell completion script (bash, zsh)",
@@ -129,9 +132,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     completion.add_argument("shell", choices=["bash", "zsh"])
     show = sub.add_parser("show", help="show what a run recorded")
-    show.add_argument("run_id", help="MLflow run ID, or `last` for the newest run launched here")
+    show.add_argument("run_id", help=_RUN_ID_HELP)
     show.add_argument("--json", action="store_true", help="print the record, status and metrics as JSON")
     return parser
+
+
+def _limit(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1 <= value <= 50000:  # MLflow's search returns at most 50000 runs a page
+        raise argparse.ArgumentTypeError(f"give 1 to 50000, not {value}")
+    return value
 
 
 def _rerun_parser() -> argparse.ArgumentParser:
@@ -140,7 +153,7 @@ def _rerun_parser() -> argparse.ArgumentParser:
         description="Rerun RUN_ID from its recorded commit, data and config, in a separate git worktree "
         "(your working copy is untouched). With overrides, start a derived run instead.",
     )
-    rerun.add_argument("run_id", help="the run to rerun, or `last`")
+    rerun.add_argument("run_id", help="the run to rerun: " + _RUN_ID_HELP)
     rerun.add_argument("overrides", nargs="*", help="Hydra overrides for a derived run (never a reproduction)")
     rerun.add_argument(
         "--verify",
@@ -191,10 +204,17 @@ def _unknown_flag(token: str) -> UsageError:
 def _refuse_hydra_completion(tokens: Sequence[str]) -> None:
     """Hydra's `-sc install=bash` would complete a `reprotrain-run` command that does not exist;
     `-sc query=bash` is what reprotrain's own completion asks Hydra."""
+    import os
+
     for i, token in enumerate(tokens):
         if token in {"-sc", "--shell-completion"} or token.startswith("--shell-completion="):
             value = token.split("=", 1)[1] if token.startswith("--shell-completion=") else ""
             value = value or (tokens[i + 1] if i + 1 < len(tokens) else "")
+            if value.startswith("query=") and "COMP_LINE" not in os.environ:
+                raise UsageError(
+                    "-sc query=... is what the shell's completion asks, with the line in COMP_LINE",
+                    hint='eval "$(reprotrain completion bash)", then press Tab',
+                )
             if not value.startswith("query="):
                 raise UsageError(
                     "Hydra's shell completion would be installed for the wrong command",
@@ -214,6 +234,9 @@ def _split_run_options(tokens: Sequence[str]) -> tuple[dict[str, object], list[s
         token = items[i]
         if token.startswith("--") and token.split("=", 1)[0] not in (*RUN_FLAGS, *HYDRA_FLAGS):
             raise _unknown_flag(token)
+        if token.startswith(("--allow-unpinned=", "--require-pushed=")):
+            flag = token.split("=", 1)[0]
+            raise UsageError(f"{flag} takes no value, got {token!r}", hint=f"reprotrain run {flag} ...")
         if token == "--allow-unpinned":
             options["allow_unpinned"] = True
         elif token == "--require-pushed":
@@ -296,7 +319,10 @@ def _runs(args: argparse.Namespace) -> int:
 
     if args.reap:
         reaped = reap(args.experiment)
-        print(f"marked {len(reaped)} stale run(s) KILLED" + "".join(f"\n  {r}" for r in reaped))
+        if args.json:
+            print(_json({"reaped": reaped}))
+        else:
+            print(f"marked {len(reaped)} stale run(s) KILLED" + "".join(f"\n  {r}" for r in reaped))
         return 0
     columns = _columns(args.columns)
     rows = list_runs(
@@ -452,7 +478,7 @@ def _complete(words: Sequence[str]) -> int:
         cword,
         _parser(),
         _rerun_parser(),
-        RUN_FLAGS + HYDRA_FLAGS,
+        tuple(f for f in RUN_FLAGS + HYDRA_FLAGS if f != "--shell-completion"),
         lambda line: hydra_query(line, _run),
     )
     print("\n".join(found))

@@ -63,6 +63,7 @@ def candidates(
     rerun_parser: argparse.ArgumentParser,
     run_flags: Sequence[str],
     hydra_query: Callable[[str], list[str]],
+    own_flags: Sequence[str] = ("--allow-unpinned", "--require-pushed", "--timeout"),
 ) -> list[str]:
     """What may complete word ``cword`` of ``words`` (``words[0]`` is `reprotrain`)."""
     words = list(words) + [""] * max(0, cword + 1 - len(words))
@@ -75,7 +76,7 @@ def candidates(
     if command == "run":
         if current.startswith("--"):
             return [f for f in run_flags if f.startswith(current)]
-        found = hydra_query(" ".join(["reprotrain-run", *words[2 : cword + 1]]))
+        found = hydra_query(" ".join(["reprotrain-run", *_hydras(words[2:cword], own_flags), current]))
         return [f for f in found if f.startswith(current)]
     sub = rerun_parser if command == "rerun" else commands.get(command)
     if sub is None:
@@ -89,6 +90,22 @@ def candidates(
     if command == "completion":
         return [s for s in ("bash", "zsh") if s.startswith(current)]
     return []
+
+
+def _hydras(words: Sequence[str], own_flags: Sequence[str]) -> list[str]:
+    """The words of a `run` line that are Hydra's: reprotrain's options (and --timeout's value) left out,
+    since Hydra's completion stops at an option it does not know."""
+    kept: list[str] = []
+    skip = False
+    for word in words:
+        if skip:
+            skip = False
+            continue
+        if word.split("=", 1)[0] in own_flags:
+            skip = word == "--timeout"
+            continue
+        kept.append(word)
+    return kept
 
 
 def hydra_query(line: str, run: Callable[[list[str]], int]) -> list[str]:

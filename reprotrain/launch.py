@@ -461,7 +461,8 @@ def _check_defaults_overrides(project: Project, args: hydra_adapter.HydraArgs, c
         if not override.startswith("+") or override.startswith("++") or "=" not in override:
             continue
         group, value = override[1:].split("=", 1)
-        if _meant_a_group(project, config_name, group, value):
+        other_dirs = args.namespace.config_dir or args.namespace.config_path  # groups reprotrain does not see
+        if not other_dirs and _meant_a_group(project, config_name, group, value):
             print(
                 f"reprotrain: note: {override} adds a plain key {group}={value!r} to the config: there is no config "
                 f"group {project.config_dir.name}/{group}/ (if a group was meant, create "
@@ -485,6 +486,8 @@ def _meant_a_group(project: Project, config_name: str, name: str, value: str) ->
         return False
     if (project.config_dir / name).is_dir():
         return False
+    if hydra_adapter.primary_config_value(project.config_dir, config_name, name) is not None:
+        return False  # the key is there already: Hydra refuses the + itself
     searchpath = hydra_adapter.primary_config_value(project.config_dir, config_name, "hydra.searchpath")
     return searchpath is None  # groups may live in another search path: Hydra knows, reprotrain does not
 

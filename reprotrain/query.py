@@ -171,8 +171,10 @@ def resolve_run_id(ref: str, tracker: Any, cwd: Path | None = None) -> str:
     if ref == "last":
         return last_run_id(cwd)
     prefix = ref.strip().lower()
-    if len(prefix) >= 32 or not prefix or not set(prefix) <= _HEX:
-        return ref  # a full ID, or not an MLflow ID at all: the store says whether it exists
+    if not prefix or not set(prefix) <= _HEX:
+        return ref  # not an MLflow ID at all: the store says it does not exist
+    if len(prefix) >= 32:
+        return prefix  # a full ID (as MLflow writes them: lower case)
     if len(prefix) < RUN_ID_PREFIX_MIN:
         raise UsageError(
             f"run ID {ref!r} is too short: give at least {RUN_ID_PREFIX_MIN} characters of it",
@@ -482,6 +484,12 @@ def diff_runs(run_a: str, run_b: str, cwd: Path | None = None) -> dict[str, Any]
     from reprotrain.core.verify import env_drift
 
     a, b = load_run(run_a, cwd), load_run(run_b, cwd)
+    for run in (a, b):
+        if run.get("kind") == "sweep":
+            raise UsageError(
+                f"run {run['run_id']} is a sweep: diff compares single runs, such as its jobs",
+                hint=f"reprotrain runs --sweep {run['run_id'][:12]}, then reprotrain diff JOB_A JOB_B",
+            )
     project = find_project(cwd)
     dirs = sorted({o["hash"] for o in a.get("data", []) + b.get("data", []) if o["hash"].endswith(".dir")})
     manifests = dvc_adapter.dir_manifests(project.root, dirs) if dirs else {}

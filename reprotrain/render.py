@@ -85,11 +85,11 @@ def run_text(view: Mapping[str, Any]) -> str:
         f"command    {view.get('command', {}).get('executed', '')}",
         f"data       digest {str(view.get('data_digest', ''))[:12]}",
     ]
-    if view.get("seeds"):
-        lines.append(f"seeds      {' '.join(f'{k}={v}' for k, v in sorted(view['seeds'].items()))}")
     for out in view.get("data", []):
         files = f", {out['nfiles']} files" if out.get("nfiles") else ""
         lines.append(f"  {out['path']}  {out['hash']}  {_size(out.get('size'))}{files}  ({out['source']})")
+    if view.get("seeds"):
+        lines.append(f"seeds      {' '.join(f'{k}={v}' for k, v in sorted(view['seeds'].items()))}")
     pipeline = view.get("pipeline")
     if pipeline:
         stages = pipeline.get("stages", [])
@@ -114,7 +114,7 @@ def run_text(view: Mapping[str, Any]) -> str:
     lines.extend(linked_text(view.get("linked_runs") or []))
     if view.get("verdict"):
         lines.append(f"verified   {_VERDICTS.get(view['verdict'], view['verdict'])} against {view.get('rerun_of')}")
-        lines.extend(_checks_table(view.get("verification") or [])[1:])
+        lines.extend(_checks_table(view.get("verification") or []))
     return "\n".join(lines)
 
 
@@ -238,7 +238,7 @@ def linked_text(rows: Sequence[Mapping[str, Any]]) -> list[str]:
 
 RUNS_COLUMNS = ("run", "status", "started", "commit", "data", "repro", "overrides", "metrics")
 _FLEXIBLE = ("overrides", "metrics", "name")  # cut to fit the terminal, longest first
-_MIN_FLEX = 12
+_MIN_FLEX = 10
 
 
 def _repro(row: Mapping[str, Any]) -> str:
@@ -252,6 +252,8 @@ def _column(row: Mapping[str, Any], name: str) -> str:
         return str(row["run_id"])[:12]
     if name == "started":
         return _time(row.get("start_time")).replace(" UTC", "")
+    if name == "started-short":
+        return _time(row.get("start_time"))[5:16]  # MM-DD HH:MM, for a narrow terminal
     if name == "ended":
         return _time(row.get("end_time")).replace(" UTC", "")
     if name == "commit":
@@ -305,6 +307,16 @@ def _fit(table: list[list[str]], columns: Sequence[str], width: int | None) -> l
     return [[_cut(cell, widths[i]) if i in flexible else cell for i, cell in enumerate(row)] for row in table]
 
 
+# what a narrow terminal loses, in this order, once the overrides and metrics are cut to their minimum
+_NARROWER = (("started", "started-short"), ("data", None), ("commit", None), ("repro", None))
+
+
+def _narrowed(columns: tuple[str, ...], steps: Sequence[tuple[str, str | None]]) -> tuple[str, ...]:
+    for old, new in steps:
+        columns = tuple((new or c) if c == old else c for c in columns if c != old or new is not None)
+    return columns
+
+
 _RED, _GREEN, _RESET = "\033[31m", "\033[32m", "\033[0m"
 
 
@@ -328,13 +340,18 @@ def runs_text(
     if not rows:
         return "no runs"
     ordered = _grouped(rows) if group else [(r, False) for r in rows]
-    table = [[c.upper() for c in columns]]
-    for r, job in ordered:
-        cells = [_column(r, c) for c in columns]
-        if job and columns and columns[0] == "run":
-            cells[0] = "└ " + cells[0][:10]
-        table.append(cells)
-    table = _fit(table, columns, width)
+    narrower = _NARROWER if tuple(columns) == RUNS_COLUMNS else ()  # the user's own columns stay
+    for step in range(len(narrower) + 1):
+        columns = _narrowed(tuple(columns), narrower[:step]) if step else tuple(columns)
+        table = [["STARTED" if c == "started-short" else c.upper() for c in columns]]
+        for r, job in ordered:
+            cells = [_column(r, c) for c in columns]
+            if job and columns and columns[0] == "run":
+                cells[0] = "└ " + cells[0][:10]
+            table.append(cells)
+        table = _fit(table, columns, width)
+        if width is None or max(len("  ".join(row)) for row in table) <= width:
+            break
     widths = [max(len(row[i]) for row in table) for i in range(len(columns))]
     lines = []
     for n, row in enumerate(table):

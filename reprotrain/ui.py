@@ -37,16 +37,30 @@ def _serves(python: str) -> bool:
     return probe.returncode == 0
 
 
+_SH_EXEC = "'''exec'"  # pip's console script for a long or spaced interpreter path: `#!/bin/sh`, then this
+
+
 def _script_python(script: str) -> str | None:
-    """The interpreter a console script's `#!` line names."""
+    """The interpreter a console script runs: its `#!` line's, through `/usr/bin/env python3`, or
+    the one named on the second line of the `#!/bin/sh` form that pip writes."""
+    import shlex
+
     try:
         with open(script, "rb") as handle:
-            first = handle.readline(4096).decode("utf-8", "replace").strip()
+            head = [handle.readline(4096).decode("utf-8", "replace").strip() for _ in range(2)]
     except OSError:
         return None
-    if not first.startswith("#!"):
+    if not head[0].startswith("#!"):
         return None
-    words = first[2:].split()
+    words = head[0][2:].split()
+    if words and os.path.basename(words[0]) == "env" and len(words) > 1:
+        return shutil.which(words[-1])
+    if words and os.path.basename(words[0]) == "sh" and head[1].startswith(_SH_EXEC):
+        try:
+            named = shlex.split(head[1][len(_SH_EXEC) :])
+        except ValueError:
+            return None
+        return named[0] if named and os.path.isabs(named[0]) else None
     return words[0] if words and os.path.isabs(words[0]) else None
 
 
@@ -74,6 +88,16 @@ def _full_mlflow_here() -> bool:
     return find_spec("flask") is not None
 
 
+def _refuse_absent_store(uri: str) -> None:
+    """The embedded store is made by the first run, with the state directory that git ignores; MLflow's
+    server would create the database alone, where the next run's gate finds an untracked file."""
+    from reprotrain.adapters.tracking import sqlite_file
+
+    db = sqlite_file(uri)
+    if db is not None and not db.exists():
+        raise ReprotrainError(f"no tracking store at {db} yet: no run was recorded here", hint="reprotrain run ...")
+
+
 class _Stop(Exception):
     def __init__(self, signum: int) -> None:
         self.signum = signum
@@ -86,15 +110,18 @@ def _raise_stop(signum: int, _frame: FrameType | None) -> None:
 def serve(uri: str, host: str, port: int) -> int:
     """Serve the UI until it exits or reprotrain is stopped (Ctrl-C, SIGTERM, SIGHUP): then the server
     and every process it started are stopped too. Returns the exit code."""
+    _refuse_absent_store(uri)
     command = [*ui_command(), "--backend-store-uri", uri, "--host", host, "--port", str(port), "--workers", "1"]
     print(f"MLflow UI for {strip_credentials(uri)} at http://{host}:{port} (Ctrl-C to stop)", flush=True)
     handled = (signal.SIGTERM, signal.SIGHUP)
-    previous = {s: signal.signal(s, _raise_stop) for s in handled}
+    previous = {s: signal.getsignal(s) for s in handled}
     # MLflow 3.17's server also starts a job runner with 8 huey consumers (GenAI jobs): browsing runs
     # needs none of them, and on 2 cores they slow the UI's first answer to tens of seconds
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
     server = subprocess.Popen(command, env=env, start_new_session=True)  # its own group: stopped as one
     try:
+        for signum in handled:
+            signal.signal(signum, _raise_stop)
         return server.wait()
     except _Stop as stop:
         return 128 + stop.signum

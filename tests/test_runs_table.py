@@ -109,9 +109,11 @@ def test_a_sweeps_jobs_are_grouped_under_it(listed):
 
 def test_the_table_fits_the_terminal_and_a_pipe_gets_whole_lines(listed):
     root, *_ = listed
-    narrow = run_cli("runs", cwd=root, env=cli_env(root, {"COLUMNS": "100"})).out.splitlines()
-    assert max(len(line) for line in narrow) <= 100, narrow
-    assert any("…" in line for line in narrow), "the long override is cut, not every row padded"
+    for columns in (100, 80, 60):
+        narrow = run_cli("runs", cwd=root, env=cli_env(root, {"COLUMNS": str(columns)})).out.splitlines()
+        assert max(len(line) for line in narrow) <= columns, narrow
+        assert any("…" in line for line in narrow), "the long override is cut, not every row padded"
+        assert narrow[0].split()[:2] == ["RUN", "STATUS"], narrow[0]
     assert LONG in piped(root, "runs")
 
 
