@@ -10,7 +10,7 @@ from pathlib import Path
 
 from reprotrain.core.secrets import url_secrets
 
-__all__ = ["remote_secrets"]
+__all__ = ["default_remote_url", "remote_secrets"]
 
 # DVC's remote options that hold a credential (s3, azure, gs, gdrive, ssh, http, webdav, oss, ...):
 # named one by one, since a rule by name would also mask `auth = basic` or `ask_password = true`
@@ -62,3 +62,33 @@ def remote_secrets(root: Path) -> set[str]:
                     found.add(value)
                 found |= url_secrets([value])
     return {v for v in found if len(v) >= 4}
+
+
+def default_remote_url(root: Path) -> str:
+    """The URL of the project's default DVC remote (`core.remote`), with any credentials removed;
+    a relative local path made absolute, as DVC reads it (from the config file's directory). Read
+    as text, as DVC merges its files: the user's config, then the project's, then config.local."""
+    from reprotrain.core.record import strip_credentials
+
+    files = _config_files(root)
+    ordered = [files[-1], *files[:-1]]  # global first: the project's files win
+    name = ""
+    urls: dict[str, tuple[str, Path]] = {}
+    for path in ordered:
+        parser = configparser.RawConfigParser(strict=False, interpolation=None)
+        try:
+            parser.read(path, encoding="utf-8")
+        except (configparser.Error, OSError, UnicodeDecodeError):
+            continue
+        for section in parser.sections():
+            words = section.strip().strip("'").split(None, 1)  # ['remote "name"']
+            if section.strip() == "core" and parser.has_option(section, "remote"):
+                name = parser.get(section, "remote").strip().strip("'\"")
+            elif len(words) == 2 and words[0] == "remote" and parser.has_option(section, "url"):
+                urls[words[1].strip().strip("'\"")] = (parser.get(section, "url").strip().strip("'\""), path.parent)
+    if not name or name not in urls:
+        return ""
+    url, base = urls[name]
+    if "://" not in url and not os.path.isabs(url):
+        url = os.path.normpath(os.path.join(base, url))
+    return strip_credentials(url)

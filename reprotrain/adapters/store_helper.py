@@ -242,8 +242,10 @@ class HelperTracker:
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         self._call("set_tags", run_id, dict(tags))
 
-    def log_data_inputs(self, run_id: str, outputs: Sequence[DataOutput]) -> None:
-        self._call("log_data_inputs", run_id, list(outputs))
+    def log_data_inputs(
+        self, run_id: str, outputs: Sequence[DataOutput], remote: str = "", schemas: Mapping[str, str] | None = None
+    ) -> None:
+        self._call("log_data_inputs", run_id, list(outputs), remote, dict(schemas or {}))
 
     def log_artifacts(
         self, run_id: str, local_dir: Path, artifact_path: str | None = None, masker: Masker | None = None
