@@ -45,6 +45,7 @@ from reprotrain.core.pin import (
 )
 from reprotrain.core.pipeline import PipelinePlan
 from reprotrain.core.record import PINNED_BY_GIT, DataOutput, GitInfo, data_digest
+from reprotrain.core.ui import Original
 from reprotrain.errors import NotPinnedError, ReprotrainError, UsageError
 from reprotrain.fileio import write_json
 from reprotrain.query import this_launcher
@@ -87,6 +88,11 @@ class Lineage:
     expected: dict[str, Any] | None = None
     expected_volatile: tuple[str, ...] = ()
     expected_env_digests: dict[str, str] = field(default_factory=dict)
+    original: Original | None = None  # the run reran or derived from, as the UI links it
+    name: str = ""  # the run's name in the UI (`rerun of <original's name>`)
+    # the original's branch: a rerun's worktree is detached at the original's commit, and the
+    # commit came from that branch (an empty branch said "detached" of a run that was not)
+    branch: str = ""
 
 
 @dataclass(frozen=True)
@@ -511,6 +517,8 @@ def launch(
             raise NotPinnedError(check.problems)  # before anything is written: no run, no output dir
         if pipeline is not None:
             _refuse_uncommitted(check)
+        if lineage is not None and lineage.branch and not check.git.branch:
+            check = replace(check, git=replace(check.git, branch=lineage.branch))
         check_writable_store(uri)  # a read-only store would fail the job's first write
         _check_free_space(project.root)
         ensure_state_dir(project)

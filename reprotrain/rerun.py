@@ -15,9 +15,10 @@ from typing import Any
 from reprotrain.adapters import dvc as dvc_adapter
 from reprotrain.adapters import git as git_adapter
 from reprotrain.adapters.tracking import Tracker, quick_failure
+from reprotrain.core import ui
 from reprotrain.core.links import LinkedRun, linked_metrics, load_linked
 from reprotrain.core.record import strip_credentials
-from reprotrain.core.secrets import MASK
+from reprotrain.core.secrets import MASK, Masker, secret_env_values, url_secrets
 from reprotrain.core.verify import (
     EXIT_CODES,
     NOTHING_TO_COMPARE,
@@ -189,12 +190,16 @@ def _new_parent(tracker: Tracker, original: Any) -> str:
         "reprotrain.git.remote",
         "reprotrain.pinned",
         "reprotrain.data.digest",
+        "reprotrain.data",
         "reprotrain.overrides",
         "reprotrain.sweep",
     )
     tags = {k: original.tags[k] for k in keep if k in original.tags}
-    tags |= {"reprotrain.rerun_of": original.run_id, "mlflow.runName": "sweep-rerun"}
-    return tracker.create_run(original.experiment_id, tags)
+    source = ui.Original(original.run_id, original.name, original.experiment_id)
+    tags |= {"reprotrain.rerun_of": original.run_id, ui.RUN_NAME: ui.rerun_name(source)}
+    run_id = tracker.create_run(original.experiment_id, tags)
+    tracker.set_tags(run_id, {ui.NOTE: ui.rerun_parent_description(source)})
+    return run_id
 
 
 def _rerun_one(
@@ -229,11 +234,16 @@ def _rerun_one(
     tags = {tag: original.run_id, "reprotrain.env_drift": str(len(drift))}
     if parent is not None:
         tags |= {"mlflow.parentRunId": parent, "reprotrain.sweep_id": parent}
+    source = ui.Original(original.run_id, original.name, original.experiment_id, derived)
+    shown = Masker(secret_env_values(os.environ) | url_secrets(overrides)).overrides(overrides)
     lineage = Lineage(
         tags=tags,
         expected=None if derived else config["resolved"],
         expected_volatile=tuple(config.get("volatile", [])),
         expected_env_digests=dict(config.get("env_digests", {})),
+        original=source,
+        name=ui.rerun_name(source, shown),
+        branch=str(record.get("git", {}).get("branch") or ""),
     )
     result = launch(
         target,
@@ -297,7 +307,11 @@ def _verify(tracker: Tracker, run_id: str, new_id: str, patterns: tuple[str, ...
         made[0],
         made[1],
     )
-    tracker.set_tags(new_id, verdict_tags(verdict.outcome))
+    tags = verdict_tags(verdict.outcome)
+    note = new.tags.get(ui.NOTE, "")
+    if ui.is_ours(note):  # the code's own description is left as it wrote it
+        tags[ui.NOTE] = ui.description_with_verdict(note, verdict.outcome, len(verdict.checks))
+    tracker.set_tags(new_id, tags)
     with tempfile.TemporaryDirectory() as tmp:
         payload = {
             "original": run_id,

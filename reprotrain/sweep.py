@@ -9,20 +9,25 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reprotrain import __version__
+from reprotrain.adapters.dvc_config import default_remote_url
 from reprotrain.adapters.store_helper import AnyTracker, tracker_for
-from reprotrain.core.record import data_digest
+from reprotrain.core import ui
+from reprotrain.core.record import MAX_TAG, data_digest, short_digest_tags
 from reprotrain.core.secrets import Masker, secret_env_values, url_secrets
+from reprotrain.errors import ReprotrainError
 from reprotrain.fileio import write_json
+from reprotrain.job import dataset_schemas
 
 if TYPE_CHECKING:
     from reprotrain.launch import Session
 
-__all__ = ["finish_parent", "parent_for_job"]
+__all__ = ["finish_parent", "parent_for_job", "sweep_params"]
 
 
 def parent_for_job(session: Session, tracker: AnyTracker) -> str:
@@ -40,14 +45,19 @@ def parent_for_job(session: Session, tracker: AnyTracker) -> str:
         overrides = masker.overrides(session.sweep_overrides or [])
         tags = {
             "mlflow.source.git.commit": check.git.commit,
+            "mlflow.source.git.branch": check.git.branch,
             "reprotrain.git.commit": check.git.commit,
             "reprotrain.git.branch": check.git.branch,
             "reprotrain.git.remote": check.git.remote,
             "reprotrain.pinned": "true" if check.pinned else "false",
             "reprotrain.data.digest": data_digest(check.data),
+            **short_digest_tags(data_digest(check.data)),
             "reprotrain.overrides": json.dumps(overrides),
             "reprotrain.sweep": "true",
-            "mlflow.runName": "sweep",
+            ui.RUN_NAME: ui.sweep_name(overrides),
+            "mlflow.user": _user(),
+            "mlflow.source.name": (session.settings.entrypoint or "")[:500],
+            "mlflow.source.type": "LOCAL",
             # found by `runs --stale` (and reaped) if reprotrain is killed before it closes it
             "reprotrain.launcher": session.launcher,
         } | session.lineage.tags
@@ -66,6 +76,14 @@ def parent_for_job(session: Session, tracker: AnyTracker) -> str:
             "reprotrain_version": __version__,
         }
         _upload_json(tracker, run_id, "record.json", record)
+        data_remote = default_remote_url(Path(session.root))
+        argv = masker.overrides(session.argv)
+        note = ui.sweep_description(
+            argv, overrides, check.git, check.pinned, check.problems, check.data, data_remote, run_id
+        )
+        tracker.set_tags(run_id, {ui.NOTE: masker.text(note)[:MAX_TAG]})
+        # the jobs' shared inputs, with the schema the jobs give them (MLflow keeps one per experiment)
+        tracker.log_data_inputs(run_id, check.data, data_remote, dataset_schemas(check.git_root, check.data, masker))
         write_json(path, {"run_id": run_id})
         return run_id
 
@@ -79,8 +97,67 @@ def finish_parent(session: Session, run_id: str, results: list[dict[str, Any]], 
     ]
     _upload_json(tracker, run_id, "sweep.json", {"jobs": jobs})
     status = "FINISHED" if exit_code == 0 else ("KILLED" if exit_code in (130, 143) else "FAILED")
-    tracker.set_tags(run_id, {"reprotrain.exit_code": str(exit_code), "reprotrain.sweep.jobs": str(len(jobs))})
+    tags = {"reprotrain.exit_code": str(exit_code), "reprotrain.sweep.jobs": str(len(jobs))}
+    tags |= _summary(tracker, session, run_id, results)
+    tracker.set_tags(run_id, tags)
     tracker.terminate(run_id, status)
+
+
+def _summary(tracker: AnyTracker, session: Session, run_id: str, results: list[dict[str, Any]]) -> dict[str, str]:
+    """What the UI shows of a finished sweep: the jobs' params on the parent (a value every job
+    shares as it is, a swept one as the values the jobs took), and the best job by `objective`
+    (tags and a line of the description). A failure here never fails the sweep."""
+    try:
+        children = tracker.search([session.experiment_id], f"tags.`mlflow.parentRunId` = '{run_id}'")
+        children.sort(key=lambda c: int(c.tags.get("reprotrain.job.num", "0") or 0))
+        params = sweep_params([c.params for c in children])
+        if params:
+            tracker.log_params(run_id, params)
+    except ReprotrainError as exc:
+        print(f"reprotrain: warning: the sweep's params were not logged on {run_id} ({exc})", file=sys.stderr)
+        return {}
+    objective = session.settings.objective
+    direction = next((str(r["direction"]) for r in results if r.get("direction")), "minimize")
+    best = ui.best_job(results, direction) if objective else None
+    if best is None or objective is None:
+        return {}
+    names = {c.run_id: c.name for c in children}
+    parent = tracker.get_run(run_id)
+    tags = {
+        "reprotrain.sweep.best": best.run_id,
+        "reprotrain.sweep.best_value": repr(best.value),
+        "reprotrain.sweep.objective": f"{direction} {objective}",
+    }
+    note = parent.tags.get(ui.NOTE, "")
+    if ui.is_ours(note):
+        line = ui.best_line(objective, direction, best, names.get(best.run_id, ""), session.experiment_id, len(results))
+        tags[ui.NOTE] = ui.with_best(note, line)[:MAX_TAG]
+    return tags
+
+
+_MAX_PARAM = 500  # a swept param lists its values up to this long (MLflow takes 6000)
+
+
+def sweep_params(jobs: list[dict[str, str]]) -> dict[str, str]:
+    """One param per key the jobs logged: the value they share, or the values they took, in order."""
+    if not jobs:
+        return {}
+    keys = sorted(set().union(*jobs))
+    params = {}
+    for key in keys:
+        values = list(dict.fromkeys(job[key] for job in jobs if key in job))
+        text = values[0] if len(values) == 1 else ", ".join(values)
+        params[key] = text if len(text) <= _MAX_PARAM else text[: _MAX_PARAM - 1] + "…"
+    return params
+
+
+def _user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # no user name in a container is not worth failing a sweep
+        return "unknown"
 
 
 def _upload_json(tracker: AnyTracker, run_id: str, name: str, payload: Any) -> None:
