@@ -211,8 +211,23 @@ def open_ui(host: str, port: int, cwd: Path | None = None) -> int:
             "the MLflow UI needs the full mlflow package (reprotrain installs mlflow-skinny)",
             hint="pip install 'reprotrain[server]'  (or: pip install mlflow)",
         )
-    print(f"MLflow UI for {strip_credentials(uri)} at http://{host}:{port} (Ctrl-C to stop)", flush=True)
+    page = _experiment_page(uri, cwd)  # in model-training mode (core/ui.py)
+    print(f"MLflow UI for {strip_credentials(uri)} at http://{host}:{port}/{page} (Ctrl-C to stop)", flush=True)
     return subprocess.call([mlflow, "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)])
+
+
+def _experiment_page(uri: str, cwd: Path | None) -> str:
+    """The UI's page of the project's experiment, or its list when there is none yet."""
+    from reprotrain.adapters.tracking import Tracker
+    from reprotrain.core.ui import TRAINING_VIEW, experiment_route
+    from reprotrain.launch import experiment_name
+
+    try:
+        with quick_failure():
+            found = Tracker(uri, create=False).experiment_id(experiment_name(find_project(cwd)))
+    except (ReprotrainError, NoProjectError):
+        found = None
+    return experiment_route(found) if found else f"#/experiments?{TRAINING_VIEW}"
 
 
 def _quote(value: str) -> str:
