@@ -314,7 +314,7 @@ class Job:
             (staging / "record.json").write_text(record.to_json(), encoding="utf-8")
             (staging / "config.yaml").write_text(hydra_adapter.to_yaml(self.public), encoding="utf-8")
             (self.private / "config.yaml").write_text(hydra_adapter.to_yaml(self.resolved), encoding="utf-8")
-            remote = dvc_remote_url(self.root)
+            remote = self.masker.text(dvc_remote_url(self.root))  # a token in its query string too
             note = self._description(record, remote, tags.get("mlflow.parentRunId"))
             self.tracker.set_tags(self.run_id, {ui.NOTE: note})
             # the config's params are logged when the code is done (spool.deliver): the code may

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reprotrain import __version__
-from reprotrain.adapters.dvc_config import default_remote_url
+from reprotrain.adapters.dvc_config import default_remote_url, remote_secrets
 from reprotrain.adapters.store_helper import AnyTracker, tracker_for
 from reprotrain.core import ui
 from reprotrain.core.record import MAX_TAG, data_digest, short_digest_tags
@@ -39,7 +39,9 @@ def parent_for_job(session: Session, tracker: AnyTracker) -> str:
         if path.is_file():
             return str(json.loads(path.read_text(encoding="utf-8"))["run_id"])
         masker = Masker(
-            secret_env_values(os.environ) | url_secrets([*(session.sweep_overrides or []), *session.argv])
+            secret_env_values(os.environ)
+            | url_secrets([*(session.sweep_overrides or []), *session.argv])
+            | remote_secrets(Path(session.root))  # the description names the DVC remote
         )
         check = session.check
         overrides = masker.overrides(session.sweep_overrides or [])
@@ -76,7 +78,7 @@ def parent_for_job(session: Session, tracker: AnyTracker) -> str:
             "reprotrain_version": __version__,
         }
         _upload_json(tracker, run_id, "record.json", record)
-        data_remote = default_remote_url(Path(session.root))
+        data_remote = masker.text(default_remote_url(Path(session.root)))
         argv = masker.overrides(session.argv)
         note = ui.sweep_description(
             argv, overrides, check.git, check.pinned, check.problems, check.data, data_remote, run_id
