@@ -125,6 +125,7 @@ def rerun(run_id: str, overrides: list[str], options: RerunOptions, cwd: Path | 
         outcome = combined_outcome((v.outcome for v in verdicts), len(jobs))
         if parent is not None:
             tags = {"reprotrain.sweep.jobs": str(len(outcomes))}
+            tags |= _summarize(tracker, original, parent, target, jobs[0][1])
             if options.verify:
                 tags |= verdict_tags(outcome)
             tracker.set_tags(parent, tags)
@@ -145,6 +146,24 @@ def rerun(run_id: str, overrides: list[str], options: RerunOptions, cwd: Path | 
             print(f"reprotrain: kept the worktree at {worktree}", file=sys.stderr)
         else:
             git_adapter.remove_worktree(git.root, worktree)
+
+
+def _summarize(tracker: Tracker, original: Any, parent: str, target: Any, record: dict[str, Any]) -> dict[str, str]:
+    """A sweep's rerun parent as its sweep's: the shared datasets, the jobs' params, the best job
+    (by the original's objective and direction, else the project's objective, minimized)."""
+    from reprotrain.adapters.dvc_config import default_remote_url
+    from reprotrain.core.record import DataOutput
+    from reprotrain.sweep import summarize
+
+    kept = original.tags.get("reprotrain.sweep.objective", "").split(" ", 1)
+    direction, objective = (kept[0], kept[1]) if len(kept) == 2 else ("minimize", target.settings.objective)
+    try:
+        outputs = [DataOutput(**o) for o in record.get("data", [])]
+        # MLflow keeps one dataset per name and digest in an experiment: these are the original's rows
+        tracker.log_data_inputs(parent, outputs, default_remote_url(target.root))
+    except (ReprotrainError, TypeError) as exc:
+        print(f"reprotrain: warning: the sweep's datasets were not logged on {parent} ({exc})", file=sys.stderr)
+    return summarize(tracker, original.experiment_id, parent, None, objective, direction)
 
 
 def _record(tracker: Tracker, view: Any, uri: str) -> dict[str, Any]:

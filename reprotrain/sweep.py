@@ -27,7 +27,7 @@ from reprotrain.job import dataset_schemas
 if TYPE_CHECKING:
     from reprotrain.launch import Session
 
-__all__ = ["finish_parent", "parent_for_job", "sweep_params"]
+__all__ = ["finish_parent", "parent_for_job", "summarize", "sweep_params"]
 
 
 def parent_for_job(session: Session, tracker: AnyTracker) -> str:
@@ -106,33 +106,47 @@ def finish_parent(session: Session, run_id: str, results: list[dict[str, Any]], 
 
 
 def _summary(tracker: AnyTracker, session: Session, run_id: str, results: list[dict[str, Any]]) -> dict[str, str]:
-    """What the UI shows of a finished sweep: the jobs' params on the parent (a value every job
-    shares as it is, a swept one as the values the jobs took), and the best job by `objective`
-    (tags and a line of the description). A failure here never fails the sweep."""
+    direction = next((str(r["direction"]) for r in results if r.get("direction")), "minimize")
+    return summarize(tracker, session.experiment_id, run_id, results, session.settings.objective, direction)
+
+
+def summarize(
+    tracker: AnyTracker,
+    experiment_id: str,
+    run_id: str,
+    results: list[dict[str, Any]] | None,
+    objective: str | None,
+    direction: str,
+) -> dict[str, str]:
+    """What the UI shows of a finished sweep (or a sweep's rerun): the jobs' params on the parent
+    (a value every job shares as it is, a swept one as the values the jobs took), and the best job
+    by ``objective`` (tags, and a line of the description), from the jobs' results (run ID and
+    value; without them, from the jobs' metrics). Returns the tags to set; a failure here never
+    fails the sweep."""
     try:
-        children = tracker.search([session.experiment_id], f"tags.`mlflow.parentRunId` = '{run_id}'")
-        children.sort(key=lambda c: int(c.tags.get("reprotrain.job.num", "0") or 0))
+        children = tracker.search([experiment_id], f"tags.`mlflow.parentRunId` = '{run_id}'")
+        # a sweep's rerun launches its jobs one by one, each job 0: then their order is the start's
+        children.sort(key=lambda c: (int(c.tags.get("reprotrain.job.num", "0") or 0), c.start_time or 0))
         params = sweep_params([c.params for c in children])
         if params:
             tracker.log_params(run_id, params)
+        if results is None and objective:
+            results = [{"run_id": c.run_id, "value": c.metrics.get(objective)} for c in children]
+        best = ui.best_job(results or [], direction) if objective else None
+        if best is None or objective is None:
+            return {}
+        tags = {
+            "reprotrain.sweep.best": best.run_id,
+            "reprotrain.sweep.best_value": repr(best.value),
+            "reprotrain.sweep.objective": f"{direction} {objective}",
+        }
+        note = tracker.get_run(run_id).tags.get(ui.NOTE, "")
     except ReprotrainError as exc:
-        print(f"reprotrain: warning: the sweep's params were not logged on {run_id} ({exc})", file=sys.stderr)
+        print(f"reprotrain: warning: the sweep's summary was not logged on {run_id} ({exc})", file=sys.stderr)
         return {}
-    objective = session.settings.objective
-    direction = next((str(r["direction"]) for r in results if r.get("direction")), "minimize")
-    best = ui.best_job(results, direction) if objective else None
-    if best is None or objective is None:
-        return {}
-    names = {c.run_id: c.name for c in children}
-    parent = tracker.get_run(run_id)
-    tags = {
-        "reprotrain.sweep.best": best.run_id,
-        "reprotrain.sweep.best_value": repr(best.value),
-        "reprotrain.sweep.objective": f"{direction} {objective}",
-    }
-    note = parent.tags.get(ui.NOTE, "")
     if ui.is_ours(note):
-        line = ui.best_line(objective, direction, best, names.get(best.run_id, ""), session.experiment_id, len(results))
+        name = next((c.name for c in children if c.run_id == best.run_id), "")
+        line = ui.best_line(objective, direction, best, name, experiment_id, len(children))
         tags[ui.NOTE] = ui.with_best(note, line)[:MAX_TAG]
     return tags
 

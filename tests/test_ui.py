@@ -180,3 +180,35 @@ def test_sweep_parent_shows_its_params_datasets_and_best_job(project):
     parent_route = f"#/experiments/{parent.info.experiment_id}/runs/{pid}"
     assert f"**sweep** [sweep: +experiment=fast model.lr=0.1,0.3]({parent_route}" in children[0].data.tags[NOTE]
     assert get_run(uri, pid).data.tags["mlflow.source.git.branch"] == "main"
+
+
+def test_reprotrain_ui_names_the_experiment_page_in_model_training_mode(shown, tmp_path):
+    from reprotrain.query import _experiment_page
+
+    experiment = shown.run.info.experiment_id
+    assert _experiment_page(shown.uri, shown.root) == f"#/experiments/{experiment}{TRAINING_VIEW}"
+    assert _experiment_page(f"sqlite:///{tmp_path}/none.db", shown.root) == f"#/experiments{TRAINING_VIEW}"
+
+
+def test_rerun_of_a_sweep_shows_its_params_datasets_and_best_job(project):
+    setup_sweep_project(project)
+    configure(project, entrypoint="python strain.py", objective="loss")
+    res = run_cli("run", "-m", "model.lr=0.1,0.3", cwd=project)
+    assert res.code == 0, res.describe()
+    uri = embedded_uri(project)
+    sweep, _ = split_sweep(uri)
+    res = rerun(project, sweep.info.run_id)
+    assert res.code == 0, res.describe()
+    client = client_for(uri)
+    runs = client.search_runs([sweep.info.experiment_id], "tags.`reprotrain.sweep` = 'true'")
+    (again,) = [r for r in runs if r.data.tags.get("reprotrain.rerun_of") == sweep.info.run_id]
+    assert again.info.run_name == "rerun of sweep: model.lr=0.1,0.3"
+    assert again.data.params["model.lr"] == "0.1, 0.3"
+    assert {d.dataset.name for d in again.inputs.dataset_inputs} == {TRACKED_DATA_FILE, TRACKED_DATA_DIR}
+    jobs = client.search_runs([sweep.info.experiment_id], f"tags.`mlflow.parentRunId` = '{again.info.run_id}'")
+    best = next(j for j in jobs if j.data.params["model.lr"] == "0.3")
+    assert best.info.run_name == "rerun of model.lr=0.3"
+    assert again.data.tags["reprotrain.sweep.best"] == best.info.run_id
+    note = again.data.tags[NOTE]
+    assert f"[sweep: model.lr=0.1,0.3](#/experiments/{sweep.info.experiment_id}/runs/{sweep.info.run_id}" in note
+    assert "**best job** by `loss` (minimized, 2 job(s)): [rerun of model.lr=0.3]" in note, note
