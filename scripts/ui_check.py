@@ -269,6 +269,8 @@ def main() -> int:
     if not args.mlflow.exists():
         raise SystemExit(f"no full mlflow at {args.mlflow}: set REPROTRAIN_TEST_MLFLOW_SERVER or pass --mlflow")
     args.out.mkdir(parents=True, exist_ok=True)
+    for old in args.out.glob("*.png"):  # this run's screenshots only
+        old.unlink()
     with tempfile.TemporaryDirectory(prefix="ui-check-") as tmp:
         base = Path(tmp)
         isolate(base / "home")
