@@ -21,15 +21,17 @@ from reprotrain import __version__
 from reprotrain.adapters import code_hook, interpreter
 from reprotrain.adapters import git as git_adapter
 from reprotrain.adapters import hydra as hydra_adapter
+from reprotrain.adapters.dvc_config import default_remote_url as dvc_remote_url
 from reprotrain.adapters.dvc_config import remote_secrets as dvc_remote_secrets
 from reprotrain.adapters.process import Outcome, load_callable, run_callable, run_command
 from reprotrain.adapters.store_helper import tracker_for
 from reprotrain.adapters.tracking import quick_failure, scan_file, secret_pattern
+from reprotrain.core import ui
 from reprotrain.core.config import config_differences, flatten_params, interpolate_command
 from reprotrain.core.entrypoint import hook_blocked, parse_entrypoint
 from reprotrain.core.links import PROJECT
 from reprotrain.core.pipeline import inputs_of, outputs_tag
-from reprotrain.core.record import MAX_TAG, RunRecord, parse_metrics, run_tags
+from reprotrain.core.record import MAX_TAG, DataOutput, RunRecord, parse_metrics, run_tags
 from reprotrain.core.secrets import (
     MASK,
     Masker,
@@ -39,7 +41,7 @@ from reprotrain.core.secrets import (
     url_secrets,
 )
 from reprotrain.errors import ReprotrainError, UsageError
-from reprotrain.fileio import NEVER_UPLOADED, Entry, walk_tree
+from reprotrain.fileio import NEVER_UPLOADED, Entry, first_lines, walk_tree
 from reprotrain.linking import link_created_runs, write_linked
 from reprotrain.progress import progress, tree_size
 from reprotrain.query import this_launcher
@@ -51,11 +53,12 @@ if TYPE_CHECKING:
     from reprotrain.launch import Session
     from reprotrain.pipeline import PipelineJob
 
-__all__ = ["run_job"]
+__all__ = ["dataset_schemas", "run_job"]
 
 STDERR_TAIL = 64 * 1024  # bytes of stderr kept as `reprotrain/stderr-tail.txt`
 _IN_PROJECT = (f"sqlite:///{PROJECT}/", f"file://{PROJECT}/")  # a store inside the project (core/links.py)
 PLACEHOLDER_RUN_ID = "0" * 32  # stands in for the run ID while the config is checked before the run exists
+_TABLES = (".csv", ".tsv", ".CSV", ".TSV")  # inputs whose header gives the dataset a schema
 
 
 def run_job(session: Session, cfg: Any) -> Any:
@@ -85,7 +88,13 @@ def run_job(session: Session, cfg: Any) -> Any:
         return None
     finally:
         os.chdir(cwd)  # a reused launcher worker starts the next job where this one started
-    write_result(session, ctx.num, exit_code=outcome.exit_code, run_id=job.run_id, status=outcome.status)
+    objective = {}
+    if session.settings.objective and ctx.sweep_dir:  # the sweep parent names the best job (sweep.py)
+        value = job.metrics.get(session.settings.objective)
+        objective = {"value": value, "direction": ctx.direction}
+    write_result(
+        session, ctx.num, exit_code=outcome.exit_code, run_id=job.run_id, status=outcome.status, **objective
+    )
     reason = f" ({outcome.reason})" if outcome.reason and outcome.status != "FINISHED" else ""
     if job.unrecorded:
         reason += " but not fully recorded (see the error above)"
@@ -291,6 +300,8 @@ class Job:
 
             tags["mlflow.parentRunId"] = parent_for_job(self.session, self.tracker)
             tags["reprotrain.sweep_id"] = tags["mlflow.parentRunId"]
+        # set once, at creation: training code that names the run (`start_run(run_name=...)`) renames it
+        tags[ui.RUN_NAME] = self.masker.text(self._run_name(record))
         self.run_id = self.tracker.create_run(self.session.experiment_id, tags)
         staging = Path(self.session.root) / ".reprotrain" / "runs" / self.run_id
         staging.mkdir(parents=True, exist_ok=True)
@@ -303,9 +314,13 @@ class Job:
             (staging / "record.json").write_text(record.to_json(), encoding="utf-8")
             (staging / "config.yaml").write_text(hydra_adapter.to_yaml(self.public), encoding="utf-8")
             (self.private / "config.yaml").write_text(hydra_adapter.to_yaml(self.resolved), encoding="utf-8")
+            remote = self.masker.text(dvc_remote_url(self.root))  # a token in its query string too
+            note = self._description(record, remote, tags.get("mlflow.parentRunId"))
+            self.tracker.set_tags(self.run_id, {ui.NOTE: note})
             # the config's params are logged when the code is done (spool.deliver): the code may
             # log the same keys itself, with its own values, and MLflow params cannot change
-            self.tracker.log_data_inputs(self.run_id, record.data)
+            schemas = dataset_schemas(self.session.check.git_root, record.data, self.masker)
+            self.tracker.log_data_inputs(self.run_id, record.data, remote, schemas)
             self.tracker.log_artifacts(self.run_id, staging, "reprotrain", self.masker)
             unpinned = Path(self.session.session_dir) / "unpinned"
             self.tracker.log_artifacts(self.run_id, unpinned, "reprotrain/unpinned", self.masker)
@@ -318,6 +333,27 @@ class Job:
         finally:
             self._finish(staging, self.private, outcome)
         return outcome
+
+    def _run_name(self, record: RunRecord) -> str:
+        """What the UI lists the run as (core/ui.py): a rerun's is given; a `hydra.job.name` the
+        user set is kept; else the overrides (a sweep's job: the sweep's, then its own)."""
+        lineage = self.session.lineage
+        if lineage.name:
+            return lineage.name
+        if self.ctx.name != self.entry.job_name:
+            return ui.clip_name(self.ctx.name)
+        if self.session.sweep_overrides is not None:
+            sweep = self.masker.overrides(self.session.sweep_overrides)
+            return ui.sweep_job_name(record.overrides, sweep, record.config_name)
+        return ui.run_name(record.overrides, record.config_name, self.session.settings.config_name)
+
+    def _description(self, record: RunRecord, remote: str, parent: str | None) -> str:
+        sweep = ""
+        if parent:
+            name = ui.sweep_name(self.masker.overrides(self.session.sweep_overrides or []))
+            sweep = f"{ui.run_link(self.session.experiment_id, parent, name)}, job {self.ctx.num}"
+        text = ui.run_description(record, self.run_id, remote, self.session.lineage.original, sweep)
+        return self.masker.text(text)[:MAX_TAG]
 
     def _run_code(self, staging: Path) -> Outcome:
         self.ctx.output_dir.mkdir(parents=True, exist_ok=True)
@@ -581,6 +617,21 @@ class Job:
                 print(f"reprotrain: warning: {warning}", file=sys.stderr)
             metrics.update(found)
         return metrics
+
+
+def dataset_schemas(git_root: Path, outputs: list[DataOutput], masker: Masker) -> dict[str, str]:
+    """A schema for each CSV/TSV file among the inputs, from its first two lines (core/ui.py). The
+    same for a sweep's parent and its jobs: MLflow keeps one dataset per name and digest in an
+    experiment, and the first to log it sets its schema."""
+    schemas = {}
+    for output in outputs:
+        if output.hash.endswith(".dir") or not output.path.endswith(_TABLES):
+            continue
+        head = [masker.text(line) for line in first_lines(git_root / output.path, 2)]
+        schema = ui.table_schema(output.path, head)
+        if schema is not None:
+            schemas[output.path] = schema
+    return schemas
 
 
 def _call_in_run(function: Any, cfg: Any, env: dict[str, str], log: Path, timeout: float | None) -> Outcome:

@@ -45,6 +45,7 @@ from reprotrain.core.pin import (
 )
 from reprotrain.core.pipeline import PipelinePlan
 from reprotrain.core.record import PINNED_BY_GIT, DataOutput, GitInfo, data_digest
+from reprotrain.core.ui import Original
 from reprotrain.errors import NotPinnedError, ReprotrainError, UsageError
 from reprotrain.fileio import write_json
 from reprotrain.query import this_launcher
@@ -98,6 +99,11 @@ class Lineage:
     expected: dict[str, Any] | None = None
     expected_volatile: tuple[str, ...] = ()
     expected_env_digests: dict[str, str] = field(default_factory=dict)
+    original: Original | None = None  # the run reran or derived from, as the UI links it
+    name: str = ""  # the run's name in the UI (`rerun of <original's name>`)
+    # the original's branch: a rerun's worktree is detached at the original's commit, and the
+    # commit came from that branch (an empty branch said "detached" of a run that was not)
+    branch: str = ""
 
 
 @dataclass(frozen=True)
@@ -238,16 +244,21 @@ def _check_warnings(project: Project, check: PinCheck) -> list[dict[str, str]]:
     """What does not stop a run here but will stop its rerun elsewhere."""
     from reprotrain.adapters.dvc_config import default_remote
 
-    if not check.data or default_remote(project.root) is not None:
+    if not check.data:
         return []
-    return [
-        {
-            "kind": "no-dvc-remote",
-            "path": "",
-            "message": "no default DVC remote: a rerun from another clone or machine cannot fetch the data",
-            "fix": "dvc remote add -d <name> <url> && git commit .dvc/config -m 'DVC remote' && dvc push",
-        }
-    ]
+    found = default_remote(project.root)
+    if found is not None and found[1].name == "config" and found[1].parent.name == ".dvc":
+        return []  # in the repository's own config: every clone has it
+    fix = "dvc remote add -d <name> <url> && git commit .dvc/config -m 'DVC remote' && dvc push"
+    if found is None:
+        message = "no default DVC remote: a rerun from another clone or machine cannot fetch the data"
+    else:
+        message = (
+            f"the default DVC remote {found[0]!r} is set only in {found[1]}, which another clone does not have: "
+            "a rerun there cannot fetch the data"
+        )
+        fix = f"dvc remote add -d -f {found[0]} <url> && git commit .dvc/config -m 'DVC remote' (if every clone may)"
+    return [{"kind": "no-dvc-remote", "path": "", "message": message, "fix": fix}]
 
 
 def environment() -> dict[str, Any]:
@@ -570,6 +581,8 @@ def launch(
             raise NotPinnedError(check.problems)  # before anything is written: no run, no output dir
         if pipeline is not None:
             _refuse_uncommitted(check)
+        if lineage is not None and lineage.branch and not check.git.branch:
+            check = replace(check, git=replace(check.git, branch=lineage.branch))
         check_writable_store(uri)  # a read-only store would fail the job's first write
         _check_free_space(project.root)
         ensure_state_dir(project)

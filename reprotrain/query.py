@@ -295,7 +295,21 @@ def open_ui(host: str, port: int, cwd: Path | None = None) -> int:
         print(f"the project's store is a tracking server: {strip_credentials(uri)}")
         webbrowser.open(uri)
         return 0
-    return serve(uri, host, port)
+    return serve(uri, host, port, _experiment_page(uri, cwd))  # the page in model-training mode
+
+
+def _experiment_page(uri: str, cwd: Path | None) -> str:
+    """The UI's page of the project's experiment, or its list when there is none yet."""
+    from reprotrain.adapters.tracking import Tracker
+    from reprotrain.core.ui import TRAINING_VIEW, experiment_route
+    from reprotrain.launch import experiment_name
+
+    try:
+        with quick_failure():
+            found = Tracker(uri, create=False).experiment_id(experiment_name(find_project(cwd)))
+    except (ReprotrainError, NoProjectError):
+        found = None
+    return experiment_route(found) if found else f"#/experiments?{TRAINING_VIEW}"
 
 
 def _quote(value: str) -> str:

@@ -15,9 +15,10 @@ from typing import Any
 from reprotrain.adapters import dvc as dvc_adapter
 from reprotrain.adapters import git as git_adapter
 from reprotrain.adapters.tracking import Tracker, quick_failure
+from reprotrain.core import ui
 from reprotrain.core.links import LinkedRun, linked_metrics, load_linked
 from reprotrain.core.record import strip_credentials
-from reprotrain.core.secrets import MASK
+from reprotrain.core.secrets import MASK, Masker, secret_env_values, url_secrets
 from reprotrain.core.verify import (
     EXIT_CODES,
     NOTHING_TO_COMPARE,
@@ -124,6 +125,7 @@ def rerun(run_id: str, overrides: list[str], options: RerunOptions, cwd: Path | 
         outcome = combined_outcome((v.outcome for v in verdicts), len(jobs))
         if parent is not None:
             tags = {"reprotrain.sweep.jobs": str(len(outcomes))}
+            tags |= _summarize(tracker, original, parent, target, jobs[0][1])
             if options.verify:
                 tags |= verdict_tags(outcome)
             tracker.set_tags(parent, tags)
@@ -144,6 +146,24 @@ def rerun(run_id: str, overrides: list[str], options: RerunOptions, cwd: Path | 
             print(f"reprotrain: kept the worktree at {worktree}", file=sys.stderr)
         else:
             git_adapter.remove_worktree(git.root, worktree)
+
+
+def _summarize(tracker: Tracker, original: Any, parent: str, target: Any, record: dict[str, Any]) -> dict[str, str]:
+    """A sweep's rerun parent as its sweep's: the shared datasets, the jobs' params, the best job
+    (by the original's objective and direction, else the project's objective, minimized)."""
+    from reprotrain.adapters.dvc_config import default_remote_url
+    from reprotrain.core.record import DataOutput
+    from reprotrain.sweep import summarize
+
+    kept = original.tags.get("reprotrain.sweep.objective", "").split(" ", 1)
+    direction, objective = (kept[0], kept[1]) if len(kept) == 2 else ("minimize", target.settings.objective)
+    try:
+        outputs = [DataOutput(**o) for o in record.get("data", [])]
+        # MLflow keeps one dataset per name and digest in an experiment: these are the original's rows
+        tracker.log_data_inputs(parent, outputs, default_remote_url(target.root))
+    except (ReprotrainError, TypeError) as exc:
+        print(f"reprotrain: warning: the sweep's datasets were not logged on {parent} ({exc})", file=sys.stderr)
+    return summarize(tracker, original.experiment_id, parent, None, objective, direction)
 
 
 def _record(tracker: Tracker, view: Any, uri: str) -> dict[str, Any]:
@@ -189,12 +209,15 @@ def _new_parent(tracker: Tracker, original: Any) -> str:
         "reprotrain.git.remote",
         "reprotrain.pinned",
         "reprotrain.data.digest",
+        "reprotrain.data",
         "reprotrain.overrides",
         "reprotrain.sweep",
     )
     tags = {k: original.tags[k] for k in keep if k in original.tags}
-    tags |= {"reprotrain.rerun_of": original.run_id, "mlflow.runName": "sweep-rerun"}
+    source = ui.Original(original.run_id, original.name, original.experiment_id)
+    tags |= {"reprotrain.rerun_of": original.run_id, ui.RUN_NAME: ui.rerun_name(source)}
     run_id = tracker.create_run(original.experiment_id, tags)
+    tracker.set_tags(run_id, {ui.NOTE: ui.rerun_parent_description(source)})
     try:  # the original sweep's record, as this one's: `show` reads it
         record = tracker.read_json_artifact(original.run_id, "reprotrain/record.json")
     except ReprotrainError:
@@ -239,11 +262,16 @@ def _rerun_one(
     tags = {tag: original.run_id, "reprotrain.env_drift": str(len(drift))}
     if parent is not None:
         tags |= {"mlflow.parentRunId": parent, "reprotrain.sweep_id": parent}
+    source = ui.Original(original.run_id, original.name, original.experiment_id, derived)
+    shown = Masker(secret_env_values(os.environ) | url_secrets(overrides)).overrides(overrides)
     lineage = Lineage(
         tags=tags,
         expected=None if derived else config["resolved"],
         expected_volatile=tuple(config.get("volatile", [])),
         expected_env_digests=dict(config.get("env_digests", {})),
+        original=source,
+        name=ui.rerun_name(source, shown),
+        branch=str(record.get("git", {}).get("branch") or ""),
     )
     result = launch(
         target,
@@ -307,7 +335,11 @@ def _verify(tracker: Tracker, run_id: str, new_id: str, patterns: tuple[str, ...
         made[0],
         made[1],
     )
-    tracker.set_tags(new_id, verdict_tags(verdict.outcome))
+    tags = verdict_tags(verdict.outcome)
+    note = new.tags.get(ui.NOTE, "")
+    if ui.is_ours(note):  # the code's own description is left as it wrote it
+        tags[ui.NOTE] = ui.description_with_verdict(note, verdict.outcome, len(verdict.checks))
+    tracker.set_tags(new_id, tags)
     with tempfile.TemporaryDirectory() as tmp:
         payload = {
             "original": run_id,

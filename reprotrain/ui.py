@@ -107,12 +107,12 @@ def _raise_stop(signum: int, _frame: FrameType | None) -> None:
     raise _Stop(signum)
 
 
-def serve(uri: str, host: str, port: int) -> int:
+def serve(uri: str, host: str, port: int, page: str = "") -> int:
     """Serve the UI until it exits or reprotrain is stopped (Ctrl-C, SIGTERM, SIGHUP): then the server
     and every process it started are stopped too. Returns the exit code."""
     _refuse_absent_store(uri)
     command = [*ui_command(), "--backend-store-uri", uri, "--host", host, "--port", str(port), "--workers", "1"]
-    print(f"MLflow UI for {strip_credentials(uri)} at http://{host}:{port} (Ctrl-C to stop)", flush=True)
+    print(f"MLflow UI for {strip_credentials(uri)} at http://{host}:{port}/{page} (Ctrl-C to stop)", flush=True)
     handled = (signal.SIGTERM, signal.SIGHUP)
     previous = {s: signal.getsignal(s) for s in handled}
     # MLflow 3.17's server also starts a job runner with 8 huey consumers (GenAI jobs): browsing runs

@@ -150,7 +150,12 @@ def test_check_warns_when_no_dvc_remote_is_configured(project, tmp_path):
     assert [w["kind"] for w in report["warnings"]] == ["no-dvc-remote"], report
     assert report["pinned"] is True and report["schema"] == 1
 
+    dvc(project, "remote", "add", "--local", "-d", "mine", str(tmp_path / "mine"))
+    local = check(project)
+    assert local.code == 0 and "'mine' is set only in" in local.out and "config.local" in local.out, local.out
+
     dvc(project, "remote", "add", "-d", "store", str(tmp_path / "store"))
+    dvc(project, "remote", "default", "--unset", "--local")
     git(project, "commit", "-qam", "DVC remote")
     after = check(project)
     assert after.code == 0 and "warning" not in after.out, after.describe()

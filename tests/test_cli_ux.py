@@ -36,6 +36,13 @@ def test_an_unknown_option_with_nothing_near(demo):
     assert res.code == 2 and "unknown option --zzz" in one_line(res) and "did you mean" not in res.err
 
 
+def test_reprotrains_flags_take_no_value_and_a_bare_query_is_one_line(demo):
+    res = run_cli("run", "--allow-unpinned=yes", cwd=demo)
+    assert res.code == 2 and "--allow-unpinned takes no value" in one_line(res)
+    query = run_cli("run", "-sc", "query=bash", cwd=demo)
+    assert query.code == 2 and "COMP_LINE" in one_line(query)
+
+
 def test_hydra_completion_install_is_refused_with_reprotrains_own(demo):
     for args in (("-sc", "install=bash"), ("--shell-completion", "install=zsh"), ("--shell-completion=install=bash",)):
         res = run_cli("run", *args, cwd=demo)
@@ -74,6 +81,9 @@ def test_bash_completion_of_commands_options_and_hydra_config(demo):
     assert "model." in complete(demo, "reprotrain run mo"), "Hydra completes the project's config keys"
     assert "model.lr=" in complete(demo, "reprotrain run model.l")
     assert complete(demo, "reprotrain rerun last --ver") == ["--verify"]
+    assert "model." in complete(demo, "reprotrain run --allow-unpinned mo"), "reprotrain's options are not Hydra's"
+    assert "model." in complete(demo, "reprotrain run --timeout 30 -m mo")
+    assert "--shell-completion" not in complete(demo, "reprotrain run --")
 
 
 def test_zsh_script_is_the_bash_function_through_bashcompinit(demo):

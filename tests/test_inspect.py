@@ -203,6 +203,14 @@ def test_ui_serves_the_projects_store_with_one_worker_and_stops_on_sigterm(proje
         proc.wait(30)
 
 
+@pytest.mark.skipif(not MLFLOW_SERVER.exists(), reason="needs the full mlflow (scripts/test.sh provides it)")
+def test_ui_before_any_run_creates_no_store(project: Path) -> None:
+    env = {"PATH": f"{MLFLOW_SERVER.parent}{os.pathsep}{os.environ['PATH']}"}
+    res = run_cli("ui", "--port", "1", cwd=project, env=env)
+    assert res.code == 1 and "no tracking store" in res.err and res.err.count("\n") == 1, res.describe()
+    assert git_status(project) == "", "no untracked database for the next run's gate to refuse"
+
+
 def test_ui_without_the_full_mlflow_says_what_to_install(project: Path) -> None:
     _run(project)
     res = run_cli("ui", "--port", "1", cwd=project)  # the test venv, like a default install: mlflow-skinny

@@ -39,8 +39,9 @@ def test_show_takes_a_unique_prefix(ran, length):
     res = run_cli("show", run_id[:length], "--json", cwd=root)
     assert res.code == 0, res.describe()
     assert json.loads(res.out)["run_id"] == run_id
-    upper = run_cli("show", run_id[:12].upper(), cwd=root)
-    assert upper.code == 0 and run_id in upper.out, upper.describe()
+    for typed in (run_id[:12].upper(), run_id.upper(), f" {run_id} "):
+        upper = run_cli("show", typed, cwd=root)
+        assert upper.code == 0 and run_id in upper.out, upper.describe()
 
 
 def test_a_prefix_shorter_than_8_is_a_usage_error(ran):
@@ -109,6 +110,9 @@ def test_last_after_a_sweep_is_the_sweep_and_runs_takes_its_prefix(sweep_root):
     parent, children = split_sweep(embedded_uri(root))
     shown = json.loads(run_cli("show", "last", "--json", cwd=root).out)
     assert shown["run_id"] == parent.info.run_id
+    diffed = run_cli("diff", "last", children[0].info.run_id, cwd=root)
+    assert diffed.code == 2 and "is a sweep" in one_line_error(diffed), diffed.describe()
+    assert f"reprotrain runs --sweep {parent.info.run_id[:12]}" in diffed.err
     assert [j["run_id"] for j in shown["jobs"]] == [c.info.run_id for c in children]
     listed = run_cli("runs", "--sweep", parent.info.run_id[:10], "--json", cwd=root)
     assert listed.code == 0, listed.describe()

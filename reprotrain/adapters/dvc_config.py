@@ -10,7 +10,7 @@ from pathlib import Path
 
 from reprotrain.core.secrets import url_secrets
 
-__all__ = ["default_remote", "remote_secrets"]
+__all__ = ["default_remote", "default_remote_url", "remote_secrets"]
 
 # DVC's remote options that hold a credential (s3, azure, gs, gdrive, ssh, http, webdav, oss, ...):
 # named one by one, since a rule by name would also mask `auth = basic` or `ask_password = true`
@@ -44,17 +44,19 @@ def _parsed(path: Path) -> configparser.RawConfigParser | None:
     return parser
 
 
-def default_remote(root: Path) -> str | None:
-    """The name of the default DVC remote (`core.remote`) that `dvc push` and `dvc pull` use, as DVC
-    picks it: the repository's `config.local` over its `config` over the user's and the system's."""
+def default_remote(root: Path) -> tuple[str, Path] | None:
+    """The default DVC remote (`core.remote`) that `dvc push` and `dvc pull` use and the config file
+    that names it, as DVC picks it: the repository's `config.local` over its `config` over the
+    user's and the system's."""
     home = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
     files = [Path("/etc/xdg/dvc/config"), home / "dvc" / "config", *_repo_config_files(root)]
-    name = None
+    found = None
     for path in files:
         parser = _parsed(path)
         if parser is not None and parser.has_option("core", "remote"):
-            name = parser.get("core", "remote").strip().strip("'\"") or None
-    return name
+            name = parser.get("core", "remote").strip().strip("'\"")
+            found = (name, path) if name else None
+    return found
 
 
 def _repo_config_files(root: Path) -> list[Path]:
@@ -86,3 +88,33 @@ def remote_secrets(root: Path) -> set[str]:
                     found.add(value)
                 found |= url_secrets([value])
     return {v for v in found if len(v) >= 4}
+
+
+def default_remote_url(root: Path) -> str:
+    """The URL of the project's default DVC remote (`core.remote`), with any credentials removed;
+    a relative local path made absolute, as DVC reads it (from the config file's directory). Read
+    as text, as DVC merges its files: the user's config, then the project's, then config.local."""
+    from reprotrain.core.record import strip_credentials
+
+    files = _config_files(root)
+    ordered = [files[-1], *files[:-1]]  # global first: the project's files win
+    name = ""
+    urls: dict[str, tuple[str, Path]] = {}
+    for path in ordered:
+        parser = configparser.RawConfigParser(strict=False, interpolation=None)
+        try:
+            parser.read(path, encoding="utf-8")
+        except (configparser.Error, OSError, UnicodeDecodeError):
+            continue
+        for section in parser.sections():
+            words = section.strip().strip("'").split(None, 1)  # ['remote "name"']
+            if section.strip() == "core" and parser.has_option(section, "remote"):
+                name = parser.get(section, "remote").strip().strip("'\"")
+            elif len(words) == 2 and words[0] == "remote" and parser.has_option(section, "url"):
+                urls[words[1].strip().strip("'\"")] = (parser.get(section, "url").strip().strip("'\""), path.parent)
+    if not name or name not in urls:
+        return ""
+    url, base = urls[name]
+    if "://" not in url and not os.path.isabs(url):
+        url = os.path.normpath(os.path.join(base, url))
+    return strip_credentials(url)

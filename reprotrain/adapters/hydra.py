@@ -300,6 +300,7 @@ class JobContext:
     sweep_dir: str | None
     hydra_overrides: list[str]
     optimizing_sweeper: str | None  # a sweeper that uses the jobs' return values (e.g. Optuna)
+    direction: str = "minimize"  # the sweeper's `direction` (Optuna's; its default), for the best job
 
 
 def job_context() -> JobContext:
@@ -327,7 +328,19 @@ def job_context() -> JobContext:
         sweep_dir=sweep_dir,
         hydra_overrides=[o for o in hydra if o.split("=", 1)[0].lstrip("+~") not in _OWN_KEYS],
         optimizing_sweeper=_optimizing_sweeper(hc),
+        direction=_direction(hc),
     )
+
+
+def _direction(hc: Any) -> str:
+    """`minimize` or `maximize`: the sweeper's setting (the first objective's, for several)."""
+    from omegaconf import OmegaConf
+
+    value = OmegaConf.select(hc, "sweeper.direction", default=None)
+    if isinstance(value, (list, tuple)) or OmegaConf.is_list(value):
+        value = value[0] if len(value) else None
+    text = str(getattr(value, "name", value) or "minimize").lower()
+    return "maximize" if "max" in text else "minimize"
 
 
 def _optimizing_sweeper(hc: Any) -> str | None:

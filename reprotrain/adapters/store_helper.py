@@ -10,8 +10,9 @@ an authentication key (``multiprocessing.connection``). It runs no user code.
   and no server are involved. ``REPROTRAIN_STORE_HELPER=0`` turns it off.
 - Started by a launch that finds the store's database already there and no helper running; that
   launch does its own store work, the next ones use the helper.
-- One helper per store, Python, reprotrain and MLflow installation and MLflow environment: a
-  change to any of them starts a new helper, and the old one goes idle.
+- One helper per store, Python, reprotrain and MLflow installation (reprotrain's version and the
+  last change to its adapters and core) and MLflow environment: a change to any of them starts a
+  new helper, and the old one goes idle.
 - It exits after ``REPROTRAIN_STORE_HELPER_IDLE`` seconds without a request (600), or as soon
   as its database file is removed or replaced, or its socket is.
 - Any failure to reach it, and any request it cannot serve, falls back to the in-process
@@ -93,7 +94,15 @@ def _identity(uri: str) -> list[Any]:
     origin = spec.origin if spec and spec.origin else ""
     installed = os.stat(origin).st_mtime_ns if origin else 0
     env = sorted((k, v) for k, v in os.environ.items() if k.startswith("MLFLOW_") and k not in _IGNORED_VARIABLES)
-    return [uri, sys.executable, __version__, origin, installed, env]
+    return [uri, sys.executable, __version__, _own_code(), origin, installed, env]
+
+
+def _own_code() -> int:
+    """When the code a helper runs (the adapters and the core) last changed: an install edited in
+    place keeps its version, and a helper still running the old code would take calls it no
+    longer understands (`log_data_inputs` grew arguments)."""
+    base = Path(__file__).resolve().parent.parent
+    return max((p.stat().st_mtime_ns for d in ("adapters", "core") for p in (base / d).glob("*.py")), default=0)
 
 
 def tracker_for(uri: str) -> AnyTracker:
@@ -242,8 +251,10 @@ class HelperTracker:
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         self._call("set_tags", run_id, dict(tags))
 
-    def log_data_inputs(self, run_id: str, outputs: Sequence[DataOutput]) -> None:
-        self._call("log_data_inputs", run_id, list(outputs))
+    def log_data_inputs(
+        self, run_id: str, outputs: Sequence[DataOutput], remote: str = "", schemas: Mapping[str, str] | None = None
+    ) -> None:
+        self._call("log_data_inputs", run_id, list(outputs), remote, dict(schemas or {}))
 
     def log_artifacts(
         self, run_id: str, local_dir: Path, artifact_path: str | None = None, masker: Masker | None = None

@@ -282,6 +282,15 @@ def _save_template(created: Path) -> None:
         tmp.unlink(missing_ok=True)  # a read-only cache dir only costs the next new store a second
 
 
+def _same_location(stored: str, given: str) -> bool:
+    """Whether an experiment's artifact location is ``given`` (MLflow may store it as a file URI)."""
+    from urllib.parse import unquote, urlsplit
+
+    if stored.startswith("file:"):
+        stored = unquote(urlsplit(stored).path)
+    return os.path.normpath(stored) == os.path.normpath(given)
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -318,8 +327,13 @@ class Tracker:
 
     def ensure_experiment(self, name: str, artifact_location: str | None) -> str:
         """Create (and for a fresh database, migrate) the store and the experiment, once, before
-        any job runs: concurrent jobs on a fresh store otherwise race in the schema migration."""
+        any job runs: concurrent jobs on a fresh store otherwise race in the schema migration.
+        A new experiment opens in the UI's model-training mode; so does an existing one that
+        reprotrain made (its artifact location is the one reprotrain gives) and that has no mode
+        yet. A mode the user chose is never changed."""
         from mlflow.exceptions import MlflowException
+
+        from reprotrain.core.ui import EXPERIMENT_KIND, TRAINING
 
         with _mlflow_errors(f"opening experiment {name!r}", self.uri):
             experiment = self.client.get_experiment_by_name(name)
@@ -330,9 +344,16 @@ class Tracker:
                         hint=f"mlflow experiments restore --experiment-id {experiment.experiment_id}, "
                         "or set experiment_name in [tool.reprotrain]",
                     )
+                ours = artifact_location is not None and _same_location(experiment.artifact_location, artifact_location)
+                if ours and EXPERIMENT_KIND not in experiment.tags:
+                    self.client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND, TRAINING)
                 return str(experiment.experiment_id)
             try:
-                return str(self.client.create_experiment(name, artifact_location=artifact_location))
+                return str(
+                    self.client.create_experiment(
+                        name, artifact_location=artifact_location, tags={EXPERIMENT_KIND: TRAINING}
+                    )
+                )
             except MlflowException as exc:
                 if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                     raise
@@ -367,20 +388,27 @@ class Tracker:
         with _mlflow_errors("setting tags", self.uri):
             self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
 
-    def log_data_inputs(self, run_id: str, outputs: Sequence[DataOutput]) -> None:
-        """One MLflow dataset input per DVC output, its DVC hash as the digest."""
+    def log_data_inputs(
+        self, run_id: str, outputs: Sequence[DataOutput], remote: str = "", schemas: Mapping[str, str] | None = None
+    ) -> None:
+        """One MLflow dataset input per DVC output, its DVC hash as the digest; its source names the
+        `.dvc` file or `dvc.lock` stage and the DVC remote (core/ui.py), ``schemas`` by path."""
         if not outputs:
             return
         from mlflow.entities import Dataset, DatasetInput, InputTag
 
+        from reprotrain.core.ui import dataset_profile, dataset_source
+
+        schemas = schemas or {}
         inputs = [
             DatasetInput(
                 Dataset(
                     name=o.path,
                     digest=o.hash[:36],
                     source_type="dvc",
-                    source=json.dumps({"path": o.path, "hash": o.hash, "source": o.source}),
-                    profile=json.dumps({"size": o.size, "nfiles": o.nfiles}),
+                    source=dataset_source(o, remote),
+                    schema=schemas.get(o.path),
+                    profile=dataset_profile(o, remote),
                 ),
                 tags=[InputTag("mlflow.data.context", "training")],
             )

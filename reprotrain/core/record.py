@@ -22,6 +22,7 @@ __all__ = [
     "data_digest",
     "parse_metrics",
     "run_tags",
+    "short_digest_tags",
     "strip_credentials",
     "strip_urls",
 ]
@@ -161,9 +162,22 @@ def run_tags(record: RunRecord) -> dict[str, str]:
         "reprotrain.config.digest": record.config_digest,
         "reprotrain.overrides": _clip(json.dumps(record.overrides, ensure_ascii=False)),
         "reprotrain.config.name": record.config_name,
-    }
+    } | short_digest_tags(record.data_digest, record.config_digest)
     if record.git.remote:
         tags["mlflow.source.git.repoURL"] = record.git.remote
+    return tags
+
+
+SHORT_DIGEST = 12
+
+
+def short_digest_tags(data: str, config: str | None = None) -> dict[str, str]:
+    """The digests again, short, under short keys: MLflow's run overview cuts a tag's key to fit
+    its value, so both 64-character digest tags read `reprotrai…` there; these read in full
+    (`reprotrain.data: 4f82d8a1b2c3`). The full tags stay the ones to search and compare."""
+    tags = {"reprotrain.data": data[:SHORT_DIGEST]}
+    if config is not None:
+        tags["reprotrain.config"] = config[:SHORT_DIGEST]
     return tags
 
 
