@@ -516,6 +516,10 @@ def diff_runs(run_a: str, run_b: str, cwd: Path | None = None) -> dict[str, Any]
         "b": b["run_id"],
         "config": diff_config(a.get("config", {}).get("resolved", {}), b.get("config", {}).get("resolved", {})),
         "overrides": {"a": a.get("config", {}).get("overrides"), "b": b.get("config", {}).get("overrides")},
+        "groups": {  # config groups either run chose (Hydra's choices): a group may set any key
+            side: sorted(str(k) for k in (run.get("config", {}).get("choices") or {}) if not str(k).startswith("hydra"))
+            for side, run in (("a", a), ("b", b))
+        },
         "data": diff_data(a.get("data", []), b.get("data", []), manifests),
         "code": code,
         "environment": [

@@ -387,15 +387,20 @@ def _sweep_text(view: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n" + runs_text(view.get("jobs", []))
 
 
-def _cause(key: str, overrides: Mapping[str, Sequence[str] | None]) -> str:
-    """The override of either run that set ``key`` (itself, a parent key, or its config group)."""
-    found = []
-    for side in ("a", "b"):
+def _cause(key: str, overrides: Mapping[str, Sequence[str] | None], groups: Mapping[str, Sequence[str]]) -> str:
+    """The override of either run that set ``key`` (itself, a parent key, or its config group); else
+    the overrides choosing a config group (a `# @package _global_` one may set any key), marked so."""
+    found, via = [], []
+    for side, other in (("a", "b"), ("b", "a")):
         for override in overrides.get(side) or []:
             name = override.split("=", 1)[0].lstrip("+~")
             if key == name or key.startswith(name + "."):
                 found.append(f"{side}: {override}")
-    return ", ".join(found)
+            elif name in (groups.get(side) or ()) and override not in (overrides.get(other) or []):
+                via.append(f"{side}: {override}")
+    if found:
+        return ", ".join(found)
+    return f"set by a config group? {', '.join(via)}" if via else ""
 
 
 def diff_text(diff: Mapping[str, Any]) -> str:
@@ -408,7 +413,7 @@ def diff_text(diff: Mapping[str, Any]) -> str:
         lines.append(f"overrides {side}  {' '.join(given.get(side) or []) or '(none)'}")
     lines.append("config" + ("" if diff["config"] else "       (same)"))
     for r in diff["config"]:
-        cause = _cause(r["key"], given)
+        cause = _cause(r["key"], given, diff.get("groups") or {})
         lines.append(f"  {r['key']}: {_cell(r['a'])} -> {_cell(r['b'])}" + (f"  ({cause})" if cause else ""))
     lines.append("data" + ("" if diff["data"] else "         (same)"))
     for r in diff["data"]:

@@ -101,3 +101,19 @@ def test_a_group_that_does_not_exist_is_noted_not_silently_a_key(demo):
     for quiet in ("+trainer_steps=7", "++trainer=fast", "+model.extra=fast", "+experiment=other"):
         again = run_cli("run", quiet, "--cfg", "job", cwd=demo)
         assert "adds a plain key" not in again.err, (quiet, again.describe())
+
+
+def test_diff_names_a_global_group_as_the_likely_cause(demo):
+    """`+experiment=fast` (`# @package _global_`) sets model.lr: no key of that name was overridden."""
+    import json
+
+    ids = []
+    for args in (("seed=1",), ("+experiment=fast", "seed=1")):
+        res = run_cli("run", *args, cwd=demo)
+        assert res.code == 0, res.describe()
+        ids.append(json.loads(run_cli("show", "last", "--json", cwd=demo).out)["run_id"])
+    diff = run_cli("diff", *ids, cwd=demo)
+    assert diff.code == 0, diff.describe()
+    line = next(x for x in diff.out.splitlines() if x.strip().startswith("model.lr:"))
+    assert line.endswith("(set by a config group? b: +experiment=fast)"), diff.out
+    assert "seed:" not in diff.out, "the same seed: no row"

@@ -76,10 +76,8 @@ def remote_secrets(root: Path) -> set[str]:
     passwords inside URLs, in the project's DVC config, its `config.local` and the user's."""
     found: set[str] = set()
     for path in _config_files(root):
-        parser = configparser.RawConfigParser(strict=False, interpolation=None)
-        try:
-            parser.read(path, encoding="utf-8")
-        except (configparser.Error, OSError, UnicodeDecodeError):
+        parser = _parsed(path)
+        if parser is None:
             continue
         for section in parser.sections():
             for key, value in parser.items(section):
@@ -101,10 +99,8 @@ def default_remote_url(root: Path) -> str:
     name = ""
     urls: dict[str, tuple[str, Path]] = {}
     for path in ordered:
-        parser = configparser.RawConfigParser(strict=False, interpolation=None)
-        try:
-            parser.read(path, encoding="utf-8")
-        except (configparser.Error, OSError, UnicodeDecodeError):
+        parser = _parsed(path)
+        if parser is None:
             continue
         for section in parser.sections():
             words = section.strip().strip("'").split(None, 1)  # ['remote "name"']
