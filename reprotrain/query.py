@@ -180,7 +180,8 @@ def resolve_run_id(ref: str, tracker: Any, cwd: Path | None = None) -> str:
             f"run ID {ref!r} is too short: give at least {RUN_ID_PREFIX_MIN} characters of it",
             hint="reprotrain runs lists the runs with their IDs",
         )
-    matches = tracker.search_all(f"attributes.run_id LIKE '{prefix}%'", max_results=20)
+    # deleted runs too: a full ID finds them, so a prefix does as well
+    matches = tracker.search_all(f"attributes.run_id LIKE '{prefix}%'", max_results=20, deleted=True)
     if not matches:
         raise ReprotrainError(
             f"no run ID starts with {prefix} in {strip_credentials(tracker.uri)}", hint="reprotrain runs"

@@ -82,6 +82,19 @@ def test_diff_and_rerun_take_prefixes(ran):
     assert "seeds      seed=1" in text, "show names the seeds, as the tutorial says"
 
 
+def test_a_deleted_run_is_found_by_a_prefix_as_by_its_full_id(ran):
+    root, _ = ran
+    uri = embedded_uri(root)
+    client = client_for(uri)
+    res = run_cli("run", "seed=4", cwd=root)
+    assert res.code == 0, res.describe()
+    gone = json.loads(run_cli("show", "last", "--json", cwd=root).out)["run_id"]
+    client.delete_run(gone)
+    full, prefix = run_cli("show", gone, "--json", cwd=root), run_cli("show", gone[:10], "--json", cwd=root)
+    assert full.code == prefix.code == 0, (full.describe(), prefix.describe())
+    assert json.loads(prefix.out)["run_id"] == gone
+
+
 def test_an_ambiguous_prefix_lists_the_matches(ran):
     root, run_id = ran
     uri = embedded_uri(root)

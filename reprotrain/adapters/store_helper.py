@@ -261,8 +261,8 @@ class HelperTracker:
     ) -> None:
         self._call("log_artifacts", run_id, Path(local_dir).resolve(), artifact_path, masker)
 
-    def search_all(self, filter_string: str, max_results: int = 1000) -> list[RunView]:
-        return list(self._call("search_all", filter_string, max_results))
+    def search_all(self, filter_string: str, max_results: int = 1000, deleted: bool = False) -> list[RunView]:
+        return list(self._call("search_all", filter_string, max_results, deleted))
 
     def experiment_names(self, experiment_ids: Sequence[str]) -> dict[str, str]:
         return dict(self._call("experiment_names", list(experiment_ids)))

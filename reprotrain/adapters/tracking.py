@@ -440,13 +440,17 @@ class Tracker:
             with _mlflow_errors(f"uploading artifacts from {local_dir}", self.uri):
                 self.client.log_artifacts(run_id, os.fspath(source), artifact_path)
 
-    def search_all(self, filter_string: str, max_results: int = 1000) -> list[RunView]:
-        """Runs in every experiment of the store (deleted experiments too) matching ``filter_string``."""
+    def search_all(self, filter_string: str, max_results: int = 1000, deleted: bool = False) -> list[RunView]:
+        """Runs in every experiment of the store (deleted experiments too) matching ``filter_string``;
+        deleted runs too when ``deleted``."""
         from mlflow.entities import ViewType
 
+        runs = ViewType.ALL if deleted else ViewType.ACTIVE_ONLY
         with _mlflow_errors("searching runs", self.uri):
             experiments = [e.experiment_id for e in self.client.search_experiments(view_type=ViewType.ALL)]
-            found = self.client.search_runs(experiments, filter_string=filter_string, max_results=max_results)
+            found = self.client.search_runs(
+                experiments, filter_string=filter_string, max_results=max_results, run_view_type=runs
+            )
         return [RunView(r) for r in found]
 
     def experiment_names(self, experiment_ids: Sequence[str]) -> dict[str, str]:
