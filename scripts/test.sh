@@ -17,6 +17,4 @@ ruff check reprotrain tests examples benchmarks
 echo "==> mypy"
 mypy
 echo "==> pytest"
-# three workers on two cores: a quarter of the suite's time is spent waiting on subprocesses, servers
-# and disks (measured: 44 CPU-minutes in 30 minutes with two workers)
-python -m pytest -n 3 --durations=15 "$@"
+python -m pytest -n 2 --durations=15 "$@"
