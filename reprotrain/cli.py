@@ -77,13 +77,15 @@ def _parser() -> argparse.ArgumentParser:
         "(ANDed with the other filters)",
     )
     runs.add_argument(
-        "--sort", metavar="KEY[:asc|desc]", help="order by metrics.NAME, params.NAME, tags.NAME or start_time"
+        "--sort",
+        metavar="KEY[:asc|desc]",
+        help="order by metrics.NAME, params.NAME, tags.NAME or start_time (numbers in number order)",
     )
     runs.add_argument(
         "--columns",
         metavar="LIST",
         help="comma-separated columns: run,name,status,started,ended,commit,data,repro,overrides,metrics and "
-        "metrics.NAME, params.NAME (default: run,status,started,commit,data,repro,overrides,metrics)",
+        "metrics.NAME, params.NAME, tags.NAME (default: run,status,started,commit,data,repro,overrides,metrics)",
     )
     runs.add_argument("--limit", type=_limit, default=100, help="list at most this many runs (default: 100)")
     runs.add_argument("--json", action="store_true", help="print the rows as JSON")
@@ -351,7 +353,7 @@ def _columns(text: str | None) -> tuple[str, ...]:
         return RUNS_COLUMNS
     names = tuple(c.strip() for c in text.split(",") if c.strip())
     known = {*RUNS_COLUMNS, "name", "ended"}
-    bad = [c for c in names if c not in known and not c.startswith(("metrics.", "params."))]
+    bad = [c for c in names if c not in known and not c.startswith(("metrics.", "params.", "tags."))]
     if bad or not names:
         raise UsageError(
             f"--columns: unknown column(s) {', '.join(bad) or '(none given)'}",

@@ -552,10 +552,11 @@ def launch(
     os.chdir(project.root)
     _check_defaults_overrides(project, args, config_name)
     if not args.runs_jobs:  # --help, --cfg, --info: Hydra prints; nothing runs, nothing is recorded
-        # Hydra's help names the app after the job (`launch is powered by Hydra.`): name it after the project
+        # Hydra's help names the app after the job (`launch is powered by Hydra.`): name the job after the
+        # project (nothing runs), so that an app_name of the project's own config still wins
         named = []
-        if args.namespace.help and not hydra_adapter.sets_key(args, "hydra.help.app_name"):
-            named = [f"hydra.help.app_name={hydra_adapter.quote_value(project.name)}"]
+        if args.namespace.help and not hydra_adapter.sets_key(args, "hydra.job.name"):
+            named = [f"hydra.job.name={hydra_adapter.quote_value(project.name)}"]
         return LaunchResult(_hydra(project, config_name, hydra_adapter.build_argv(args, named), _no_job, None), [])
 
     if not project.settings.entrypoint:

@@ -46,9 +46,9 @@ def store_uri(cwd: Path | None = None) -> str:
 @quick_failure()  # an unreachable server fails in seconds, not after minutes of retries
 def load_run(run_id: str, cwd: Path | None = None) -> dict[str, Any]:
     """The run's record with its status, metrics and times added."""
-    from reprotrain.adapters.tracking import Tracker
+    from reprotrain.adapters.store_helper import reader_for
 
-    tracker = Tracker(store_uri(cwd), create=False)
+    tracker = reader_for(store_uri(cwd))
     run_id = resolve_run_id(run_id, tracker, cwd)
     view = tracker.get_run(run_id)
     if "reprotrain.config.digest" not in view.tags and view.tags.get("reprotrain.sweep") != "true":
@@ -277,10 +277,10 @@ def reap_stale(tracker: Any, experiment_ids: list[str]) -> list[str]:
 @quick_failure()  # an unreachable server fails in seconds, not after minutes of retries
 def reap(experiment: str | None = None, cwd: Path | None = None) -> list[str]:
     """`reprotrain runs --reap`: mark the experiment's stale RUNNING runs KILLED."""
-    from reprotrain.adapters.tracking import Tracker
+    from reprotrain.adapters.store_helper import reader_for
     from reprotrain.launch import experiment_name
 
-    tracker = Tracker(store_uri(cwd), create=False)
+    tracker = reader_for(store_uri(cwd))
     experiment_id = tracker.experiment_id(experiment or experiment_name(find_project(cwd)))
     return reap_stale(tracker, [experiment_id] if experiment_id else [])
 
@@ -335,11 +335,11 @@ def list_runs(
     """Runs of the project's experiment (or ``experiment``), newest first, as plain rows.
     ``filter_string`` is MLflow's search syntax, ANDed with the other filters; ``sort`` is
     `KEY[:asc|desc]` (`metrics.loss`, `params.model.lr`, `start_time`, ...)."""
-    from reprotrain.adapters.tracking import Tracker
+    from reprotrain.adapters.store_helper import reader_for
     from reprotrain.launch import experiment_name
 
     uri = store_uri(cwd)
-    tracker = Tracker(uri, create=False)
+    tracker = reader_for(uri)
     if experiment is None:
         experiment = experiment_name(find_project(cwd))
     experiment_id = tracker.experiment_id(experiment)
@@ -365,10 +365,13 @@ def list_runs(
             clauses.append(f"tags.`mlflow.parentRunId` = {_quote(sweep)}")
         if data_path or data_hash:
             views = _data_runs(tracker, experiment_id, clauses, data_path, data_hash, limit)
+        elif order and order[0].startswith(("params.", "tags.")):
+            # MLflow orders params and tags as strings (`10` before `9`): take every match, order them here
+            views = tracker.search([experiment_id], " AND ".join(clauses), max_results=50000, order_by=order)
         else:
             views = tracker.search([experiment_id], " AND ".join(clauses), max_results=limit, order_by=order)
     if sort:
-        views = _sorted(views, order[0])  # the same order for runs found by two searches (--data)
+        views = _sorted(views, order[0])[:limit]  # the same order for runs found by two searches (--data)
     # runs the training code created itself are listed by `show` of the run they belong to
     views = [v for v in views if "reprotrain.opened_during" not in v.tags]
     return [_row(v) for v in views]
@@ -408,7 +411,21 @@ def _sorted(views: list[Any], clause: str) -> list[Any]:
 
     known = [v for v in views if value(v) is not None]
     unknown = [v for v in views if value(v) is None]
-    return sorted(known, key=value, reverse=direction == "DESC") + unknown
+    def order(view: Any) -> Any:
+        if kind not in {"params", "tags"}:
+            return value(view)
+        number = _number(value(view))  # numbers in number order (as metrics are), before other text
+        return (0, number, "") if number is not None else (1, 0.0, str(value(view)))
+
+    return sorted(known, key=order, reverse=direction == "DESC") + unknown
+
+
+def _number(text: Any) -> float | None:
+    try:
+        number = float(text)
+    except (TypeError, ValueError):
+        return None
+    return None if number != number else number  # NaN has no order
 
 
 def _data_runs(
@@ -476,6 +493,7 @@ def _row(view: Any) -> dict[str, Any]:
         "pinned": tags.get("reprotrain.pinned") == "true",
         "metrics": view.metrics,
         "params": view.params,
+        "tags": {k: v for k, v in tags.items() if not k.startswith(("mlflow.", "reprotrain."))},  # the user's
         "reproduced": _bool(tags.get("reprotrain.reproduced")),
         "verdict": tags.get("reprotrain.verdict"),
         "rerun_of": tags.get("reprotrain.rerun_of"),

@@ -266,7 +266,7 @@ def _column(row: Mapping[str, Any], name: str) -> str:
         return " ".join(row.get("overrides") or []) or "-"
     if name == "metrics":
         return " ".join(f"{k}={v:.4g}" for k, v in sorted(row.get("metrics", {}).items())) or "-"
-    if name.startswith(("metrics.", "params.")):
+    if name.startswith(("metrics.", "params.", "tags.")):
         kind, _, key = name.partition(".")
         value = (row.get(kind) or {}).get(key)
         return "-" if value is None else (f"{value:.6g}" if isinstance(value, float) else str(value))

@@ -14,7 +14,8 @@ from typing import Any
 
 from reprotrain.adapters import dvc as dvc_adapter
 from reprotrain.adapters import git as git_adapter
-from reprotrain.adapters.tracking import Tracker, quick_failure
+from reprotrain.adapters.store_helper import AnyTracker, reader_for
+from reprotrain.adapters.tracking import quick_failure
 from reprotrain.core import ui
 from reprotrain.core.links import LinkedRun, linked_metrics, load_linked
 from reprotrain.core.record import strip_credentials
@@ -67,7 +68,7 @@ def rerun(run_id: str, overrides: list[str], options: RerunOptions, cwd: Path | 
 
     project = find_project(cwd)
     uri = tracking_uri(project)
-    tracker = Tracker(uri, create=False)
+    tracker = reader_for(uri)
     with quick_failure():  # an unreachable server fails in seconds
         run_id = resolve_run_id(run_id, tracker, cwd)
         original = tracker.get_run(run_id)
@@ -148,7 +149,7 @@ def rerun(run_id: str, overrides: list[str], options: RerunOptions, cwd: Path | 
             git_adapter.remove_worktree(git.root, worktree)
 
 
-def _summarize(tracker: Tracker, original: Any, parent: str, target: Any, record: dict[str, Any]) -> dict[str, str]:
+def _summarize(tracker: AnyTracker, original: Any, parent: str, target: Any, record: dict[str, Any]) -> dict[str, str]:
     """A sweep's rerun parent as its sweep's: the shared datasets, the jobs' params, the best job
     (by the original's objective and direction, else the project's objective, minimized)."""
     from reprotrain.adapters.dvc_config import default_remote_url
@@ -166,7 +167,7 @@ def _summarize(tracker: Tracker, original: Any, parent: str, target: Any, record
     return summarize(tracker, original.experiment_id, parent, None, objective, direction)
 
 
-def _record(tracker: Tracker, view: Any, uri: str) -> dict[str, Any]:
+def _record(tracker: AnyTracker, view: Any, uri: str) -> dict[str, Any]:
     if "reprotrain.config.digest" not in view.tags:
         raise ReprotrainError(
             f"run {view.run_id} in {strip_credentials(uri)} was not launched by reprotrain: nothing to rebuild it from"
@@ -175,7 +176,7 @@ def _record(tracker: Tracker, view: Any, uri: str) -> dict[str, Any]:
     return record
 
 
-def _sweep_jobs(tracker: Tracker, parent: Any, overrides: list[str]) -> list[tuple[Any, dict[str, Any]]]:
+def _sweep_jobs(tracker: AnyTracker, parent: Any, overrides: list[str]) -> list[tuple[Any, dict[str, Any]]]:
     if overrides:
         raise UsageError(
             f"run {parent.run_id} is a sweep: a derived run needs one job",
@@ -201,7 +202,7 @@ def _ensure_commit(root: Path, sha: str, run_id: str) -> None:
         )
 
 
-def _new_parent(tracker: Tracker, original: Any) -> str:
+def _new_parent(tracker: AnyTracker, original: Any) -> str:
     keep = (
         "mlflow.source.git.commit",
         "reprotrain.git.commit",
@@ -231,7 +232,7 @@ def _new_parent(tracker: Tracker, original: Any) -> str:
 
 
 def _rerun_one(
-    tracker: Tracker,
+    tracker: AnyTracker,
     uri: str,
     target: Any,
     original: Any,
@@ -297,7 +298,7 @@ def _rerun_one(
     return 0, new_id, None
 
 
-def _log_drift(tracker: Tracker, run_id: str, drift: list[tuple[str, str | None, str | None]]) -> None:
+def _log_drift(tracker: AnyTracker, run_id: str, drift: list[tuple[str, str | None, str | None]]) -> None:
     if not drift:
         return
     with tempfile.TemporaryDirectory() as tmp:
@@ -306,7 +307,7 @@ def _log_drift(tracker: Tracker, run_id: str, drift: list[tuple[str, str | None,
         tracker.log_artifacts(run_id, Path(tmp), "reprotrain")
 
 
-def _check_identity(tracker: Tracker, original_tags: dict[str, str], new_id: str) -> None:
+def _check_identity(tracker: AnyTracker, original_tags: dict[str, str], new_id: str) -> None:
     """A rerun carries the original's commit, data digest and config digest, by construction."""
     new_tags = tracker.get_run(new_id).tags
     for key in ("reprotrain.git.commit", "reprotrain.data.digest", "reprotrain.config.digest"):
@@ -316,7 +317,7 @@ def _check_identity(tracker: Tracker, original_tags: dict[str, str], new_id: str
             )
 
 
-def _verify(tracker: Tracker, run_id: str, new_id: str, patterns: tuple[str, ...], options: RerunOptions) -> Verdict:
+def _verify(tracker: AnyTracker, run_id: str, new_id: str, patterns: tuple[str, ...], options: RerunOptions) -> Verdict:
     original = tracker.get_run(run_id)
     new = tracker.get_run(new_id)
     files = [_outputs(tracker, rid) for rid in (run_id, new_id)]
@@ -363,7 +364,7 @@ def verdict_tags(outcome: str) -> dict[str, str]:
     return tags
 
 
-def _linked_runs(tracker: Tracker, run_id: str) -> list[LinkedRun]:
+def _linked_runs(tracker: AnyTracker, run_id: str) -> list[LinkedRun]:
     """The runs the code created during ``run_id``, with the metrics recorded when it ended."""
     try:
         rows = tracker.read_json_artifact(run_id, f"reprotrain/{LINKED_RUNS}")
@@ -372,7 +373,7 @@ def _linked_runs(tracker: Tracker, run_id: str) -> list[LinkedRun]:
     return load_linked(rows if isinstance(rows, list) else [])
 
 
-def _outputs(tracker: Tracker, run_id: str) -> dict[str, str]:
+def _outputs(tracker: AnyTracker, run_id: str) -> dict[str, str]:
     try:
         data = tracker.read_json_artifact(run_id, "reprotrain/outputs.json")
     except ReprotrainError:
@@ -380,7 +381,7 @@ def _outputs(tracker: Tracker, run_id: str) -> dict[str, str]:
     return data if isinstance(data, dict) else {}
 
 
-def _pipeline_outputs(tracker: Tracker, run_id: str) -> dict[str, str]:
+def _pipeline_outputs(tracker: AnyTracker, run_id: str) -> dict[str, str]:
     """path -> DVC hash of what a pipeline run's stages made (its record's `outputs`)."""
     try:
         record = tracker.read_json_artifact(run_id, "reprotrain/record.json")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 
 import pytest
@@ -58,6 +59,15 @@ def test_run_help_names_the_project_not_reprotrains_module(demo):
     assert "--allow-unpinned" in res.out
 
 
+def test_run_help_keeps_the_app_name_of_the_projects_own_config(template_project, tmp_path):
+    demo = copy_project(template_project, tmp_path / "demo")
+    config = demo / "conf" / "config.yaml"
+    config.write_text(config.read_text() + "hydra:\n  help:\n    app_name: Forecaster\n")
+    res = run_cli("run", "--help", cwd=demo)
+    assert res.code == 0, res.describe()
+    assert "Forecaster is powered by Hydra" in res.out, res.out
+
+
 def complete(demo, line: str) -> list[str]:
     """COMPREPLY of the bash function `reprotrain completion bash` installs, for ``line``."""
     words = line.split(" ")
@@ -91,6 +101,33 @@ def test_zsh_script_is_the_bash_function_through_bashcompinit(demo):
     assert res.code == 0 and "bashcompinit" in res.out and "_reprotrain_complete" in res.out, res.describe()
     bad = run_cli("completion", "fish", cwd=demo)
     assert bad.code == 2, bad.describe()
+
+
+def complete_zsh(demo, line: str) -> tuple[str, list[str]]:
+    """In a real zsh: the completer `eval "$(reprotrain completion zsh)"` registers for reprotrain,
+    and the candidates it gives for ``line`` called as bashcompinit's `_bash_complete` calls it
+    (ksh arrays, COMP_WORDS from zsh's words)."""
+    words = line.split(" ")
+    probe = (
+        'eval "$(reprotrain completion zsh)" || exit 9\n'
+        'print -r -- "registered: ${_comps[reprotrain]}"\n'
+        f"setopt ksharrays; COMP_WORDS=({' '.join(repr(w) for w in words)}); COMP_CWORD={len(words) - 1}\n"
+        f"COMP_LINE={line!r}; _reprotrain_complete; print -rl -- \"${{COMPREPLY[@]}}\""
+    )
+    env = cli_env(demo, {"PATH": f"{REPROTRAIN.parent}:/usr/bin:/bin", "HOME": str(demo.parent)})
+    done = subprocess.run(["zsh", "-f", "-c", probe], cwd=demo, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    first, *rest = done.stdout.splitlines()
+    return first, [w for w in rest if w]
+
+
+@pytest.mark.skipif(shutil.which("zsh") is None, reason="zsh is not installed (.ci/run installs it)")
+def test_zsh_completion_in_a_real_zsh(demo):
+    registered, found = complete_zsh(demo, "reprotrain r")
+    assert registered == "registered: _bash_complete -o nospace -o default -F _reprotrain_complete", registered
+    assert found == ["run", "rerun", "runs"], found
+    assert complete_zsh(demo, "reprotrain runs --sta")[1] == ["--status", "--stale"]
+    assert "model.lr=" in complete_zsh(demo, "reprotrain run model.l")[1]
 
 
 def test_a_group_that_does_not_exist_is_noted_not_silently_a_key(demo):

@@ -80,6 +80,24 @@ def test_sort_by_metric_both_ways_and_bad_keys(listed):
         assert res.code == 2 and "--sort" in res.err, res.describe()
 
 
+def test_numbers_in_params_and_tags_sort_as_numbers_and_tags_are_columns(listed):
+    from helpers import embedded_uri
+    from mlflow import MlflowClient
+
+    root, _, jobs = listed
+    client = MlflowClient(embedded_uri(root))
+    for run_id, rank in zip(jobs, ("10", "9")):  # MLflow alone puts "10" before "9"
+        client.set_tag(run_id, "rank", rank)
+    ranked = [r["tags"]["rank"] for r in rows(root, "--sort", "tags.rank") if "rank" in r["tags"]]
+    assert ranked == ["9", "10"], ranked
+    assert [r["run_id"] for r in rows(root, "--sort", "tags.rank:desc", "--limit", "1")] == [jobs[0]]
+    assert all(not k.startswith(("mlflow.", "reprotrain.")) for r in rows(root) for k in r["tags"])
+    header, *lines = piped(root, "runs", "--columns", "run,tags.rank", "--sort", "tags.rank").splitlines()
+    assert header.split() == ["RUN", "TAGS.RANK"] and [x.split()[-1] for x in lines[:2]] == ["9", "10"], lines
+    seeds = [r["params"]["seed"] for r in rows(root, "--sort", "params.seed") if "seed" in r["params"]]
+    assert seeds == ["1", "2", "3", "1, 2"], seeds  # numbers first; the sweep parent's `1, 2` is text
+
+
 def test_json_rows_carry_name_times_params_and_booleans(listed):
     root, parent, jobs = listed
     row = next(r for r in rows(root) if r["run_id"] == jobs[0])

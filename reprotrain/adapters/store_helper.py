@@ -40,7 +40,7 @@ from reprotrain.core.record import DataOutput
 from reprotrain.core.secrets import Masker
 from reprotrain.errors import ReprotrainError
 
-__all__ = ["AnyTracker", "HelperTracker", "connect", "serve", "tracker_for"]
+__all__ = ["AnyTracker", "HelperTracker", "connect", "reader_for", "serve", "tracker_for"]
 
 SWITCH = "REPROTRAIN_STORE_HELPER"
 _REPLY_SECONDS = 300
@@ -108,6 +108,20 @@ def _own_code() -> int:
 def tracker_for(uri: str) -> AnyTracker:
     """The store's helper if one is running (starting one for next time if not), else a Tracker."""
     return connect(uri) or Tracker(uri)
+
+
+def reader_for(uri: str) -> AnyTracker:
+    """For commands that read an existing store (`runs`, `show`, `diff`, `rerun`): its helper if one
+    is running (starting one for next time if not), else a Tracker that creates nothing."""
+    return connect(uri) or Tracker(uri, create=False)
+
+
+def _error_class(name: str) -> type[ReprotrainError]:
+    """The class of an error the helper raised (UsageError stays exit 2)."""
+    from reprotrain import errors
+
+    found = getattr(errors, name, None) if name else None
+    return found if isinstance(found, type) and issubclass(found, ReprotrainError) else ReprotrainError
 
 
 def connect(uri: str, start: bool = True) -> HelperTracker | None:
@@ -232,7 +246,7 @@ class HelperTracker:
             if reply[0] == "ok":
                 return reply[1]
             if reply[0] == "error":
-                raise ReprotrainError(reply[1], hint=reply[2])
+                raise _error_class(reply[3] if len(reply) > 3 else "")(reply[1], hint=reply[2])
             self._local = Tracker(self.uri)  # the helper went away: carry on without it
         return getattr(self._local, method)(*args)
 
@@ -267,8 +281,14 @@ class HelperTracker:
     def experiment_names(self, experiment_ids: Sequence[str]) -> dict[str, str]:
         return dict(self._call("experiment_names", list(experiment_ids)))
 
-    def search(self, experiment_ids: Sequence[str], filter_string: str = "", max_results: int = 1000) -> list[RunView]:
-        return list(self._call("search", list(experiment_ids), filter_string, max_results))
+    def search(
+        self,
+        experiment_ids: Sequence[str],
+        filter_string: str = "",
+        max_results: int = 1000,
+        order_by: Sequence[str] = (),
+    ) -> list[RunView]:
+        return list(self._call("search", list(experiment_ids), filter_string, max_results, list(order_by)))
 
     def experiment_id(self, name: str) -> str | None:
         found = self._call("experiment_id", name)
@@ -361,8 +381,8 @@ def serve(uri: str) -> int:
                         reply: tuple[Any, ...] = ("unavailable",)
                     else:
                         reply = ("ok", getattr(tracker, method)(*args))
-                except ReprotrainError as exc:
-                    reply = ("error", exc.message, exc.hint)
+                except ReprotrainError as exc:  # raised again by the client as the same class (exit code)
+                    reply = ("error", exc.message, exc.hint, type(exc).__name__)
                 except Exception as exc:  # served as the in-process Tracker would raise it
                     reply = ("error", f"{type(exc).__name__}: {exc}", None)
                 finally:
