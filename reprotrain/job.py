@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reprotrain import __version__
-from reprotrain.adapters import code_hook, interpreter
+from reprotrain.adapters import code_hook, engine, interpreter
 from reprotrain.adapters import git as git_adapter
 from reprotrain.adapters import hydra as hydra_adapter
 from reprotrain.adapters.dvc_config import default_remote_url as dvc_remote_url
@@ -105,6 +105,8 @@ def run_job(session: Session, cfg: Any) -> Any:
     )
     if outcome.status == "KILLED":
         raise SystemExit(outcome.exit_code)  # stop the whole sweep, as the user asked
+    if outcome.status == "FAILED":
+        engine.fail_engine_job(outcome.exit_code or 1)  # Slurm records the job FAILED too
     if session.settings.objective:
         return job.metrics.get(session.settings.objective)
     return outcome.value
@@ -146,8 +148,17 @@ class Job:
                 "first, as in PYTHONPATH=$PYTHONPATH:src, and drop -I/-E/-S",
                 file=sys.stderr,
             )
+        # a launcher's worker (a Slurm or Ray job, a joblib process) is not the launch: it may run
+        # on another host, in another Python; it starts no store helper (the launch does, where
+        # it serves the next commands), and its record describes where it ran
+        in_the_launch = this_launcher() == session.launcher
+        self.engine_job = engine.current_job()
         self.environment = session.environment  # the Python the code runs in (see _code_environment)
-        self.tracker = tracker_for(session.tracking_uri)
+        if (not in_the_launch and self.environment.get("executable") != sys.executable) or self.engine_job:
+            self.environment = interpreter.describe()
+        if self.engine_job:
+            self.environment = {**self.environment, "engine_job": self.engine_job}
+        self.tracker = tracker_for(session.tracking_uri, start=in_the_launch)
         self.metrics: dict[str, float] = {}
         self.unrecorded = False  # the disk was full at the end: the run lacks what the job left
         self.window_ms: tuple[int, int] | None = None
@@ -398,7 +409,7 @@ class Job:
                 file=sys.stderr,
             )
             return
-        self.environment = described
+        self.environment = described | ({"engine_job": self.engine_job} if self.engine_job else {})
 
     def _finish(self, staging: Path, private: Path, outcome: Outcome) -> None:
         """Log what the job left and set the final status, whatever the code did to the run; on

@@ -411,6 +411,7 @@ def _sorted(views: list[Any], clause: str) -> list[Any]:
 
     known = [v for v in views if value(v) is not None]
     unknown = [v for v in views if value(v) is None]
+
     def order(view: Any) -> Any:
         if kind not in {"params", "tags"}:
             return value(view)
@@ -508,6 +509,13 @@ def _outputs_of(tag: str) -> dict[str, str]:
     return {path: digest for path, _, digest in pairs}
 
 
+def _where_drift(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """Host, platform and Python executable, where both records name them and they differ (jobs
+    of one sweep that a cluster ran on different nodes)."""
+    ea, eb = a.get("environment") or {}, b.get("environment") or {}
+    return [(k, ea[k], eb[k]) for k in ("host", "platform", "executable") if ea.get(k) and eb.get(k) and ea[k] != eb[k]]
+
+
 @quick_failure()  # an unreachable server fails in seconds, not after minutes of retries
 def diff_runs(run_a: str, run_b: str, cwd: Path | None = None) -> dict[str, Any]:
     """`reprotrain diff`: config, data, code, environment and metric differences of two runs."""
@@ -541,7 +549,8 @@ def diff_runs(run_a: str, run_b: str, cwd: Path | None = None) -> dict[str, Any]
         },
         "data": diff_data(a.get("data", []), b.get("data", []), manifests),
         "code": code,
-        "environment": [
+        "environment": [{"name": n, "a": va, "b": vb} for n, va, vb in _where_drift(a, b)]
+        + [
             {"name": n, "a": va, "b": vb} for n, va, vb in env_drift(a.get("environment", {}), b.get("environment", {}))
         ],
         "metrics": diff_metrics(a.get("metrics", {}), b.get("metrics", {})),

@@ -64,6 +64,18 @@ def _time(value: int | str | None) -> str:
     return when.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def _ran_on(environment: Mapping[str, Any]) -> str:
+    """`vm, Python 3.11.7 (slurm job 4_3, partition debug)`: where a job ran."""
+    text = ", ".join(
+        str(x) for x in (environment.get("host"), environment.get("python") and f"Python {environment['python']}") if x
+    )
+    job = environment.get("engine_job") or {}
+    if job:
+        extra = "".join(f", {k} {job[k]}" for k in ("partition", "node_id") if job.get(k))
+        text += f" ({job.get('engine')} job {job.get('job_id', '?')}{extra})"
+    return text
+
+
 def problems_text(problems: Sequence[Mapping[str, str]]) -> list[str]:
     lines = []
     for p in problems:
@@ -90,6 +102,9 @@ def run_text(view: Mapping[str, Any]) -> str:
         lines.append(f"  {out['path']}  {out['hash']}  {_size(out.get('size'))}{files}  ({out['source']})")
     if view.get("seeds"):
         lines.append(f"seeds      {' '.join(f'{k}={v}' for k, v in sorted(view['seeds'].items()))}")
+    environment = view.get("environment") or {}
+    if environment.get("host") or environment.get("engine_job"):
+        lines.append(f"ran on     {_ran_on(environment)}")
     pipeline = view.get("pipeline")
     if pipeline:
         stages = pipeline.get("stages", [])

@@ -253,7 +253,7 @@ def _project_with_a_server(project, tmp_path) -> MlflowServer:
     return server
 
 
-def test_tracking_server_gone_mid_run_then_sync(project, tmp_path):
+def test_tracking_server_gone_mid_run_then_two_syncs_at_once_deliver_it_once(project, tmp_path):
     server = _project_with_a_server(project, tmp_path)
     try:
         env = {
@@ -287,38 +287,7 @@ def test_tracking_server_gone_mid_run_then_sync(project, tmp_path):
         server.start()  # same port, same store
         client = client_for(server.uri)
         assert client.get_run(run_id).info.status == "RUNNING", "not delivered yet"
-        synced = run_cli("sync", cwd=project, env={"MLFLOW_TRACKING_URI": server.uri})
-        assert synced.code == 0, synced.describe()
-        assert f"delivered run {run_id}" in synced.out
-        run = client.get_run(run_id)
-        assert run.info.status == "FINISHED"
-        assert run.data.metrics == {"before_outage": 1.0, "acc": 0.9, "loss": 0.25}
-        assert run.data.tags["reprotrain.exit_code"] == "0"
-        paths = artifact_paths(server.uri, run_id)
-        assert {"model.txt", "metrics.json", "reprotrain/console.log", "reprotrain/record.json"} <= paths, paths
-        assert "FT-KILLED-THE-SERVER" in artifact_text(server.uri, run_id, "reprotrain/console.log")
-        assert artifact_text(server.uri, run_id, "leak.txt") == "****", "delivered masked"
-        assert not list(spool.glob("*.files")), "the spooled copies are removed once delivered"
-        assert list(spool.glob("*.json")) == [], "the spool is empty after delivery"
-        assert not (project / ".reprotrain" / "runs" / run_id).exists(), "the staging dir is cleaned up"
-        again = run_cli("sync", cwd=project, env={"MLFLOW_TRACKING_URI": server.uri})
-        assert again.code == 0 and "nothing to sync" in again.out, again.describe()
-    finally:
-        server.stop()
-
-
-def test_two_syncs_at_once_deliver_a_spooled_run_once(project, tmp_path):
-    server = _project_with_a_server(project, tmp_path)
-    try:
-        env = {"MLFLOW_TRACKING_URI": server.uri, "FT_MODE": "kill_server", "FT_SERVER_PID": str(server.pidfile)}
-        res = run_cli("run", cwd=project, env=env, timeout=GIVE_UP_WITHIN)
-        server.stop()
-        assert res.code == 0, res.describe()
-        spool = project / ".reprotrain" / "spool"
-        (spooled,) = spool.glob("*.json")
-        run_id = spooled.name.split("-", 1)[0]
-
-        server.start()
+        # two syncs at once (two shells, a cron job): the run is delivered once
         logs = [tmp_path / f"sync{n}.log" for n in (1, 2)]
         procs = [start_cli(project, "sync", log=log, env={"MLFLOW_TRACKING_URI": server.uri}) for log in logs]
         try:
@@ -333,13 +302,20 @@ def test_two_syncs_at_once_deliver_a_spooled_run_once(project, tmp_path):
         delivered = [line for out in outputs for line in out.splitlines() if line.startswith("delivered run")]
         assert delivered == [f"delivered run {run_id}"], outputs
         assert any("nothing to sync" in out for out in outputs), outputs
-        client = client_for(server.uri)
         run = client.get_run(run_id)
         assert run.info.status == "FINISHED"
         assert run.data.metrics == {"before_outage": 1.0, "acc": 0.9, "loss": 0.25}
         assert len(client.get_metric_history(run_id, "acc")) == 1, "the metrics were logged once"
-        assert {"model.txt", "reprotrain/record.json"} <= artifact_paths(server.uri, run_id)
-        assert list(spool.glob("*.json")) == [] and not list(spool.glob("*.files"))
+        assert run.data.tags["reprotrain.exit_code"] == "0"
+        paths = artifact_paths(server.uri, run_id)
+        assert {"model.txt", "metrics.json", "reprotrain/console.log", "reprotrain/record.json"} <= paths, paths
+        assert "FT-KILLED-THE-SERVER" in artifact_text(server.uri, run_id, "reprotrain/console.log")
+        assert artifact_text(server.uri, run_id, "leak.txt") == "****", "delivered masked"
+        assert not list(spool.glob("*.files")), "the spooled copies are removed once delivered"
+        assert list(spool.glob("*.json")) == [], "the spool is empty after delivery"
+        assert not (project / ".reprotrain" / "runs" / run_id).exists(), "the staging dir is cleaned up"
+        again = run_cli("sync", cwd=project, env={"MLFLOW_TRACKING_URI": server.uri})
+        assert again.code == 0 and "nothing to sync" in again.out, again.describe()
     finally:
         server.stop()
 

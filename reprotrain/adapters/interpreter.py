@@ -14,7 +14,8 @@ __all__ = ["describe", "describe_other", "first_on_path", "same_environment"]
 
 
 def describe() -> dict[str, Any]:
-    """Python version and implementation, platform, executable and every installed distribution."""
+    """The host, Python version and implementation, platform, executable and every installed
+    distribution."""
     from importlib import metadata
 
     packages = {}
@@ -23,6 +24,7 @@ def describe() -> dict[str, Any]:
         if name:
             packages[name.lower()] = dist.version
     return {
+        "host": platform.node(),
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
         "platform": platform.platform(),

@@ -105,15 +105,17 @@ def _own_code() -> int:
     return max((p.stat().st_mtime_ns for d in ("adapters", "core") for p in (base / d).glob("*.py")), default=0)
 
 
-def tracker_for(uri: str) -> AnyTracker:
-    """The store's helper if one is running (starting one for next time if not), else a Tracker."""
-    return connect(uri) or Tracker(uri)
+def tracker_for(uri: str, start: bool = True) -> AnyTracker:
+    """The store's helper if one is running (with ``start``, starting one for next time if not),
+    else a Tracker."""
+    return connect(uri, start) or Tracker(uri)
 
 
 def reader_for(uri: str) -> AnyTracker:
     """For commands that read an existing store (`runs`, `show`, `diff`, `rerun`): its helper if one
-    is running (starting one for next time if not), else a Tracker that creates nothing."""
-    return connect(uri) or Tracker(uri, create=False)
+    is running, else a Tracker that creates nothing. They start none: a launch does, and a helper
+    only a single read would use costs more than it saves."""
+    return connect(uri, start=False) or Tracker(uri, create=False)
 
 
 def _error_class(name: str) -> type[ReprotrainError]:
