@@ -354,6 +354,7 @@ def _columns(text: str | None) -> tuple[str, ...]:
     names = tuple(c.strip() for c in text.split(",") if c.strip())
     known = {*RUNS_COLUMNS, "name", "ended"}
     bad = [c for c in names if c not in known and not c.startswith(("metrics.", "params.", "tags."))]
+    bad += [c for c in names if c.startswith(("tags.mlflow.", "tags.reprotrain."))]  # rows carry the run's own
     if bad or not names:
         raise UsageError(
             f"--columns: unknown column(s) {', '.join(bad) or '(none given)'}",

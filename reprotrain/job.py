@@ -85,6 +85,7 @@ def run_job(session: Session, cfg: Any) -> Any:
     except ReprotrainError as exc:
         print(f"reprotrain: error: {exc}", file=sys.stderr)
         write_result(session, ctx.num, exit_code=exc.exit_code)
+        engine.fail_engine_job(exc.exit_code)  # a store the node cannot reach fails the Slurm job too
         return None
     finally:
         os.chdir(cwd)  # a reused launcher worker starts the next job where this one started

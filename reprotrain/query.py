@@ -370,10 +370,10 @@ def list_runs(
             views = tracker.search([experiment_id], " AND ".join(clauses), max_results=50000, order_by=order)
         else:
             views = tracker.search([experiment_id], " AND ".join(clauses), max_results=limit, order_by=order)
-    if sort:
-        views = _sorted(views, order[0])[:limit]  # the same order for runs found by two searches (--data)
     # runs the training code created itself are listed by `show` of the run they belong to
     views = [v for v in views if "reprotrain.opened_during" not in v.tags]
+    if sort:
+        views = _sorted(views, order[0])[:limit]  # the same order for runs found by two searches (--data)
     return [_row(v) for v in views]
 
 
@@ -412,13 +412,17 @@ def _sorted(views: list[Any], clause: str) -> list[Any]:
     known = [v for v in views if value(v) is not None]
     unknown = [v for v in views if value(v) is None]
 
-    def order(view: Any) -> Any:
-        if kind not in {"params", "tags"}:
-            return value(view)
-        number = _number(value(view))  # numbers in number order (as metrics are), before other text
-        return (0, number, "") if number is not None else (1, 0.0, str(value(view)))
-
-    return sorted(known, key=order, reverse=direction == "DESC") + unknown
+    descending = direction == "DESC"
+    if kind not in {"params", "tags"}:
+        return sorted(known, key=value, reverse=descending) + unknown
+    # numbers in number order (as metrics are), then other text, either way round
+    numbers = [v for v in known if _number(value(v)) is not None]
+    texts = [v for v in known if _number(value(v)) is None]
+    return (
+        sorted(numbers, key=lambda v: _number(value(v)) or 0.0, reverse=descending)
+        + sorted(texts, key=lambda v: str(value(v)), reverse=descending)
+        + unknown
+    )
 
 
 def _number(text: Any) -> float | None:

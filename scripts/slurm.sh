@@ -19,7 +19,8 @@ stop() {
   for name in slurmd slurmctld slurmdbd mariadbd munged; do
     [ -f "$dir/$name.pid" ] || continue
     pid=$(cat "$dir/$name.pid" 2>/dev/null || true)
-    if [ -n "$pid" ]; then
+    # a stale pid file names a PID that may belong to another process by now: only the daemon's
+    if [ -n "$pid" ] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "$name"; then
       kill "$pid" 2>/dev/null || true
       for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
       kill -9 "$pid" 2>/dev/null || true
@@ -58,6 +59,7 @@ done
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
 stop  # what an earlier start in this directory left
+trap 'fail "line $LINENO failed"' ERR  # whatever fails from here, nothing is left running
 mkdir -p "$dir/munge-socket" "$dir/munge-key" "$dir/state" "$dir/spool" "$dir/log"
 # munged refuses a socket directory others cannot enter, and a key in a directory others can read;
 # slurm.conf names its socket twice: AuthInfo, and AccountingStoragePass for connections to slurmdbd
@@ -147,11 +149,14 @@ fi
 mariadbd --no-defaults --datadir="$dir/mariadb" --socket="$dir/mariadb.sock" --pid-file="$dir/mariadbd.pid" \
   --bind-address=127.0.0.1 --port="$db_port" --user="$user" --log-error="$dir/log/mariadb.log" \
   --skip-name-resolve --innodb-buffer-pool-size=16M --performance-schema=OFF </dev/null >/dev/null 2>&1 &
-wait_for 30 mariadb --no-defaults -S "$dir/mariadb.sock" -u root -e "select 1" || fail "MariaDB did not start in 30 s"
-mariadb --no-defaults -S "$dir/mariadb.sock" -u root -e "
-  CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1' IDENTIFIED BY '$db_password';
-  ALTER USER 'slurm'@'127.0.0.1' IDENTIFIED BY '$db_password';
-  GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';"
+# mariadb-install-db gives the OS user it ran as an all-privilege account on the socket
+wait_for 30 mariadb --no-defaults -S "$dir/mariadb.sock" -u "$user" -e "select 1" || fail "MariaDB did not start in 30 s"
+# the password goes on stdin, not on a command line that every user can read in /proc
+mariadb --no-defaults -S "$dir/mariadb.sock" -u "$user" <<EOF
+CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1' IDENTIFIED BY '$db_password';
+ALTER USER 'slurm'@'127.0.0.1' IDENTIFIED BY '$db_password';
+GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';
+EOF
 slurmdbd </dev/null >/dev/null 2>&1  # it reads the slurmdbd.conf beside SLURM_CONF
 wait_for 30 sacctmgr -n list cluster || fail "slurmdbd did not answer in 30 s"
 sacctmgr -i add cluster reprotrain-test >/dev/null 2>&1 || true  # there already after a restart
@@ -160,4 +165,5 @@ slurmctld -i </dev/null >/dev/null 2>&1
 slurmd -N localhost </dev/null >/dev/null 2>&1
 idle() { [ "$(timeout 5 sinfo -h -o %T 2>/dev/null)" = idle ]; }
 wait_for 30 idle || fail "the node did not come up idle in 30 s"
+trap - ERR
 echo "export SLURM_CONF=$SLURM_CONF"

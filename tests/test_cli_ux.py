@@ -112,10 +112,18 @@ def complete_zsh(demo, line: str) -> tuple[str, list[str]]:
         'eval "$(reprotrain completion zsh)" || exit 9\n'
         'print -r -- "registered: ${_comps[reprotrain]}"\n'
         f"setopt ksharrays; COMP_WORDS=({' '.join(repr(w) for w in words)}); COMP_CWORD={len(words) - 1}\n"
-        f"COMP_LINE={line!r}; _reprotrain_complete; print -rl -- \"${{COMPREPLY[@]}}\""
+        f'COMP_LINE={line!r}; _reprotrain_complete; print -rl -- "${{COMPREPLY[@]}}"'
     )
     env = cli_env(demo, {"PATH": f"{REPROTRAIN.parent}:/usr/bin:/bin", "HOME": str(demo.parent)})
-    done = subprocess.run(["zsh", "-f", "-c", probe], cwd=demo, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        ["zsh", "-f", "-c", probe],
+        cwd=demo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     first, *rest = done.stdout.splitlines()
     return first, [w for w in rest if w]

@@ -12,14 +12,16 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 from helpers import cli_env, embedded_uri, git_status, record_of, run_cli
 from team_services import setup_sweep_project, split_sweep
 
+TOOLS = ("munged", "mungekey", "slurmctld", "slurmd", "slurmdbd", "sinfo", "sacct", "mariadbd", "mariadb-install-db")
 pytestmark = pytest.mark.skipif(
-    shutil.which("slurmctld") is None and not Path("/usr/sbin/slurmctld").exists(),
+    any(shutil.which(t) is None and not Path("/usr/sbin", t).exists() for t in TOOLS),
     reason="Slurm is not installed (.ci/run installs slurm-wlm, slurmdbd, munge and mariadb-server)",
 )
 
@@ -33,26 +35,33 @@ def slurm(tmp_path_factory):
     """SLURM_CONF of a cluster brought up for this module, stopped by its PIDs afterwards."""
     where = tmp_path_factory.mktemp("slurm")
     env = {**os.environ, "PATH": f"{os.environ.get('PATH', '')}:/usr/sbin"}
-    started = subprocess.run(
-        ["bash", str(REPO / "scripts" / "slurm.sh"), "start", str(where)],
-        capture_output=True, text=True, timeout=180, env=env, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-    assert started.returncode == 0, started.stdout + started.stderr
     try:
+        started = subprocess.run(
+            ["bash", str(REPO / "scripts" / "slurm.sh"), "start", str(where)],
+            capture_output=True, text=True, timeout=180, env=env, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        assert started.returncode == 0, started.stdout + started.stderr
         yield str(where / "slurm.conf")
     finally:
         subprocess.run(["bash", str(REPO / "scripts" / "slurm.sh"), "stop", str(where)], timeout=60, env=env)
 
 
 def sacct(conf: str, job_id: str) -> tuple[str, str]:
-    """(State, ExitCode) of a Slurm job as the accounting database has it."""
-    done = subprocess.run(
-        ["sacct", "-n", "-X", "-P", "-o", "State,ExitCode", "-j", job_id],
-        capture_output=True, text=True, timeout=60, env={**os.environ, "SLURM_CONF": conf},
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    state, code = done.stdout.strip().splitlines()[0].split("|")
-    return state, code
+    """(State, ExitCode) of a Slurm job once the accounting database has its end (submitit returns
+    as soon as the job's result exists, before Slurm has recorded how the job ended)."""
+    deadline = time.monotonic() + 60
+    while True:
+        done = subprocess.run(
+            ["sacct", "-n", "-X", "-P", "-o", "State,ExitCode", "-j", job_id],
+            capture_output=True, text=True, timeout=60, env={**os.environ, "SLURM_CONF": conf},
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        lines = done.stdout.strip().splitlines()
+        if lines and lines[0].split("|")[0] not in {"PENDING", "RUNNING", "COMPLETING"}:
+            state, code = lines[0].split("|")
+            return state, code
+        assert time.monotonic() < deadline, f"Slurm job {job_id} had not ended in 60 s: {lines}"
+        time.sleep(0.5)
 
 
 def helpers_started_in_jobs() -> list[int]:

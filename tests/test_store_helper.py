@@ -4,17 +4,21 @@ must be recorded exactly as without it."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 from fault_inject import stopped
 from helpers import (
+    REPROTRAIN,
     all_runs,
     artifact_json,
     artifact_paths,
+    cli_env,
     commit_all,
     configure,
     embedded_uri,
@@ -207,3 +211,40 @@ def test_sweep_jobs_go_through_the_helper(probed):
         assert child.info.status == "FINISHED"
         assert artifact_json(uri, child.info.run_id, "probe.json")["mlflow_imported"] is False
     assert parent.data.tags["reprotrain.sweep.jobs"] == "3"
+
+
+READ_PROBE = """
+import sys
+from reprotrain.cli import main
+code = main(sys.argv[1:])
+print("MLFLOW-IMPORTED" if "mlflow" in sys.modules else "MLFLOW-NOT-IMPORTED", file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def read(project: Path, *args: str) -> subprocess.CompletedProcess:
+    """A read-only command (`runs`, `show`), saying whether its process imported MLflow."""
+    python = REPROTRAIN.read_text().splitlines()[0][2:].strip()  # the console script's own (a helper is per Python)
+    return subprocess.run(
+        [python, "-c", READ_PROBE, *args],
+        cwd=project, env=cli_env(project), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def test_reads_go_through_a_running_helper_and_keep_their_errors(probed):
+    first = read(probed, "runs", "--json")
+    assert first.returncode == 0 and "MLFLOW-IMPORTED" in first.stderr, first.stderr
+    assert helper_of(probed) is None, "a read starts no helper"
+    launch(probed)  # finds the store and no helper: starts one
+    wait_helper(probed)
+    listed = read(probed, "runs", "--json", "--sort", "start_time:asc")
+    assert listed.returncode == 0 and "MLFLOW-NOT-IMPORTED" in listed.stderr, listed.stderr
+    rows = json.loads(listed.stdout)["runs"]
+    assert len(rows) == 2 and rows[0]["start_time"] <= rows[1]["start_time"], rows
+    shown = read(probed, "show", rows[0]["run_id"][:10], "--json")
+    assert shown.returncode == 0 and "MLFLOW-NOT-IMPORTED" in shown.stderr, shown.stderr
+    assert json.loads(shown.stdout)["run_id"] == rows[0]["run_id"]
+    bad = read(probed, "runs", "--filter", "metrics.acc <<< 1")
+    assert bad.returncode == 2 and "MLflow rejected the search" in bad.stderr, bad.stderr
+    missing = read(probed, "show", "deadbeefdeadbeef")
+    assert missing.returncode == 1 and "no run ID starts with deadbeefdeadbeef" in missing.stderr, missing.stderr

@@ -39,19 +39,33 @@ def current_job() -> dict[str, str]:
     return {}
 
 
+_failed: list[int] = []  # the exit code a failed job hands to Slurm, once per process
+
+
 def fail_engine_job(exit_code: int) -> None:
-    """Make the engine see the job fail: under Slurm, this process exits ``exit_code`` once it
-    ends (submitit has written the job's result by then, so the launcher still gets it); Slurm
+    """Make the engine see the job fail: in a Slurm job that submitit runs (not a launch that merely
+    runs inside an allocation), this process exits ``exit_code`` once it ends, after its other exit
+    handlers (submitit has written the job's result by then, so the launcher still gets it); Slurm
     then records the job FAILED, not COMPLETED. Nothing elsewhere."""
-    if not os.environ.get("SLURM_JOB_ID") or not exit_code:
+    if not exit_code or not os.environ.get("SLURM_JOB_ID") or os.environ.get("SUBMITIT_EXECUTOR") != "slurm":
         return
+    code = exit_code if 0 < exit_code < 256 else 1  # 256 would exit 0
+    if _failed:
+        _failed[0] = code
+        return
+    _failed.append(code)
 
     def leave() -> None:
+        atexit.unregister(leave)
+        try:
+            atexit._run_exitfuncs()  # the others first (logging, multiprocessing, MLflow's flush)
+        except Exception:
+            pass
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
             except (OSError, ValueError):
                 pass
-        os._exit(exit_code)
+        os._exit(_failed[0])
 
-    atexit.register(leave)  # registered last, so run first: nothing after it could change the code
+    atexit.register(leave)  # registered late, so run early: it runs the rest itself, then exits

@@ -115,18 +115,29 @@ def reader_for(uri: str) -> AnyTracker:
     """For commands that read an existing store (`runs`, `show`, `diff`, `rerun`): its helper if one
     is running, else a Tracker that creates nothing. They start none: a launch does, and a helper
     only a single read would use costs more than it saves."""
-    return connect(uri, start=False) or Tracker(uri, create=False)
+    return connect(uri, start=False, create=False) or Tracker(uri, create=False)
 
 
-def _error_class(name: str) -> type[ReprotrainError]:
-    """The class of an error the helper raised (UsageError stays exit 2)."""
+def _rebuilt(reply: tuple[Any, ...]) -> ReprotrainError:
+    """The error the helper raised, as its class when that takes (message, hint), else a plain
+    ReprotrainError with its exit code: UsageError stays exit 2."""
     from reprotrain import errors
 
+    message, hint = reply[1], reply[2]
+    name = reply[3] if len(reply) > 3 else ""
     found = getattr(errors, name, None) if name else None
-    return found if isinstance(found, type) and issubclass(found, ReprotrainError) else ReprotrainError
+    if isinstance(found, type) and issubclass(found, ReprotrainError):
+        try:
+            return found(message, hint=hint)
+        except TypeError:  # a class built from other things (NotPinnedError: problems)
+            pass
+    error = ReprotrainError(message, hint=hint)
+    if len(reply) > 4 and isinstance(reply[4], int):
+        error.exit_code = reply[4]
+    return error
 
 
-def connect(uri: str, start: bool = True) -> HelperTracker | None:
+def connect(uri: str, start: bool = True, create: bool = True) -> HelperTracker | None:
     """A connection to the store's helper; None if there is none (then, with ``start``, one is
     started for the next command if the store's database exists)."""
     db = _database(uri)
@@ -138,7 +149,7 @@ def connect(uri: str, start: bool = True) -> HelperTracker | None:
         if start:
             _start_helper(uri)
         return None
-    return HelperTracker(uri, conn)
+    return HelperTracker(uri, conn, create)
 
 
 def _handshake(paths: _Paths) -> Any:
@@ -227,8 +238,9 @@ def _start_helper(uri: str) -> None:
 class HelperTracker:
     """:class:`Tracker`'s interface, served by the store's helper process."""
 
-    def __init__(self, uri: str, conn: Any) -> None:
+    def __init__(self, uri: str, conn: Any, create: bool = True) -> None:
         self.uri = uri
+        self._create = create  # False for read-only commands: a fallback never creates a store
         self._conn = conn
         self._lock = threading.Lock()
         self._local: Tracker | None = None
@@ -248,8 +260,8 @@ class HelperTracker:
             if reply[0] == "ok":
                 return reply[1]
             if reply[0] == "error":
-                raise _error_class(reply[3] if len(reply) > 3 else "")(reply[1], hint=reply[2])
-            self._local = Tracker(self.uri)  # the helper went away: carry on without it
+                raise _rebuilt(reply)
+            self._local = Tracker(self.uri, create=self._create)  # the helper went away: carry on without it
         return getattr(self._local, method)(*args)
 
     def ensure_experiment(self, name: str, artifact_location: str | None) -> str:
@@ -384,7 +396,7 @@ def serve(uri: str) -> int:
                     else:
                         reply = ("ok", getattr(tracker, method)(*args))
                 except ReprotrainError as exc:  # raised again by the client as the same class (exit code)
-                    reply = ("error", exc.message, exc.hint, type(exc).__name__)
+                    reply = ("error", exc.message, exc.hint, type(exc).__name__, exc.exit_code)
                 except Exception as exc:  # served as the in-process Tracker would raise it
                     reply = ("error", f"{type(exc).__name__}: {exc}", None)
                 finally:

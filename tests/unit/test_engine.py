@@ -27,14 +27,23 @@ def test_no_engine_outside_one(monkeypatch):
     assert engine.current_job() == {}
 
 
-def test_a_failure_is_handed_to_slurm_only_under_slurm(monkeypatch):
+def test_a_failure_is_handed_to_slurm_only_in_a_submitit_slurm_job(monkeypatch):
     registered = []
     monkeypatch.setattr(atexit, "register", registered.append)
+    monkeypatch.setattr(engine, "_failed", [])
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    monkeypatch.setenv("SUBMITIT_EXECUTOR", "slurm")
     engine.fail_engine_job(3)
     assert registered == []
     monkeypatch.setenv("SLURM_JOB_ID", "5")
+    monkeypatch.delenv("SUBMITIT_EXECUTOR")
+    engine.fail_engine_job(3)
+    assert registered == [], "a launch inside an allocation (sbatch, salloc) keeps its own exit code"
+    monkeypatch.setenv("SUBMITIT_EXECUTOR", "slurm")
     engine.fail_engine_job(0)
     assert registered == [], "a job that succeeded exits as it would"
+    engine.fail_engine_job(256)
     engine.fail_engine_job(3)
-    assert len(registered) == 1
+    assert len(registered) == 1 and engine._failed == [3], "registered once; the last failure's code"
+    engine.fail_engine_job(256)
+    assert engine._failed == [1], "256 would exit 0: a failure stays a failure"
