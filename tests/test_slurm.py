@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from helpers import cli_env, embedded_uri, git_status, record_of, run_cli
+from helpers import cli_env, embedded_uri, git_status, record_of, run_cli, start_cli, stop
 from team_services import setup_sweep_project, split_sweep
 
 TOOLS = ("munged", "mungekey", "slurmctld", "slurmd", "slurmdbd", "sinfo", "sacct", "mariadbd", "mariadb-install-db")
@@ -104,3 +105,92 @@ def test_every_job_is_a_slurm_job_and_a_complete_run_and_a_failure_fails_both(pr
     assert data["environment"]["engine_job"]["engine"] == "slurm"
     assert helpers_started_in_jobs() == [], "a Slurm job started a store helper that would outlive it"
     assert git_status(project) == ""
+
+
+def squeue(conf: str) -> list[str]:
+    """IDs of the cluster's jobs that are running (`1_0`)."""
+    done = subprocess.run(
+        ["squeue", "-h", "-t", "RUNNING", "-o", "%i"],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "SLURM_CONF": conf},
+    )  # fmt: skip
+    return done.stdout.split()
+
+
+def running_sweep(project: Path, conf: str, seed: int, log: Path):
+    """A one-job sweep whose job sleeps 12 s, once its Slurm job runs: (the launcher, the job ID)."""
+    before = set(squeue(conf))
+    proc = start_cli(project, "run", "-m", f"seed={seed}", "sleep=12", *SLURM, log=log, env={"SLURM_CONF": conf})
+    deadline = time.monotonic() + 90
+    while not (set(squeue(conf)) - before):
+        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.3)
+    (job,) = set(squeue(conf)) - before
+    while not _job_run(project, seed):  # the job's run exists: its code is running
+        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.3)
+    return proc, job
+
+
+def _job_run(project: Path, seed: int) -> bool:
+    from helpers import all_runs
+
+    return any(_of_job(r, seed) for r in all_runs(embedded_uri(project)))
+
+
+def _of_job(run, seed: int) -> bool:
+    """A job's run of ``seed=N`` (its tags are there from the start; params come at its end)."""
+    return bool(run.data.tags.get("mlflow.parentRunId")) and f'"seed={seed}"' in run.data.tags.get(
+        "reprotrain.overrides", ""
+    )
+
+
+def sweep_of(project: Path, seed: int):
+    from helpers import all_runs
+
+    runs = all_runs(embedded_uri(project))
+    jobs = [r for r in runs if _of_job(r, seed)]
+    (job,) = jobs
+    (parent,) = [r for r in runs if r.info.run_id == job.data.tags["mlflow.parentRunId"]]
+    return parent, job
+
+
+def test_a_cancelled_job_a_stopped_and_a_killed_launcher_leave_no_run_that_stays_running(project, slurm, tmp_path):
+    from helpers import wait_for
+
+    # scancel of the job: its run is KILLED (the code got SIGTERM), the launcher exits 1, the sweep FAILED
+    proc, job = running_sweep(project, slurm, 1, tmp_path / "cancel.log")
+    try:
+        subprocess.run(["scancel", job], check=True, timeout=60, env={**os.environ, "SLURM_CONF": slurm})
+        assert proc.wait(timeout=120) == 1, (tmp_path / "cancel.log").read_text()
+    finally:
+        stop(proc)
+    parent, child = sweep_of(project, 1)
+    assert child.info.status == "KILLED" and parent.info.status == "FAILED", (child.info.status, parent.info.status)
+    assert sacct(slurm, job)[0].startswith("CANCELLED")
+
+    # SIGTERM to the launcher: it exits 143, the sweep is KILLED; the Slurm job runs on and ends its run
+    proc, job = running_sweep(project, slurm, 2, tmp_path / "term.log")
+    try:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=120) == 143, (tmp_path / "term.log").read_text()
+    finally:
+        stop(proc)
+    assert sweep_of(project, 2)[0].info.status == "KILLED"
+    assert sacct(slurm, job)[0] == "COMPLETED"
+    assert wait_for(lambda: sweep_of(project, 2)[1].info.status == "FINISHED", 60)
+
+    # SIGKILL to the launcher: the sweep stays RUNNING, and `runs --stale` finds it, `--reap` ends it
+    proc, job = running_sweep(project, slurm, 3, tmp_path / "kill.log")
+    try:
+        proc.kill()
+        proc.wait(timeout=60)
+    finally:
+        stop(proc)
+    parent, _ = sweep_of(project, 3)
+    stale = json.loads(run_cli("runs", "--stale", "--json", cwd=project).out)["runs"]
+    assert [r["run_id"] for r in stale] == [parent.info.run_id], stale
+    reaped = run_cli("runs", "--reap", cwd=project)
+    assert reaped.code == 0 and parent.info.run_id in reaped.out, reaped.describe()
+    assert sacct(slurm, job)[0] == "COMPLETED"
+    assert wait_for(lambda: sweep_of(project, 3)[1].info.status == "FINISHED", 60)
+    assert sweep_of(project, 3)[0].info.status == "KILLED"
