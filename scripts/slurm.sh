@@ -16,6 +16,14 @@ PATH="$PATH:/usr/sbin"
 
 stop() {
   local name pid
+  # jobs still running (a test that failed mid-job) end first: their slurmstepd would outlive slurmd
+  if [ -f "$dir/slurmctld.pid" ] && [ -f "$dir/slurm.conf" ]; then
+    SLURM_CONF="$dir/slurm.conf" timeout 10 scancel --user="$(id -un)" 2>/dev/null || true
+    for _ in $(seq 50); do
+      [ -z "$(SLURM_CONF="$dir/slurm.conf" timeout 5 squeue -h -o %i 2>/dev/null)" ] && break
+      sleep 0.2
+    done
+  fi
   for name in slurmd slurmctld slurmdbd mariadbd munged; do
     [ -f "$dir/$name.pid" ] || continue
     pid=$(cat "$dir/$name.pid" 2>/dev/null || true)
