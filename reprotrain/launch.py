@@ -44,7 +44,7 @@ from reprotrain.core.pin import (
     uncached_problems,
 )
 from reprotrain.core.pipeline import PipelinePlan
-from reprotrain.core.record import PINNED_BY_GIT, DataOutput, GitInfo, data_digest
+from reprotrain.core.record import PINNED_BY_GIT, DataOutput, GitInfo, data_digest, strip_credentials
 from reprotrain.core.ui import Original
 from reprotrain.errors import NotPinnedError, ReprotrainError, UsageError
 from reprotrain.fileio import write_json
@@ -614,6 +614,8 @@ def launch(
         started_ns=time.time_ns(),
         pipeline=pipeline,
     )
+    if args.multirun:
+        _warn_store_out_of_reach(uri, hydra_adapter.launcher_choice(args, project.config_dir, config_name))
     if entry.module and entry.function:
         _import_entry(project, entry.module, entry.function)
     task = functools.update_wrapper(functools.partial(_task, session), _task)
@@ -717,6 +719,24 @@ class _Stopped(BaseException):
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
         self.signum = signum
+
+
+# Hydra launchers whose jobs may run on other hosts than the launch
+_CLUSTER_LAUNCHERS = ("submitit_slurm", "ray", "rq")
+
+
+def _warn_store_out_of_reach(uri: str, launcher: str | None) -> None:
+    """One line when a cluster launcher's jobs would write to a store in a local file: a node other
+    than this one reaches it only when it is on storage every node sees."""
+    if not launcher or not launcher.startswith(_CLUSTER_LAUNCHERS) or not is_local_store(uri):
+        return
+    print(
+        f"reprotrain: warning: hydra/launcher={launcher} may run the jobs on other hosts, but the tracking store "
+        f"is a local file ({strip_credentials(uri)}): a job on another node can write to it only if it is on "
+        "storage every node sees (fix: export MLFLOW_TRACKING_URI=http://<tracking server>; docs/team-setup.md, "
+        "section 5)",
+        file=sys.stderr,
+    )
 
 
 @contextmanager

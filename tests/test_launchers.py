@@ -37,6 +37,7 @@ def test_launcher_records_every_job(project, launcher):
     sha = head_sha(project)
     res = run_cli("run", "-m", "seed=1,2", "model.lr=0.2,0.4", *LAUNCHERS[launcher], cwd=project, timeout=600)
     assert res.code == 0, res.describe()
+    assert "may run the jobs on other hosts" not in res.err, "these launchers run every job on this host"
     uri = embedded_uri(project)
     parent, children = split_sweep(uri)
     assert parent.info.status == "FINISHED", res.describe()

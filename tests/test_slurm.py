@@ -86,6 +86,8 @@ def test_every_job_is_a_slurm_job_and_a_complete_run_and_a_failure_fails_both(pr
     env = cli_env(project, {"SLURM_CONF": slurm})
     res = run_cli("run", "-m", "seed=1,2", "exit_code=0,3", *SLURM, cwd=project, env=env, timeout=600)
     assert res.code == 3, res.describe()  # the code's exit code of the failed jobs
+    warned = [line for line in res.err.splitlines() if "hydra/launcher=submitit_slurm may run the jobs" in line]
+    assert len(warned) == 1 and "MLFLOW_TRACKING_URI=http://" in warned[0], res.describe()  # the embedded store
     uri = embedded_uri(project)
     parent, children = split_sweep(uri)
     assert len(children) == 4 and parent.info.status == "FAILED", [c.info.status for c in children]

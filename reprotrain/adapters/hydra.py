@@ -181,6 +181,16 @@ def group_in_defaults(config_dir: Path, config_name: str, group: str) -> str | N
     return None
 
 
+def launcher_choice(args: HydraArgs, config_dir: Path, config_name: str) -> str | None:
+    """The Hydra launcher a launch uses (`submitit_slurm`), from the command line or the primary
+    config's defaults list (`override hydra/launcher: ...`); None for Hydra's basic one."""
+    chosen = override_value(args, "hydra/launcher")
+    if chosen:
+        return chosen
+    named = group_in_defaults(config_dir, config_name, "hydra/launcher")
+    return named.split(":", 1)[1].strip() if named else None
+
+
 _PACKAGE_GROUP = re.compile(r"^#\s*@package\s+_group_\s*$", re.M)
 
 
