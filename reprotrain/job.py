@@ -93,9 +93,7 @@ def run_job(session: Session, cfg: Any) -> Any:
     if session.settings.objective and ctx.sweep_dir:  # the sweep parent names the best job (sweep.py)
         value = job.metrics.get(session.settings.objective)
         objective = {"value": value, "direction": ctx.direction}
-    write_result(
-        session, ctx.num, exit_code=outcome.exit_code, run_id=job.run_id, status=outcome.status, **objective
-    )
+    write_result(session, ctx.num, exit_code=outcome.exit_code, run_id=job.run_id, status=outcome.status, **objective)
     reason = f" ({outcome.reason})" if outcome.reason and outcome.status != "FINISHED" else ""
     if job.unrecorded:
         reason += " but not fully recorded (see the error above)"
@@ -119,6 +117,7 @@ class Job:
     def __init__(self, session: Session, ctx: hydra_adapter.JobContext, cfg: Any) -> None:
         self.session = session
         self.ctx = ctx
+        self.lineage = session.lineage_for(ctx.num)  # a replayed sweep's jobs each have their own
         self.since_ns = _changed_since(ctx.output_dir, session.started_ns)
         self.cfg = cfg
         self.root = Path(session.root)
@@ -173,7 +172,7 @@ class Job:
         # in an override, no longer names where the rerun lives), so both digests leave out the same
         self.volatile = sorted(
             set(hydra_adapter.volatile_keys(self.cfg, self.resolved, self.ctx.output_dir, run_id, self.root))
-            | set(self.session.lineage.expected_volatile)
+            | set(self.lineage.expected_volatile)
         )
         self.masker = Masker(
             secret_env_values(os.environ | {"MLFLOW_TRACKING_URI": self.session.tracking_uri})
@@ -210,7 +209,7 @@ class Job:
             root=self.root,
             git_root=self.session.check.git_root,
             commit=self.session.check.git.commit,
-            force=bool(self.session.lineage.tags),  # a rerun (or a derived run) recomputes every stage
+            force=bool(self.lineage.tags),  # a rerun (or a derived run) recomputes every stage
             params=self.private / "params.yaml",
         )
         job.warn_unread(list(self.ctx.overrides), list(self.ctx.choices))
@@ -242,14 +241,14 @@ class Job:
         return env
 
     def _check_expected(self) -> None:
-        expected = self.session.lineage.expected
+        expected = self.lineage.expected
         if expected is None:
             return
-        ignore = set(self.volatile) | set(self.session.lineage.expected_volatile)
+        ignore = set(self.volatile) | set(self.lineage.expected_volatile)
         # a value recorded masked was never stored: it cannot be compared (rerun warned about it)
         ignore |= {k for k, v, _ in config_differences(expected, {}, ()) if v == MASK}
         differences = config_differences(expected, self.public, ignore)
-        recorded = self.session.lineage.expected_env_digests
+        recorded = self.lineage.expected_env_digests
         differences += [
             (key, "(value from the environment, recorded as a digest)", "a different value")
             for key, digest in sorted(self.env_digests.items())
@@ -291,7 +290,15 @@ class Job:
             },
             environment=self.environment,
             reprotrain_version=__version__,
-            job={"name": self.ctx.name, "num": self.ctx.num, "sweep_dir": self.ctx.sweep_dir},
+            job={
+                "name": self.ctx.name,
+                "num": self.ctx.num,
+                "sweep_dir": self.ctx.sweep_dir,
+                "launcher": {
+                    **self.ctx.launcher,
+                    "config": mask.config(self.ctx.launcher.get("config", {}), "hydra.launcher"),
+                },
+            },
         )
 
     def execute(self) -> Outcome:
@@ -305,7 +312,7 @@ class Job:
                 "reprotrain.job.num": str(self.ctx.num),
                 "reprotrain.launcher": this_launcher(),
             }
-            | self.session.lineage.tags
+            | self.lineage.tags
         )
         if self.session.sweep_overrides is not None:
             from reprotrain.sweep import parent_for_job
@@ -349,7 +356,7 @@ class Job:
     def _run_name(self, record: RunRecord) -> str:
         """What the UI lists the run as (core/ui.py): a rerun's is given; a `hydra.job.name` the
         user set is kept; else the overrides (a sweep's job: the sweep's, then its own)."""
-        lineage = self.session.lineage
+        lineage = self.lineage
         if lineage.name:
             return lineage.name
         if self.ctx.name != self.entry.job_name:
@@ -364,7 +371,7 @@ class Job:
         if parent:
             name = ui.sweep_name(self.masker.overrides(self.session.sweep_overrides or []))
             sweep = f"{ui.run_link(self.session.experiment_id, parent, name)}, job {self.ctx.num}"
-        text = ui.run_description(record, self.run_id, remote, self.session.lineage.original, sweep)
+        text = ui.run_description(record, self.run_id, remote, self.lineage.original, sweep)
         return self.masker.text(text)[:MAX_TAG]
 
     def _run_code(self, staging: Path) -> Outcome:
@@ -512,7 +519,7 @@ class Job:
         if runs:
             write_linked(runs, staging)
             print(self.masker.text(linked_warning(self.run_id, runs, self.session.experiment_id)), file=sys.stderr)
-            if self.session.lineage.tags and any(r.store.startswith(_IN_PROJECT) for r in runs):
+            if self.lineage.tags and any(r.store.startswith(_IN_PROJECT) for r in runs):
                 print(
                     f"reprotrain: note: the training code's own store is inside the rerun's worktree {self.root}, "
                     "which is removed afterwards: its runs there are kept only as reprotrain/linked-runs.json "
@@ -737,7 +744,6 @@ def _warn_repository_changes(root: Path) -> None:
             "$REPROTRAIN_OUTPUT_DIR, or list them in .gitignore; undo with `git checkout -- <file>`)",
             file=sys.stderr,
         )
-
 
 
 _CLOCK_SLACK_NS = 50_000_000  # a filesystem's timestamps are coarse (a few ms): files of this job stay in

@@ -107,6 +107,17 @@ class Lineage:
 
 
 @dataclass(frozen=True)
+class Replay:
+    """Recorded jobs launched again through Hydra's launcher (`rerun` of a sweep, or of a job that
+    ran on a launcher): each job's overrides and lineage, in order, and the sweep parent they go
+    under (None: one job rerun on its own, with no parent)."""
+
+    jobs: tuple[tuple[tuple[str, ...], Lineage], ...]
+    parent: str | None
+    sweep_overrides: tuple[str, ...] = ()  # the original sweep's, as its jobs are named
+
+
+@dataclass(frozen=True)
 class Session:
     """What every job of one `reprotrain run` shares; pickled to launcher workers as it is."""
 
@@ -126,6 +137,11 @@ class Session:
     # is not the job's (an earlier run left it in a reused dir); see job._changed_since
     started_ns: int = 0
     pipeline: PipelinePlan | None = None  # set when the entrypoint is `dvc repro [targets]`
+    # a replay (`rerun` through the launcher): job N's lineage is job_lineages[N]
+    job_lineages: tuple[Lineage, ...] = ()
+
+    def lineage_for(self, num: int) -> Lineage:
+        return self.job_lineages[num] if num < len(self.job_lineages) else self.lineage
 
 
 def ensure_state_dir(project: Project) -> Path:
@@ -545,8 +561,10 @@ def launch(
     experiment_id: str | None = None,
     lineage: Lineage | None = None,
     argv0: tuple[str, ...] = ("reprotrain", "run"),
+    replay: Replay | None = None,
 ) -> LaunchResult:
-    """Gate, prepare the store, and run every Hydra job of ``tokens`` in ``project``."""
+    """Gate, prepare the store, and run every Hydra job of ``tokens`` in ``project`` (with ``replay``:
+    its jobs, through the launcher ``tokens`` configure)."""
     args = hydra_adapter.parse_args(tokens)
     config_name = args.config_name or project.settings.config_name
     os.chdir(project.root)
@@ -609,21 +627,25 @@ def launch(
         environment=env_record,
         options=options,
         lineage=lineage or Lineage(),
-        sweep_overrides=list(args.overrides) if args.multirun else None,
+        sweep_overrides=_sweep_overrides(args, replay),
         launcher=this_launcher(),
         started_ns=time.time_ns(),
         pipeline=pipeline,
+        job_lineages=tuple(lineage for _, lineage in replay.jobs) if replay else (),
     )
-    if args.multirun:
-        _warn_store_out_of_reach(uri, hydra_adapter.launcher_choice(args, project.config_dir, config_name))
+    launcher = hydra_adapter.launcher_choice(args, project.config_dir, config_name) if args.multirun else None
+    if launcher:
+        _warn_store_out_of_reach(uri, launcher)
     if entry.module and entry.function:
         _import_entry(project, entry.module, entry.function)
     task = functools.update_wrapper(functools.partial(_task, session), _task)
     argv = hydra_adapter.build_argv(args, _output_overrides(project, args, config_name, entry.job_name))
+    if replay is not None:
+        argv += _replay_overrides(session_dir, replay)
     try:
         try:
             with _stopped_by_signals(args.multirun):
-                code = _hydra(project, config_name, argv, task, session_dir)
+                code = _hydra(project, config_name, argv, task, session_dir, launcher)
         except _Stopped as stop:  # a sweep stopped between jobs or while workers ran them
             code = 128 + stop.signum
             print(f"reprotrain: sweep stopped by {signal.Signals(stop.signum).name}", file=sys.stderr)
@@ -649,6 +671,22 @@ _NOT_IN_THE_COMMIT = {
     "data-modified", "data-not-cached",
 }  # fmt: skip
 _OUTPUT_PROBLEMS = {"data-missing", "data-modified", "data-not-cached", "data-not-pushed"}
+
+
+def _sweep_overrides(args: hydra_adapter.HydraArgs, replay: Replay | None) -> list[str] | None:
+    """What a sweep's jobs share (their parent's overrides); None when the jobs have no parent."""
+    if replay is not None:
+        return list(replay.sweep_overrides) if replay.parent else None
+    return list(args.overrides) if args.multirun else None
+
+
+def _replay_overrides(session_dir: Path, replay: Replay) -> list[str]:
+    """Hydra's sweeper for a replay: hydra_plugins/reprotrain_replay launches the listed jobs."""
+    jobs_file = session_dir / "replay.json"
+    write_json(jobs_file, [list(overrides) for overrides, _ in replay.jobs])
+    if replay.parent:  # the jobs go under the rerun's parent (sweep.parent_for_job finds it here)
+        write_json(session_dir / "parent.json", {"run_id": replay.parent})
+    return ["hydra/sweeper=reprotrain_replay", f"hydra.sweeper.jobs_file={hydra_adapter.quote_value(str(jobs_file))}"]
 
 
 def _pipeline_plan(project: Project, entry: Entrypoint, check: PinCheck) -> PipelinePlan | None:
@@ -758,9 +796,20 @@ def _stopped_by_signals(multirun: bool) -> Iterator[None]:
         yield
 
 
-def _hydra(project: Project, config_name: str, argv: list[str], task: Any, session_dir: Path | None) -> int:
+def _hydra(
+    project: Project,
+    config_name: str,
+    argv: list[str],
+    task: Any,
+    session_dir: Path | None,
+    launcher: str | None = None,
+) -> int:
     try:
         hydra_adapter.run_app(project.config_dir, config_name, version_base(project), argv, task)
+    except hydra_adapter.LauncherFailed as exc:  # the jobs it ran have closed their runs
+        what = f"the launcher hydra/launcher={launcher}" if launcher else "Hydra"
+        print(f"reprotrain: error: {what} failed: {exc}", file=sys.stderr)
+        return exc.exit_code
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         # Hydra reports a bad override or an unknown config group itself, then exits 1 before
@@ -803,11 +852,11 @@ _UNWRITTEN: dict[tuple[str, int], dict[str, Any]] = {}  # results a full disk wo
 
 def write_result(session: Session, num: int, **values: Any) -> None:
     try:
-        write_json(Path(session.session_dir) / "jobs" / f"{num}.json", values)
+        write_json(Path(session.session_dir) / "jobs" / f"{num}.json", {"num": num, **values})
     except OSError:  # a full disk: a job run in the launcher's own process still reports its exit code
         if session.launcher.rsplit(":", 2)[1:2] != [str(os.getpid())]:
             raise  # a launcher worker: only the file reaches the launcher
-        _UNWRITTEN[(session.session_dir, num)] = values
+        _UNWRITTEN[(session.session_dir, num)] = {"num": num, **values}
     else:
         _UNWRITTEN.pop((session.session_dir, num), None)
 

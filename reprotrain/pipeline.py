@@ -235,4 +235,3 @@ def _forget_secrets(runs: Path, since: float, secrets: list[str]) -> None:
             continue
         if any(value and value in text for value in secrets):
             entry.unlink(missing_ok=True)
-

@@ -30,7 +30,16 @@ from reprotrain.core.verify import (
     env_drift,
 )
 from reprotrain.errors import ReprotrainError, UsageError
-from reprotrain.launch import Lineage, RunOptions, ensure_state_dir, environment, launch, remember_launch, tracking_uri
+from reprotrain.launch import (
+    Lineage,
+    Replay,
+    RunOptions,
+    ensure_state_dir,
+    environment,
+    launch,
+    remember_launch,
+    tracking_uri,
+)
 from reprotrain.linking import LINKED_RUNS
 from reprotrain.progress import progress, wants_color
 from reprotrain.query import this_launcher
@@ -69,6 +78,8 @@ def rerun(run_id: str, overrides: list[str], options: RerunOptions, cwd: Path | 
     project = find_project(cwd)
     uri = tracking_uri(project)
     tracker = reader_for(uri)
+    given_hydra = [o for o in overrides if _is_hydra_override(o)]  # where it runs, not what it computes
+    overrides = [o for o in overrides if not _is_hydra_override(o)]
     with quick_failure():  # an unreachable server fails in seconds
         run_id = resolve_run_id(run_id, tracker, cwd)
         original = tracker.get_run(run_id)
@@ -116,10 +127,15 @@ def rerun(run_id: str, overrides: list[str], options: RerunOptions, cwd: Path | 
             if fetched:
                 progress(f"pulled from the DVC remote: {', '.join(fetched)}")
         target = find_project(worktree / project.root.relative_to(git.root))
-        parent = _new_parent(tracker, original) if sweep else None
-        outcomes = [
-            _rerun_one(tracker, uri, target, view, record, overrides, drift, options, parent) for view, record in jobs
-        ]
+        launcher = replay_launcher(jobs[0][1], given_hydra)
+        if sweep or launcher is not None:  # back through the launcher the jobs ran on (or the one given)
+            if launcher:
+                progress(f"launching {len(jobs)} job(s) through hydra/launcher={launcher}")
+            parent = _new_parent(tracker, original) if sweep else None
+            outcomes = _replay(tracker, uri, target, jobs, overrides, given_hydra, drift, options, parent, original)
+        else:
+            parent = None
+            outcomes = [_rerun_one(tracker, uri, target, original, jobs[0][1], overrides, given_hydra, drift, options)]
         remember_launch(project, [parent] if parent else [new for _, new, _ in outcomes if new])
         failed = next((code for code, _, _ in outcomes if code != 0), None)  # the code's own, passed through
         verdicts = [v for _, _, v in outcomes if v is not None]
@@ -217,6 +233,7 @@ def _new_parent(tracker: AnyTracker, original: Any) -> str:
     tags = {k: original.tags[k] for k in keep if k in original.tags}
     source = ui.Original(original.run_id, original.name, original.experiment_id)
     tags |= {"reprotrain.rerun_of": original.run_id, ui.RUN_NAME: ui.rerun_name(source)}
+    tags["reprotrain.launcher"] = this_launcher()  # found by `runs --stale` if this process is killed
     run_id = tracker.create_run(original.experiment_id, tags)
     tracker.set_tags(run_id, {ui.NOTE: ui.rerun_parent_description(source)})
     try:  # the original sweep's record, as this one's: `show` reads it
@@ -231,19 +248,56 @@ def _new_parent(tracker: AnyTracker, original: Any) -> str:
     return run_id
 
 
-def _rerun_one(
-    tracker: AnyTracker,
-    uri: str,
-    target: Any,
+def _is_hydra_override(override: str) -> bool:
+    """`hydra/launcher=ray`, `hydra.launcher.timeout_min=5`: Hydra's own settings, not the config's."""
+    key = override.partition("=")[0].lstrip("+~")
+    return key.startswith(("hydra/", "hydra."))
+
+
+def _key(override: str) -> str:
+    return override.partition("=")[0].lstrip("+~")
+
+
+def recorded_launcher(record: dict[str, Any]) -> str:
+    """The Hydra launcher a job ran on: recorded since reprotrain 0.1 records it, else the one its
+    command line chose (a launcher chosen in the config's defaults is chosen again by composing)."""
+    named = record.get("job", {}).get("launcher", {}).get("name")
+    if named:
+        return str(named)
+    given = [o for o in record.get("config", {}).get("hydra_overrides", []) if _key(o) == "hydra/launcher"]
+    return given[-1].partition("=")[2] if given else "basic"
+
+
+def replay_launcher(record: dict[str, Any], given_hydra: list[str]) -> str | None:
+    """The launcher a rerun goes through, or None for a rerun in this process: the one given on the
+    rerun's command line, else the one a job of a sweep ran on (a job run on its own ran here)."""
+    given = [o.partition("=")[2] for o in given_hydra if _key(o) == "hydra/launcher"]
+    if given:
+        return given[-1]
+    ran_in_sweep = bool(record.get("job", {}).get("sweep_dir"))
+    launcher = recorded_launcher(record)
+    return launcher if ran_in_sweep and launcher != "basic" else None
+
+
+def _hydra_tokens(record: dict[str, Any], given_hydra: list[str]) -> list[str]:
+    """The recorded Hydra overrides with the rerun's own in place of theirs; the recorded sweeper's
+    are dropped (the replay lists the jobs), and so are the recorded launcher's settings when the
+    rerun names another launcher."""
+    recorded = [o for o in record["config"].get("hydra_overrides", []) if MASK not in o.partition("=")[2]]
+    recorded = [o for o in recorded if not _key(o).startswith(("hydra/sweeper", "hydra.sweeper."))]
+    given_keys = {_key(o) for o in given_hydra}
+    if "hydra/launcher" in given_keys and replay_launcher(record, []) != replay_launcher(record, given_hydra):
+        recorded = [o for o in recorded if not _key(o).startswith(("hydra/launcher", "hydra.launcher."))]
+    return [*(o for o in recorded if _key(o) not in given_keys), *given_hydra]
+
+
+def _job_lineage(
     original: Any,
     record: dict[str, Any],
     overrides: list[str],
     drift: list[tuple[str, str | None, str | None]],
-    options: RerunOptions,
-    parent: str | None,
-) -> tuple[int, str | None, Verdict | None]:
-    """Rerun one recorded job in the prepared worktree: (the launch's exit code, new run ID, verdict);
-    the verdict's own exit code is the caller's to give, so a code's own 4 or 5 is never taken for one."""
+) -> tuple[list[str], Lineage]:
+    """One recorded job's overrides to run again (with a derived run's own) and its lineage."""
     derived = bool(overrides)
     config = record["config"]
     # a value masked anywhere in it (`uri=sqlite:///****/x.db`) was never stored: never replayed
@@ -257,12 +311,8 @@ def _rerun_one(
             f"{masked[0].split('=', 1)[0]}=... ; next time pass secrets through the environment (${{oc.env:VAR}})",
         )
     recorded = [o for o in config["overrides"] if o not in masked]
-    hydra_recorded = [o for o in config.get("hydra_overrides", []) if o not in masked]
-    tokens = [f"--config-name={config['name']}", *hydra_recorded, *recorded, *overrides]
     tag = "reprotrain.derived_from" if derived else "reprotrain.rerun_of"
     tags = {tag: original.run_id, "reprotrain.env_drift": str(len(drift))}
-    if parent is not None:
-        tags |= {"mlflow.parentRunId": parent, "reprotrain.sweep_id": parent}
     source = ui.Original(original.run_id, original.name, original.experiment_id, derived)
     shown = Masker(secret_env_values(os.environ) | url_secrets(overrides)).overrides(overrides)
     lineage = Lineage(
@@ -274,6 +324,25 @@ def _rerun_one(
         name=ui.rerun_name(source, shown),
         branch=str(record.get("git", {}).get("branch") or ""),
     )
+    return [*recorded, *overrides], lineage
+
+
+def _rerun_one(
+    tracker: AnyTracker,
+    uri: str,
+    target: Any,
+    original: Any,
+    record: dict[str, Any],
+    overrides: list[str],
+    given_hydra: list[str],
+    drift: list[tuple[str, str | None, str | None]],
+    options: RerunOptions,
+) -> tuple[int, str | None, Verdict | None]:
+    """Rerun one recorded job here, in the prepared worktree: (the launch's exit code, new run ID,
+    verdict); the verdict's own exit code is the caller's to give, so a code's own 4 or 5 is never
+    taken for one."""
+    job_overrides, lineage = _job_lineage(original, record, overrides, drift)
+    tokens = [f"--config-name={record['config']['name']}", *_hydra_tokens(record, given_hydra), *job_overrides]
     result = launch(
         target,
         tokens,
@@ -283,14 +352,72 @@ def _rerun_one(
         lineage=lineage,
         argv0=("reprotrain", "rerun", original.run_id),
     )
-    if not result.run_ids:
-        return result.exit_code or 1, None, None
-    new_id = result.run_ids[0]
+    new_id = result.run_ids[0] if result.run_ids else None
+    return _after_job(tracker, target, original, new_id, result.exit_code, bool(overrides), drift, options)
+
+
+def _replay(
+    tracker: AnyTracker,
+    uri: str,
+    target: Any,
+    jobs: list[tuple[Any, dict[str, Any]]],
+    overrides: list[str],
+    given_hydra: list[str],
+    drift: list[tuple[str, str | None, str | None]],
+    options: RerunOptions,
+    parent: str | None,
+    original: Any,
+) -> list[tuple[int, str | None, Verdict | None]]:
+    """Rerun the recorded jobs as one Hydra multirun through the launcher (hydra_plugins/
+    reprotrain_replay lists them), each job with its own lineage; under ``parent`` for a sweep."""
+    planned = [_job_lineage(view, record, overrides, drift) for view, record in jobs]
+    first = jobs[0][1]
+    tokens = ["-m", f"--config-name={first['config']['name']}", *_hydra_tokens(first, given_hydra)]
+    try:
+        sweep_overrides = tuple(json.loads(original.tags.get("reprotrain.overrides", "[]")))
+    except ValueError:
+        sweep_overrides = ()
+    replay = Replay(tuple((tuple(o), lineage) for o, lineage in planned), parent, sweep_overrides)
+    result = launch(
+        target,
+        tokens,
+        RunOptions(timeout=options.timeout, data_verified=True),
+        uri=uri,
+        experiment_id=original.experiment_id,
+        argv0=("reprotrain", "rerun", original.run_id),
+        replay=replay,
+    )
+    by_num = {int(r["num"]): r for r in result.results if "num" in r}
+    outcomes = []
+    for num, (view, _record) in enumerate(jobs):
+        job = by_num.get(num, {})
+        code = job.get("exit_code")
+        if code is None:  # the job never reported: the launcher failed it (its message is above)
+            code = result.exit_code or 1
+        new_id = job.get("run_id")
+        outcomes.append(_after_job(tracker, target, view, new_id, int(code), bool(overrides), drift, options))
+    if result.exit_code and all(code == 0 for code, _, _ in outcomes):
+        outcomes.append((result.exit_code, None, None))  # the launcher's own failure (a stopped sweep)
+    return outcomes
+
+
+def _after_job(
+    tracker: AnyTracker,
+    target: Any,
+    original: Any,
+    new_id: str | None,
+    exit_code: int,
+    derived: bool,
+    drift: list[tuple[str, str | None, str | None]],
+    options: RerunOptions,
+) -> tuple[int, str | None, Verdict | None]:
+    if new_id is None:
+        return exit_code or 1, None, None
     _log_drift(tracker, new_id, drift)
     if not derived:
         _check_identity(tracker, original.tags, new_id)
-    if result.exit_code != 0:
-        return result.exit_code, new_id, None
+    if exit_code != 0:
+        return exit_code, new_id, None
     if options.verify and not derived:
         verdict = _verify(tracker, original.run_id, new_id, target.settings.verify_files, options)
         print(verdict_text(verdict, original.run_id, new_id, color=wants_color()))

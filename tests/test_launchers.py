@@ -172,3 +172,71 @@ def test_optuna_sweeper_without_objective_is_a_clear_error(project):
     assert res.code != 0, res.describe()
     assert "objective" in res.err, res.describe()
     assert [r.info.run_id for r in all_runs(embedded_uri(project)) if r.info.status == "RUNNING"] == []
+
+
+def _reruns_of(uri: str, run_id: str) -> list:
+    return [r for r in all_runs(uri) if r.data.tags.get("reprotrain.rerun_of") == run_id]
+
+
+def _pid(run) -> str:
+    return run.data.tags["reprotrain.launcher"].rsplit(":", 2)[1]
+
+
+def test_rerun_goes_back_through_the_launcher_the_jobs_ran_on_or_the_one_given(project):
+    setup_sweep_project(project)
+    res = run_cli("run", "-m", "seed=1,2", *LAUNCHERS["submitit_local"], cwd=project, timeout=600)
+    assert res.code == 0, res.describe()
+    uri = embedded_uri(project)
+    parent, children = split_sweep(uri)
+    launcher = record_of(uri, children[0].info.run_id)["job"]["launcher"]
+    assert launcher["name"] == "submitit_local" and launcher["config"]["timeout_min"] == 10, launcher
+
+    # the sweep: one multirun of the recorded jobs through submitit_local, each job in a worker process
+    res = run_cli("rerun", parent.info.run_id, "--verify", cwd=project, timeout=600)
+    assert res.code == 0 and "REPRODUCED (2 of 2 jobs reproduced)" in res.out, res.describe()
+    assert "Submitit 'local' sweep output dir" in res.out, res.describe()  # Hydra's launcher says so
+    (new_parent,) = _reruns_of(uri, parent.info.run_id)
+    for child in children:
+        (again,) = _reruns_of(uri, child.info.run_id)
+        assert again.data.tags["mlflow.parentRunId"] == new_parent.info.run_id
+        assert again.data.params["seed"] == child.data.params["seed"]
+        assert again.data.tags["reprotrain.verdict"] == "reproduced"
+        assert record_of(uri, again.info.run_id)["job"]["launcher"]["name"] == "submitit_local"
+        assert _pid(again) != _pid(new_parent), "a submitit worker ran the job, not the rerun's own process"
+    assert new_parent.info.status == "FINISHED"
+
+    # one job of the sweep: through the launcher too, with no parent of its own
+    job = children[1].info.run_id
+    res = run_cli("rerun", job, "--verify", cwd=project, timeout=600)
+    assert res.code == 0, res.describe()
+    again = [r for r in _reruns_of(uri, job) if "mlflow.parentRunId" not in r.data.tags]
+    assert len(again) == 1 and again[0].data.tags["reprotrain.verdict"] == "reproduced", res.describe()
+    record = record_of(uri, again[0].info.run_id)
+    assert record["job"]["launcher"]["name"] == "submitit_local" and record["job"]["sweep_dir"], record["job"]
+
+    # the launcher given on the command line instead: Hydra's basic one runs the jobs in the rerun's process
+    res = run_cli("rerun", parent.info.run_id, "--verify", "hydra/launcher=basic", cwd=project, timeout=600)
+    assert res.code == 0 and "REPRODUCED (2 of 2 jobs reproduced)" in res.out, res.describe()
+    third = [r for r in _reruns_of(uri, parent.info.run_id) if r.info.run_id != new_parent.info.run_id]
+    (third_parent,) = third
+    jobs = [r for r in all_runs(uri) if r.data.tags.get("mlflow.parentRunId") == third_parent.info.run_id]
+    assert len(jobs) == 2 and {_pid(j) for j in jobs} == {_pid(third_parent)}, "the basic launcher: in-process"
+    assert {record_of(uri, j.info.run_id)["job"]["launcher"]["name"] for j in jobs} == {"basic"}
+    assert not any(
+        "hydra.launcher.timeout_min" in o
+        for j in jobs
+        for o in record_of(uri, j.info.run_id)["config"]["hydra_overrides"]
+    )
+
+    # a run of its own, sent through a launcher given on the command line; a derived run likewise
+    single = run_cli("run", "seed=7", cwd=project, timeout=300)
+    assert single.code == 0, single.describe()
+    (alone,) = [
+        r for r in all_runs(uri) if r.data.params.get("seed") == "7" and "reprotrain.rerun_of" not in r.data.tags
+    ]
+    res = run_cli("rerun", alone.info.run_id, "seed=8", *LAUNCHERS["submitit_local"], cwd=project, timeout=600)
+    assert res.code == 0, res.describe()
+    (derived,) = [r for r in all_runs(uri) if r.data.tags.get("reprotrain.derived_from") == alone.info.run_id]
+    assert derived.data.params["seed"] == "8" and "mlflow.parentRunId" not in derived.data.tags
+    assert record_of(uri, derived.info.run_id)["job"]["launcher"]["name"] == "submitit_local"
+    assert git_status(project) == ""

@@ -166,6 +166,9 @@ def test_a_cancelled_job_a_stopped_and_a_killed_launcher_leave_no_run_that_stays
         assert proc.wait(timeout=120) == 1, (tmp_path / "cancel.log").read_text()
     finally:
         stop(proc)
+    said = (tmp_path / "cancel.log").read_text()
+    failed = [line for line in said.splitlines() if "hydra/launcher=submitit_slurm failed" in line]
+    assert len(failed) == 1 and "UncompletedJobError" in failed[0] and "Traceback" not in said, said
     parent, child = sweep_of(project, 1)
     assert child.info.status == "KILLED" and parent.info.status == "FAILED", (child.info.status, parent.info.status)
     assert sacct(slurm, job)[0].startswith("CANCELLED")
@@ -196,3 +199,38 @@ def test_a_cancelled_job_a_stopped_and_a_killed_launcher_leave_no_run_that_stays
     assert sacct(slurm, job)[0] == "COMPLETED"
     assert wait_for(lambda: sweep_of(project, 3)[1].info.status == "FINISHED", 60)
     assert sweep_of(project, 3)[0].info.status == "KILLED"
+
+
+def test_rerun_of_a_slurm_sweep_and_of_one_of_its_jobs_runs_on_slurm_again(project, slurm):
+    from helpers import all_runs
+
+    setup_sweep_project(project)
+    env = cli_env(project, {"SLURM_CONF": slurm})
+    res = run_cli("run", "-m", "seed=1,2", *SLURM, cwd=project, env=env, timeout=600)
+    assert res.code == 0, res.describe()
+    uri = embedded_uri(project)
+    parent, children = split_sweep(uri)
+    first_ids = {record_of(uri, c.info.run_id)["environment"]["engine_job"]["job_id"] for c in children}
+
+    res = run_cli("rerun", parent.info.run_id, "--verify", cwd=project, env=env, timeout=600)
+    assert res.code == 0 and "REPRODUCED (2 of 2 jobs reproduced)" in res.out, res.describe()
+    reruns = [r for r in all_runs(uri) if r.data.tags.get("reprotrain.rerun_of") in {c.info.run_id for c in children}]
+    assert len(reruns) == 2, res.describe()
+    for again in reruns:
+        record = record_of(uri, again.info.run_id)
+        job = record["environment"]["engine_job"]
+        assert job["engine"] == "slurm" and job["job_id"] not in first_ids, job  # a new Slurm job ran it
+        assert sacct(slurm, job["job_id"]) == ("COMPLETED", "0:0")
+        assert record["job"]["launcher"]["name"] == "submitit_slurm"
+        assert record["job"]["launcher"]["config"]["partition"] == "debug"
+
+    job_run = children[0].info.run_id
+    res = run_cli("rerun", job_run, "--verify", cwd=project, env=env, timeout=600)
+    assert res.code == 0 and "REPRODUCED" in res.out, res.describe()
+    (alone,) = [
+        r for r in all_runs(uri)
+        if r.data.tags.get("reprotrain.rerun_of") == job_run and "mlflow.parentRunId" not in r.data.tags
+    ]  # fmt: skip
+    assert record_of(uri, alone.info.run_id)["environment"]["engine_job"]["engine"] == "slurm"
+    assert helpers_started_in_jobs() == []
+    assert git_status(project) == ""

@@ -12,13 +12,14 @@ import functools
 import os
 import re
 import sys
+import traceback
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from reprotrain.adapters.compat import reports_incompatible
-from reprotrain.errors import UsageError
+from reprotrain.errors import ReprotrainError, UsageError
 
 __all__ = [
     "config_sources",
@@ -255,6 +256,16 @@ def warm_imports() -> None:
     from omegaconf import OmegaConf  # noqa: F401
 
 
+class LauncherFailed(ReprotrainError):
+    """Hydra's launcher or sweeper raised (a cancelled Slurm job, a Ray cluster that refused the
+    connection): its message, in one line."""
+
+    exit_code = 1
+
+
+_FULL_ERROR = "HYDRA_FULL_ERROR"
+
+
 def run_app(
     config_dir: Path,
     config_name: str,
@@ -262,8 +273,12 @@ def run_app(
     argv: Sequence[str],
     task: Callable[[Any], Any],
 ) -> None:
-    """Run the Hydra app; Hydra reports config errors itself and exits 1 (the caller maps it)."""
+    """Run the Hydra app. Hydra reports a bad command line or config itself and exits 1 (the caller
+    maps it); what else it catches (a launcher's failure) it would print as a traceback: that is
+    raised as LauncherFailed instead (HYDRA_FULL_ERROR makes Hydra raise what it catches)."""
     import hydra
+    from hydra.errors import CompactHydraException
+    from omegaconf.errors import OmegaConfBaseException
 
     if not config_dir.is_dir():
         raise UsageError(
@@ -272,12 +287,51 @@ def run_app(
         )
     register_resolver()
     base = main_version_base(hydra.__version__, version_base)
-    saved = sys.argv
+    saved, users = sys.argv, os.environ.get(_FULL_ERROR)
     sys.argv = ["reprotrain-run", *argv]
+    os.environ[_FULL_ERROR] = "1"
+    as_user = functools.update_wrapper(functools.partial(_with_users_variable, task, users), task)
     try:
-        hydra.main(config_path=str(config_dir), config_name=config_name, **base)(task)()
+        hydra.main(config_path=str(config_dir), config_name=config_name, **base)(as_user)()
+    except CompactHydraException as exc:  # as Hydra prints it
+        sys.stderr.write(str(exc) + os.linesep)
+        if isinstance(exc.__cause__, OmegaConfBaseException):
+            sys.stderr.write(str(exc.__cause__) + os.linesep)
+        raise SystemExit(1) from None
+    except Exception as exc:
+        if users or _raised_in_reprotrain(exc):  # asked for the whole trace, or a defect of reprotrain's
+            traceback.print_exc()
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        text = lines[0][:400] + (" ..." if len(lines) > 1 or len(lines[0]) > 400 else "") if lines else ""
+        raise LauncherFailed(f"{type(exc).__name__}: {text}" if text else type(exc).__name__) from exc
     finally:
         sys.argv = saved
+        _set_variable(_FULL_ERROR, users)
+
+
+def _raised_in_reprotrain(exc: BaseException) -> bool:
+    """Whether the exception came out of reprotrain's own code (a job's, re-raised by Hydra's sweeper)."""
+    package = str(Path(__file__).resolve().parent.parent)
+    frames = traceback.extract_tb(exc.__traceback__)[1:]  # the first is run_app, which caught it
+    return any(f.filename.startswith(package) and f.filename != __file__ for f in frames)
+
+
+def _with_users_variable(task: Callable[[Any], Any], users: str | None, cfg: Any) -> Any:
+    """The task (possibly in a launcher's worker) with HYDRA_FULL_ERROR as the user had it: the
+    training code's own Hydra app reports its errors as it would without reprotrain."""
+    raised = os.environ.get(_FULL_ERROR)
+    _set_variable(_FULL_ERROR, users)
+    try:
+        return task(cfg)
+    finally:
+        _set_variable(_FULL_ERROR, raised)
+
+
+def _set_variable(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
 
 
 def _release(text: str) -> tuple[int, ...]:
@@ -311,6 +365,8 @@ class JobContext:
     hydra_overrides: list[str]
     optimizing_sweeper: str | None  # a sweeper that uses the jobs' return values (e.g. Optuna)
     direction: str = "minimize"  # the sweeper's `direction` (Optuna's; its default), for the best job
+    # the Hydra launcher the job ran on: `name` (its hydra/launcher choice) and its `config`
+    launcher: dict[str, Any] = field(default_factory=dict)
 
 
 def job_context() -> JobContext:
@@ -336,10 +392,29 @@ def job_context() -> JobContext:
         choices={str(k): v for k, v in choices.items()},
         config_name=str(hc.job.config_name),
         sweep_dir=sweep_dir,
-        hydra_overrides=[o for o in hydra if o.split("=", 1)[0].lstrip("+~") not in _OWN_KEYS],
+        hydra_overrides=[o for o in hydra if not _is_own(o)],
         optimizing_sweeper=_optimizing_sweeper(hc),
         direction=_direction(hc),
+        launcher=_launcher(hc, hc.runtime.choices),
     )
+
+
+def _launcher(hc: Any, choices: Any) -> dict[str, Any]:
+    from omegaconf import OmegaConf
+
+    name = str(choices.get("hydra/launcher") or "basic")
+    try:
+        config = OmegaConf.to_container(hc.launcher, resolve=True)
+    except Exception:  # noqa: BLE001 - an interpolation only the launcher resolves: kept as written
+        config = OmegaConf.to_container(hc.launcher, resolve=False)
+    return {"name": name, "config": config if isinstance(config, dict) else {}}
+
+
+def _is_own(override: str) -> bool:
+    """An override reprotrain adds to Hydra's command line, never recorded as the user's."""
+    key, _, value = override.partition("=")
+    key = key.lstrip("+~")
+    return key in _OWN_KEYS or (key == "hydra/sweeper" and value == REPLAY_SWEEPER)
 
 
 def _direction(hc: Any) -> str:
@@ -359,7 +434,8 @@ def _optimizing_sweeper(hc: Any) -> str | None:
     if str(hc.mode) != "RunMode.MULTIRUN":
         return None
     target = str(OmegaConf.select(hc, "sweeper._target_", default="") or "")
-    return None if not target or target.endswith("BasicSweeper") else target.rsplit(".", 1)[-1]
+    # a replay's sweeper launches a list: it optimizes nothing
+    return None if not target or target.endswith(("BasicSweeper", "ReplaySweeper")) else target.rsplit(".", 1)[-1]
 
 
 def resolve(cfg: Any) -> dict[str, Any]:
@@ -385,7 +461,8 @@ def resolve(cfg: Any) -> dict[str, Any]:
 
 
 # hydra.* overrides that reprotrain sets itself, or that only describe this invocation
-_OWN_KEYS = {"hydra.run.dir", "hydra.sweep.dir", "hydra.job.name", "hydra.mode"}
+_OWN_KEYS = {"hydra.run.dir", "hydra.sweep.dir", "hydra.job.name", "hydra.mode", "hydra.sweeper.jobs_file"}
+REPLAY_SWEEPER = "reprotrain_replay"  # hydra_plugins/reprotrain_replay: a rerun's recorded jobs
 _VOLATILE_MARKERS = ("${now:", "${hydra:runtime.", "${hydra:run.", "${hydra:sweep.", "${reprotrain:")
 # variables reprotrain gives the code (DESIGN.md §4): they say where and as which run the job is
 # recorded, not what it computes, so a value read from one is volatile; none is a secret from the

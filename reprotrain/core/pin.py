@@ -364,9 +364,11 @@ def hidden_dvc_file_problems(hidden: Iterable[tuple[str, str, Sequence[str]]]) -
     problems = []
     for dvc_file, directory, lines in sorted(hidden):
         if lines:
-            fix = "in .gitignore, write " + " and ".join(
-                f"`{line}` as `{line[:-2] if line.endswith('**') else line[:-1]}?*`" for line in lines
-            ) + " (the same files for git; DVC then sees the .dvc files), then git commit .gitignore"
+            fix = (
+                "in .gitignore, write "
+                + " and ".join(f"`{line}` as `{line[:-2] if line.endswith('**') else line[:-1]}?*`" for line in lines)
+                + " (the same files for git; DVC then sees the .dvc files), then git commit .gitignore"
+            )
         else:
             fix = f"change the .gitignore pattern that matches {directory}/ so that it matches only what is in it"
         problems.append(
