@@ -87,7 +87,8 @@ def test_every_job_is_a_slurm_job_and_a_complete_run_and_a_failure_fails_both(pr
     res = run_cli("run", "-m", "seed=1,2", "exit_code=0,3", *SLURM, cwd=project, env=env, timeout=600)
     assert res.code == 3, res.describe()  # the code's exit code of the failed jobs
     warned = [line for line in res.err.splitlines() if "hydra/launcher=submitit_slurm may run the jobs" in line]
-    assert len(warned) == 1 and "MLFLOW_TRACKING_URI=http://" in warned[0], res.describe()  # the embedded store
+    assert len(warned) == 2, res.describe()  # the embedded store, and the state dir on this host's disk
+    assert "MLFLOW_TRACKING_URI=http://" in warned[0] and "state directory" in warned[1], warned
     uri = embedded_uri(project)
     parent, children = split_sweep(uri)
     assert len(children) == 4 and parent.info.status == "FAILED", [c.info.status for c in children]

@@ -6,8 +6,9 @@ from __future__ import annotations
 import atexit
 import os
 import sys
+from pathlib import Path
 
-__all__ = ["current_job", "fail_engine_job"]
+__all__ = ["current_job", "fail_engine_job", "filesystem_type"]
 
 
 def current_job() -> dict[str, str]:
@@ -69,3 +70,15 @@ def fail_engine_job(exit_code: int) -> None:
         os._exit(_failed[0])
 
     atexit.register(leave)  # registered late, so run early: it runs the rest itself, then exits
+
+
+def filesystem_type(path: str) -> str:
+    """The type of the filesystem ``path`` is on (`nfs4`, `ext4`), or "" where Linux's mount table
+    is not readable."""
+    from reprotrain.core.cluster import filesystem_of
+
+    try:
+        mountinfo = Path("/proc/self/mountinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    return filesystem_of(os.path.realpath(path), mountinfo)
