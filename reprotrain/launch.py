@@ -139,6 +139,9 @@ class Session:
     pipeline: PipelinePlan | None = None  # set when the entrypoint is `dvc repro [targets]`
     # a replay (`rerun` through the launcher): job N's lineage is job_lineages[N]
     job_lineages: tuple[Lineage, ...] = ()
+    # the launch's own REPROTRAIN_/MLFLOW_/DVC_ variables (no secret among them), set in a launcher's
+    # worker for its jobs: a Ray worker has the environment of `ray start`, not the launch's
+    job_env: dict[str, str] = field(default_factory=dict)
 
     def lineage_for(self, num: int) -> Lineage:
         return self.job_lineages[num] if num < len(self.job_lineages) else self.lineage
@@ -632,10 +635,10 @@ def launch(
         started_ns=time.time_ns(),
         pipeline=pipeline,
         job_lineages=tuple(lineage for _, lineage in replay.jobs) if replay else (),
+        job_env=_job_environment(),
     )
     launcher = hydra_adapter.launcher_choice(args, project.config_dir, config_name) if args.multirun else None
-    if launcher:
-        _warn_store_out_of_reach(uri, launcher)
+    _warn_out_of_reach(uri, launcher, project.state_dir)
     if entry.module and entry.function:
         _import_entry(project, entry.module, entry.function)
     task = functools.update_wrapper(functools.partial(_task, session), _task)
@@ -671,6 +674,40 @@ _NOT_IN_THE_COMMIT = {
     "data-modified", "data-not-cached",
 }  # fmt: skip
 _OUTPUT_PROBLEMS = {"data-missing", "data-modified", "data-not-cached", "data-not-pushed"}
+
+
+_FOR_JOBS = ("REPROTRAIN_", "MLFLOW_", "DVC_")
+
+
+def _job_environment() -> dict[str, str]:
+    """The variables the jobs are launched with that a launcher's worker may not have inherited;
+    never one that holds a secret (the session is pickled to the workers, by some to disk)."""
+    from reprotrain.core.secrets import is_secret_name, secret_env_values
+
+    secret = secret_env_values(os.environ)
+    return {
+        key: value
+        for key, value in os.environ.items()
+        if key.startswith(_FOR_JOBS) and not is_secret_name(key) and value not in secret
+    }
+
+
+@contextmanager
+def _launch_environment(session: Session) -> Iterator[None]:
+    """In a launcher's worker (not the launching process), the launch's variables during the job."""
+    if this_launcher() == session.launcher or not session.job_env:
+        yield
+        return
+    saved = {key: os.environ.get(key) for key in session.job_env}
+    os.environ.update(session.job_env)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _sweep_overrides(args: hydra_adapter.HydraArgs, replay: Replay | None) -> list[str] | None:
@@ -759,22 +796,17 @@ class _Stopped(BaseException):
         self.signum = signum
 
 
-# Hydra launchers whose jobs may run on other hosts than the launch
-_CLUSTER_LAUNCHERS = ("submitit_slurm", "ray", "rq")
+def _warn_out_of_reach(uri: str, launcher: str | None, state_dir: Path) -> None:
+    """One line for each of the store and the state directory that a cluster launcher's job on
+    another node would not reach (core/cluster.py)."""
+    from reprotrain.adapters.engine import filesystem_type
+    from reprotrain.core.cluster import out_of_reach, runs_elsewhere
 
-
-def _warn_store_out_of_reach(uri: str, launcher: str | None) -> None:
-    """One line when a cluster launcher's jobs would write to a store in a local file: a node other
-    than this one reaches it only when it is on storage every node sees."""
-    if not launcher or not launcher.startswith(_CLUSTER_LAUNCHERS) or not is_local_store(uri):
+    if not runs_elsewhere(launcher):
         return
-    print(
-        f"reprotrain: warning: hydra/launcher={launcher} may run the jobs on other hosts, but the tracking store "
-        f"is a local file ({strip_credentials(uri)}): a job on another node can write to it only if it is on "
-        "storage every node sees (fix: export MLFLOW_TRACKING_URI=http://<tracking server>; docs/team-setup.md, "
-        "section 5)",
-        file=sys.stderr,
-    )
+    store = strip_credentials(uri) if is_local_store(uri) else None
+    for line in out_of_reach(launcher, store, str(state_dir), filesystem_type(str(state_dir))):
+        print(f"reprotrain: warning: {line}", file=sys.stderr)
 
 
 @contextmanager
@@ -807,11 +839,17 @@ def _hydra(
     try:
         hydra_adapter.run_app(project.config_dir, config_name, version_base(project), argv, task)
     except hydra_adapter.LauncherFailed as exc:  # the jobs it ran have closed their runs
+        from reprotrain.core.cluster import launcher_fix
+
         what = f"the launcher hydra/launcher={launcher}" if launcher else "Hydra"
-        print(f"reprotrain: error: {what} failed: {exc}", file=sys.stderr)
+        fix = launcher_fix(launcher, str(exc))
+        print(f"reprotrain: error: {what} failed: {exc}{f' (fix: {fix})' if fix else ''}", file=sys.stderr)
         return exc.exit_code
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if launcher == "ray" and code == signal.SIGTERM:
+            # ray.init replaces the driver's SIGTERM handler with sys.exit(15): the sweep was stopped
+            raise _Stopped(signal.SIGTERM) from None
         # Hydra reports a bad override or an unknown config group itself, then exits 1 before
         # any job starts: that is a usage error, exit 2.
         if code == 1 and (session_dir is None or not any((session_dir / "jobs").iterdir())):
@@ -866,7 +904,8 @@ def _task(session: Session, cfg: Any) -> Any:
     from reprotrain.adapters.process import defer_signals, take_deferred
     from reprotrain.job import run_job
 
-    with defer_signals():  # a job's run is never left half-recorded by SIGINT or SIGTERM
+    # a job's run is never left half-recorded by SIGINT or SIGTERM
+    with _launch_environment(session), defer_signals():
         value = run_job(session, cfg)
         late = take_deferred()  # arrived while the job was being recorded: stop the sweep now
     if late:
