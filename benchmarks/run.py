@@ -3,6 +3,11 @@
     python -m venv /tmp/bench-venv && /tmp/bench-venv/bin/pip install -e . hydra-joblib-launcher
     /tmp/bench-venv/bin/python benchmarks/run.py                 # small and large projects, 5 repeats
     /tmp/bench-venv/bin/python benchmarks/run.py --small-only --repeats 1
+    /tmp/bench-venv/bin/python benchmarks/run.py --slurm-only   # the 8-job sweep on a Slurm cluster
+
+--slurm-only brings up a single-node Slurm cluster on 127.0.0.1 (scripts/slurm.sh, Debian's slurm-wlm,
+slurmdbd, munge and mariadb-server; root) for the sweep through hydra/launcher=submitit_slurm, and
+stops it afterwards; the package needs hydra-submitit-launcher too.
 
 Every case runs once per round, rounds interleave all cases (so a noisy neighbour hits all of
 them alike), and each result is the median of the rounds with its range. Ratios compare cases
@@ -214,6 +219,66 @@ def pipeline_cases(work: Path, env: dict[str, str]) -> list[Case]:
     ]
 
 
+SLURM = ["hydra/launcher=submitit_slurm", "hydra.launcher.partition=debug", "hydra.launcher.timeout_min=10"]
+SLURM += ["hydra.launcher.mem_gb=1", "hydra.launcher.cpus_per_task=1"]
+
+
+def slurm_cases(project: Path, work: Path, conf: Path) -> list[Case]:
+    """An 8-job sweep through submitit_slurm: a hand-written @hydra.main app against reprotrain; the
+    store is a tracking server's job in a team, here the embedded one (every job runs on this host)."""
+    py, rt = str(BIN / "python"), str(BIN / "reprotrain")
+    sweep = [f"seed={','.join(str(i) for i in range(1, 9))}", *SLURM]
+    env = {"SLURM_CONF": str(conf), "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}:/usr/sbin"}
+    hand = env | {"MLFLOW_TRACKING_URI": f"sqlite:///{work / 'stores' / 'hand-slurm.db'}"}
+    return [
+        Case(
+            "hand-written sweep on Slurm (8 jobs)",
+            [py, "handwritten.py", "-m", *sweep, f"hydra.sweep.dir={work / 'hand-slurm-sweep'}"],
+            project,
+            env=hand,
+        ),
+        Case("reprotrain sweep on Slurm (8 jobs)", [rt, "run", "-m", *sweep], project, env=env),
+    ]
+
+
+def slurm_main(args: argparse.Namespace, work: Path, env: dict[str, str]) -> int:
+    script = Path(__file__).resolve().parent.parent / "scripts" / "slurm.sh"
+    cluster = work / "slurm"
+    sbin = env | {"PATH": f"{env['PATH']}:/usr/sbin"}
+    started = subprocess.run(["bash", str(script), "start", str(cluster)], env=sbin, stdin=subprocess.DEVNULL)
+    if started.returncode != 0:
+        raise SystemExit("the Slurm cluster did not start (scripts/slurm.sh start)")
+    try:
+        project = projects.build(work / "small", env, 1, 5 * 1024 * 1024, 0)
+        (work / "stores").mkdir(exist_ok=True)
+        cases = {c.name: c for c in slurm_cases(project, work, cluster / "slurm.conf")}
+        measure(list(cases.values()), env, args.repeats)
+        print(f"\nSlurm sweep ({args.repeats} interleaved rounds, median [range])")
+        for case in cases.values():
+            print(row(case))
+        value = med(cases["reprotrain sweep on Slurm (8 jobs)"]) / med(cases["hand-written sweep on Slurm (8 jobs)"])
+        paired = [
+            r / h
+            for r, h in zip(
+                cases["reprotrain sweep on Slurm (8 jobs)"].times, cases["hand-written sweep on Slurm (8 jobs)"].times
+            )
+        ]
+        print("  reprotrain / hand-written per round: " + ", ".join(f"{x:.2f}" for x in paired))
+        mark = "ok" if value <= 1.2 else "MISSED"
+        print(f"  {'reprotrain Slurm sweep / hand-written':<42} {value:7.2f}   target <= 1.2  {mark}")
+        if args.json:
+            summary = {
+                "slurm": {
+                    "cases": {n: {"median": med(c), "times": c.times} for n, c in cases.items()},
+                    "targets": [{"name": "reprotrain Slurm sweep / hand-written", "value": value, "limit": 1.2}],
+                }
+            }
+            args.json.write_text(json.dumps(summary, indent=2))
+    finally:
+        subprocess.run(["bash", str(script), "stop", str(cluster)], env=sbin, stdin=subprocess.DEVNULL)
+    return 0
+
+
 def ratio(a: float, b: float) -> str:
     return f"{a / b:6.2f}" if b > 0 else "   inf"
 
@@ -303,6 +368,18 @@ def helper_peak_mb(project: Path) -> float | None:
     return None
 
 
+def stop_helpers(home: Path) -> None:
+    """Stop the store helpers this benchmark's launches started (their pid files are under its own
+    XDG_RUNTIME_DIR), by PID, rather than leave them to exit when idle."""
+    import signal
+
+    for pidfile in (home / "run").glob("reprotrain-*/store-*.pid"):
+        try:
+            os.kill(int(pidfile.read_text().split("\n")[0]), signal.SIGTERM)
+        except (OSError, ValueError):
+            continue
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
@@ -312,11 +389,19 @@ def main() -> int:
     parser.add_argument("--large-mb", type=int, default=1024)
     parser.add_argument("--source-files", type=int, default=5_000)
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--slurm-only", action="store_true", help="only the 8-job sweep on a Slurm cluster")
     args = parser.parse_args()
 
     work = args.workdir.resolve()
     work.mkdir(parents=True, exist_ok=True)
     env = projects.bench_env(work / "home")
+    try:
+        return slurm_main(args, work, env) if args.slurm_only else tool_cases(args, work, env)
+    finally:
+        stop_helpers(work / "home")
+
+
+def tool_cases(args: argparse.Namespace, work: Path, env: dict[str, str]) -> int:
     print(f"machine: {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     versions = subprocess.run(
         [

@@ -513,19 +513,12 @@ def _outputs_of(tag: str) -> dict[str, str]:
     return {path: digest for path, _, digest in pairs}
 
 
-def _where_drift(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, Any, Any]]:
-    """Host, platform and Python executable, where both records name them and they differ (jobs
-    of one sweep that a cluster ran on different nodes)."""
-    ea, eb = a.get("environment") or {}, b.get("environment") or {}
-    return [(k, ea[k], eb[k]) for k in ("host", "platform", "executable") if ea.get(k) and eb.get(k) and ea[k] != eb[k]]
-
-
 @quick_failure()  # an unreachable server fails in seconds, not after minutes of retries
 def diff_runs(run_a: str, run_b: str, cwd: Path | None = None) -> dict[str, Any]:
     """`reprotrain diff`: config, data, code, environment and metric differences of two runs."""
     from reprotrain.adapters import dvc as dvc_adapter
     from reprotrain.adapters import git as git_adapter
-    from reprotrain.core.diff import diff_config, diff_data, diff_metrics
+    from reprotrain.core.diff import diff_config, diff_data, diff_metrics, diff_where
     from reprotrain.core.verify import env_drift
 
     a, b = load_run(run_a, cwd), load_run(run_b, cwd)
@@ -553,7 +546,7 @@ def diff_runs(run_a: str, run_b: str, cwd: Path | None = None) -> dict[str, Any]
         },
         "data": diff_data(a.get("data", []), b.get("data", []), manifests),
         "code": code,
-        "environment": [{"name": n, "a": va, "b": vb} for n, va, vb in _where_drift(a, b)]
+        "environment": diff_where(a.get("environment") or {}, b.get("environment") or {})
         + [
             {"name": n, "a": va, "b": vb} for n, va, vb in env_drift(a.get("environment", {}), b.get("environment", {}))
         ],

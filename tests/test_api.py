@@ -66,6 +66,7 @@ def two_runs(template_project, tmp_path_factory):
 def no_leaks():
     """In-process use leaves the environment, the working directory and MLflow's fluent state as
     they were (the API opens a client for the store; it never sets a global URI or an active run)."""
+
     def environ() -> dict[str, str]:
         return {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
 

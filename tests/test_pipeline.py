@@ -459,14 +459,14 @@ stages:
       outs:
         - out/${key}.txt
 """
-FIT = '''\
+FIT = """\
 import os, sys, pathlib
 pathlib.Path("out").mkdir(exist_ok=True)
 total = sum(int(x) for x in open("data/raw.csv")) * int(sys.argv[1]) * int(sys.argv[3])
 pathlib.Path("out/%s.txt" % sys.argv[2]).write_text(str(total))
 if os.environ.get("PIPELINE_TRACE"):
     open(os.environ["PIPELINE_TRACE"], "a").write("fit@%s\\n" % sys.argv[2])
-'''
+"""
 
 
 def test_templated_params_and_a_foreach_grown_by_an_override(tmp_path):
@@ -496,13 +496,13 @@ stages:
           - train.n_est
     outs: [out.txt]
 """
-STEP = '''\
+STEP = """\
 import os, pathlib, yaml
 n = yaml.safe_load(open("../params.yaml"))["train"]["n_est"]
 pathlib.Path("out.txt").write_text(str(sum(int(x) for x in open("../data/raw.csv")) * n))
 if os.environ.get("PIPELINE_TRACE"):
     open(os.environ["PIPELINE_TRACE"], "a").write("subtrain\\n")
-'''
+"""
 
 
 def test_a_dvc_project_in_a_subdirectory_with_stages_in_a_sub_dvc_yaml(tmp_path):

@@ -236,9 +236,7 @@ def test_training_code_that_uses_mlflow_itself_on_the_tracking_server(project, t
     client = client_for(team.tracking_uri)
     jobs = [r for r in runs_in(team.tracking_uri, experiment) if "reprotrain.config.digest" in r.data.tags]
     assert {j.data.params["pattern"] for j in jobs} == {"nested", "client_run", "logger"}
-    linked = {
-        j.data.params["pattern"]: json.loads(j.data.tags.get("reprotrain.foreign_runs", "[]")) for j in jobs
-    }
+    linked = {j.data.params["pattern"]: json.loads(j.data.tags.get("reprotrain.foreign_runs", "[]")) for j in jobs}
     assert len(linked["nested"]) == 2 and len(linked["client_run"]) == 1 and len(linked["logger"]) == 1, linked
     roles = {client.get_run(rid).data.tags["reprotrain.role"] for ids in linked.values() for rid in ids}
     assert roles == {"nested:fold-0", "nested:fold-1", "client-exp#1", "lightning_logs#1"}

@@ -7,7 +7,7 @@ from typing import Any
 
 from reprotrain.core.config import config_differences
 
-__all__ = ["diff_config", "diff_data", "diff_entries", "diff_metrics"]
+__all__ = ["diff_config", "diff_data", "diff_entries", "diff_metrics", "diff_where"]
 
 
 def diff_config(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -58,3 +58,10 @@ def diff_metrics(a: Mapping[str, float], b: Mapping[str, float]) -> list[dict[st
         delta = vb - va if va is not None and vb is not None else None
         rows.append({"name": name, "a": va, "b": vb, "delta": delta})
     return rows
+
+
+def diff_where(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Where two runs ran (their records' `environment`): host, platform and Python executable,
+    where both name them and they differ (jobs of one sweep that a cluster ran on different nodes)."""
+    keys = ("host", "platform", "executable")
+    return [{"name": k, "a": a[k], "b": b[k]} for k in keys if a.get(k) and b.get(k) and a[k] != b[k]]

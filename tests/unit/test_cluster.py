@@ -42,3 +42,15 @@ def test_a_known_launcher_failure_gets_its_fix():
     said = "ValueError: When connecting to an existing cluster, object_store_memory must not be provided."
     assert "+hydra.launcher.ray.init.object_store_memory=null" in launcher_fix("ray", said)
     assert launcher_fix("submitit_slurm", said) is None and launcher_fix("ray", "something else") is None
+
+
+def test_diff_names_where_two_jobs_ran_when_it_differs():
+    from reprotrain.core.diff import diff_where
+
+    node1 = {"host": "node1", "platform": "Linux-6.1-x86_64", "executable": "/shared/venv/bin/python"}
+    node2 = {**node1, "host": "node2"}
+    assert diff_where(node1, node2) == [{"name": "host", "a": "node1", "b": "node2"}]
+    other = {**node2, "executable": "/opt/venv/bin/python", "platform": "Linux-5.15-x86_64"}
+    assert [row["name"] for row in diff_where(node1, other)] == ["host", "platform", "executable"]
+    assert diff_where(node1, dict(node1)) == []
+    assert diff_where(node1, {}) == []  # an older record that names no host: nothing is claimed
