@@ -61,6 +61,16 @@ PLACEHOLDER_RUN_ID = "0" * 32  # stands in for the run ID while the config is ch
 _TABLES = (".csv", ".tsv", ".CSV", ".TSV")  # inputs whose header gives the dataset a schema
 
 
+def _masked_launcher(launcher: dict[str, Any], mask: Masker) -> dict[str, Any]:
+    """The launcher's settings as the record keeps them: secret-named keys, known secret values and
+    a password in any URL among them (a Ray `runtime_env` variable's `postgresql://u:PW@h`) masked."""
+    from reprotrain.core.secrets import config_strings, url_secrets
+
+    config = launcher.get("config", {})
+    own = Masker([*mask.values, *url_secrets(config_strings(config))], mask.keys)
+    return {**launcher, "config": own.config(config, "hydra.launcher")}
+
+
 def run_job(session: Session, cfg: Any) -> Any:
     from reprotrain.launch import write_result
 
@@ -294,10 +304,7 @@ class Job:
                 "name": self.ctx.name,
                 "num": self.ctx.num,
                 "sweep_dir": self.ctx.sweep_dir,
-                "launcher": {
-                    **self.ctx.launcher,
-                    "config": mask.config(self.ctx.launcher.get("config", {}), "hydra.launcher"),
-                },
+                **({"launcher": _masked_launcher(self.ctx.launcher, mask)} if self.ctx.launcher else {}),
             },
         )
 

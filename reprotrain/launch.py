@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import shutil
 import signal
 import sys
@@ -684,11 +685,11 @@ def _job_environment() -> dict[str, str]:
     never one that holds a secret (the session is pickled to the workers, by some to disk)."""
     from reprotrain.core.secrets import is_secret_name, secret_env_values
 
-    secret = secret_env_values(os.environ)
     return {
         key: value
         for key, value in os.environ.items()
-        if key.startswith(_FOR_JOBS) and not is_secret_name(key) and value not in secret
+        # a value that is, or holds, a secret (a password in a URL) is left out whole
+        if key.startswith(_FOR_JOBS) and not is_secret_name(key) and not secret_env_values({key: value})
     }
 
 
@@ -723,7 +724,11 @@ def _replay_overrides(session_dir: Path, replay: Replay) -> list[str]:
     write_json(jobs_file, [list(overrides) for overrides, _ in replay.jobs])
     if replay.parent:  # the jobs go under the rerun's parent (sweep.parent_for_job finds it here)
         write_json(session_dir / "parent.json", {"run_id": replay.parent})
-    return ["hydra/sweeper=reprotrain_replay", f"hydra.sweeper.jobs_file={hydra_adapter.quote_value(str(jobs_file))}"]
+    # relative to the project root, where the launch runs Hydra: no `$` or `\\` of the user's path
+    # in an override (Hydra's grammar and OmegaConf's interpolation would read them)
+    relative = os.path.relpath(jobs_file)
+    given = relative if re.fullmatch(r"[\w./-]+", relative) else hydra_adapter.quote_value(str(jobs_file))
+    return ["hydra/sweeper=reprotrain_replay", f"hydra.sweeper.jobs_file={given}"]
 
 
 def _pipeline_plan(project: Project, entry: Entrypoint, check: PinCheck) -> PipelinePlan | None:
@@ -847,7 +852,7 @@ def _hydra(
         return exc.exit_code
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        if launcher == "ray" and code == signal.SIGTERM:
+        if (launcher or "").startswith("ray") and code == signal.SIGTERM:
             # ray.init replaces the driver's SIGTERM handler with sys.exit(15): the sweep was stopped
             raise _Stopped(signal.SIGTERM) from None
         # Hydra reports a bad override or an unknown config group itself, then exits 1 before

@@ -132,7 +132,12 @@ def rerun(run_id: str, overrides: list[str], options: RerunOptions, cwd: Path | 
             if launcher:
                 progress(f"launching {len(jobs)} job(s) through hydra/launcher={launcher}")
             parent = _new_parent(tracker, original) if sweep else None
-            outcomes = _replay(tracker, uri, target, jobs, overrides, given_hydra, drift, options, parent, original)
+            try:  # the launch closes the parent (sweep.finish_parent); not when it fails before the jobs
+                outcomes = _replay(tracker, uri, target, jobs, overrides, given_hydra, drift, options, parent, original)
+            except BaseException as exc:
+                if parent is not None:
+                    tracker.terminate(parent, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+                raise
         else:
             parent = None
             outcomes = [_rerun_one(tracker, uri, target, original, jobs[0][1], overrides, given_hydra, drift, options)]
@@ -140,13 +145,12 @@ def rerun(run_id: str, overrides: list[str], options: RerunOptions, cwd: Path | 
         failed = next((code for code, _, _ in outcomes if code != 0), None)  # the code's own, passed through
         verdicts = [v for _, _, v in outcomes if v is not None]
         outcome = combined_outcome((v.outcome for v in verdicts), len(jobs))
-        if parent is not None:
-            tags = {"reprotrain.sweep.jobs": str(len(outcomes))}
+        if parent is not None:  # closed by the launch: FINISHED, FAILED, or KILLED by a signal
+            tags = {"reprotrain.sweep.jobs": str(len(jobs))}
             tags |= _summarize(tracker, original, parent, target, jobs[0][1])
             if options.verify:
                 tags |= verdict_tags(outcome)
             tracker.set_tags(parent, tags)
-            tracker.terminate(parent, "FINISHED" if failed is None else "FAILED")
             if options.verify:
                 print(
                     f"sweep {run_id} rerun as {parent}: {outcome.replace('-', ' ').upper()} "
@@ -249,9 +253,11 @@ def _new_parent(tracker: AnyTracker, original: Any) -> str:
 
 
 def _is_hydra_override(override: str) -> bool:
-    """`hydra/launcher=ray`, `hydra.launcher.timeout_min=5`: Hydra's own settings, not the config's."""
+    """`hydra/launcher=ray`, `hydra.launcher.timeout_min=5`: where the jobs run, not what they compute.
+    Other Hydra settings (`hydra.job.env_set.*`, `hydra.job.chdir`) may change what the code sees: a
+    derived run, as a config override makes one."""
     key = override.partition("=")[0].lstrip("+~")
-    return key.startswith(("hydra/", "hydra."))
+    return key == "hydra/launcher" or key.startswith("hydra.launcher.")
 
 
 def _key(override: str) -> str:
@@ -296,12 +302,16 @@ def _job_lineage(
     record: dict[str, Any],
     overrides: list[str],
     drift: list[tuple[str, str | None, str | None]],
+    given_hydra: list[str] | None = None,
 ) -> tuple[list[str], Lineage]:
     """One recorded job's overrides to run again (with a derived run's own) and its lineage."""
     derived = bool(overrides)
     config = record["config"]
-    # a value masked anywhere in it (`uri=sqlite:///****/x.db`) was never stored: never replayed
+    # a value masked anywhere in it (`uri=sqlite:///****/x.db`) was never stored: never replayed,
+    # unless the rerun gives the launcher's setting again
+    given = {_key(o) for o in given_hydra or []}
     masked = [o for o in [*config["overrides"], *config.get("hydra_overrides", [])] if MASK in o.partition("=")[2]]
+    masked = [o for o in masked if _key(o) not in given]
     if masked and not derived:
         keys = ", ".join(o.split("=", 1)[0] for o in masked)
         raise ReprotrainError(
@@ -341,7 +351,7 @@ def _rerun_one(
     """Rerun one recorded job here, in the prepared worktree: (the launch's exit code, new run ID,
     verdict); the verdict's own exit code is the caller's to give, so a code's own 4 or 5 is never
     taken for one."""
-    job_overrides, lineage = _job_lineage(original, record, overrides, drift)
+    job_overrides, lineage = _job_lineage(original, record, overrides, drift, given_hydra)
     tokens = [f"--config-name={record['config']['name']}", *_hydra_tokens(record, given_hydra), *job_overrides]
     result = launch(
         target,
@@ -370,8 +380,15 @@ def _replay(
 ) -> list[tuple[int, str | None, Verdict | None]]:
     """Rerun the recorded jobs as one Hydra multirun through the launcher (hydra_plugins/
     reprotrain_replay lists them), each job with its own lineage; under ``parent`` for a sweep."""
-    planned = [_job_lineage(view, record, overrides, drift) for view, record in jobs]
+    planned = [_job_lineage(view, record, overrides, drift, given_hydra) for view, record in jobs]
     first = jobs[0][1]
+    settings = {(recorded_launcher(r), tuple(_hydra_tokens(r, given_hydra))) for _, r in jobs}
+    if len(settings) > 1:  # one multirun has one launcher and one set of Hydra settings
+        raise ReprotrainError(
+            f"the jobs of sweep {original.run_id} ran with different launchers or Hydra settings: "
+            + "; ".join(f"{name}: {' '.join(tokens) or '(none)'}" for name, tokens in sorted(settings)),
+            hint=f"rerun its jobs one by one (reprotrain runs --sweep {original.run_id[:12]}; reprotrain rerun JOB)",
+        )
     tokens = ["-m", f"--config-name={first['config']['name']}", *_hydra_tokens(first, given_hydra)]
     try:
         sweep_overrides = tuple(json.loads(original.tags.get("reprotrain.overrides", "[]")))
@@ -384,6 +401,8 @@ def _replay(
         RunOptions(timeout=options.timeout, data_verified=True),
         uri=uri,
         experiment_id=original.experiment_id,
+        # the worktree is detached at the commit: the jobs record the original's branch
+        lineage=Lineage(branch=planned[0][1].branch),
         argv0=("reprotrain", "rerun", original.run_id),
         replay=replay,
     )

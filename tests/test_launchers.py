@@ -201,6 +201,7 @@ def test_rerun_goes_back_through_the_launcher_the_jobs_ran_on_or_the_one_given(p
         assert again.data.tags["mlflow.parentRunId"] == new_parent.info.run_id
         assert again.data.params["seed"] == child.data.params["seed"]
         assert again.data.tags["reprotrain.verdict"] == "reproduced"
+        assert again.data.tags["reprotrain.git.branch"] == child.data.tags["reprotrain.git.branch"] != ""
         assert record_of(uri, again.info.run_id)["job"]["launcher"]["name"] == "submitit_local"
         assert _pid(again) != _pid(new_parent), "a submitit worker ran the job, not the rerun's own process"
     assert new_parent.info.status == "FINISHED"
@@ -213,6 +214,11 @@ def test_rerun_goes_back_through_the_launcher_the_jobs_ran_on_or_the_one_given(p
     assert len(again) == 1 and again[0].data.tags["reprotrain.verdict"] == "reproduced", res.describe()
     record = record_of(uri, again[0].info.run_id)
     assert record["job"]["launcher"]["name"] == "submitit_local" and record["job"]["sweep_dir"], record["job"]
+    # a derived job whose override cannot compose is refused before any job is launched
+    before = len(all_runs(uri))
+    res = run_cli("rerun", job, "nosuchkey=1", cwd=project, timeout=600)
+    assert res.code == 2 and "Hydra rejected" in res.err and "Traceback" not in res.err, res.describe()
+    assert len(all_runs(uri)) == before
 
     # the launcher given on the command line instead: Hydra's basic one runs the jobs in the rerun's process
     res = run_cli("rerun", parent.info.run_id, "--verify", "hydra/launcher=basic", cwd=project, timeout=600)
@@ -238,5 +244,13 @@ def test_rerun_goes_back_through_the_launcher_the_jobs_ran_on_or_the_one_given(p
     assert res.code == 0, res.describe()
     (derived,) = [r for r in all_runs(uri) if r.data.tags.get("reprotrain.derived_from") == alone.info.run_id]
     assert derived.data.params["seed"] == "8" and "mlflow.parentRunId" not in derived.data.tags
-    assert record_of(uri, derived.info.run_id)["job"]["launcher"]["name"] == "submitit_local"
+    job = record_of(uri, derived.info.run_id)["job"]
+    assert job["launcher"]["name"] == "submitit_local" and job["sweep_dir"], job  # a multirun job: the launcher ran it
+    assert "launcher" not in record_of(uri, alone.info.run_id)["job"], "a single run: no launcher ran it"
+
+    # a Hydra setting that changes what the code sees makes a derived run, as a config override does
+    res = run_cli("rerun", alone.info.run_id, "+hydra.job.env_set.EXTRA=1", cwd=project, timeout=600)
+    assert res.code == 0, res.describe()
+    derived = [r for r in all_runs(uri) if r.data.tags.get("reprotrain.derived_from") == alone.info.run_id]
+    assert len(derived) == 2, "hydra.job.env_set is not where the job runs: a derived run"
     assert git_status(project) == ""

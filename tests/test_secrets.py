@@ -205,3 +205,34 @@ def test_secret_override_masked_key_kept(secret_runs):
     sweep_parents = [r for r in _runs(root) if r.data.tags.get("reprotrain.sweep") == "true"]
     assert len(sweep_parents) == 1
     assert "+api_key=****" in json.loads(sweep_parents[0].data.tags["reprotrain.overrides"])
+
+
+def test_what_a_launcher_worker_is_given_and_what_the_launcher_record_keeps_hold_no_secret(monkeypatch):
+    """The launch's variables pickled to launcher workers (some pickle them to disk) and a job's
+    launcher settings in its record: a password in a URL is never among them."""
+    from reprotrain.core.secrets import Masker
+    from reprotrain.job import _masked_launcher
+    from reprotrain.launch import _job_environment
+
+    monkeypatch.setenv("REPROTRAIN_TEST_PLAIN", "kept")
+    monkeypatch.setenv("MLFLOW_S3_ENDPOINT_URL", "https://AKIAEXAMPLE:pw123456789@minio:9000")
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "tok-abcdefgh12345")
+    monkeypatch.setenv("DVC_SOMETHING_URL", "https://user:hunter2hunter2@dvc.example/x")
+    given = _job_environment()
+    assert given["REPROTRAIN_TEST_PLAIN"] == "kept"
+    assert not {"MLFLOW_S3_ENDPOINT_URL", "MLFLOW_TRACKING_TOKEN", "DVC_SOMETHING_URL"} & set(given)
+    assert not any(s in v for v in given.values() for s in ("pw123456789", "tok-abcdefgh12345", "hunter2hunter2"))
+
+    launcher = {
+        "name": "ray",
+        "config": {
+            "ray": {
+                "init": {"address": "127.0.0.1:6379"},
+                "remote": {"runtime_env": {"env_vars": {"DB_URL": "postgresql://u:pw12345678@db/x", "API_KEY": "k"}}},
+            }
+        },
+    }
+    kept = _masked_launcher(launcher, Masker())
+    text = json.dumps(kept)
+    assert "pw12345678" not in text and '"API_KEY": "****"' in text, text
+    assert kept["config"]["ray"]["init"]["address"] == "127.0.0.1:6379" and kept["name"] == "ray"

@@ -28,11 +28,13 @@ class ReplaySweeper(Sweeper):
         self.jobs_file = jobs_file
         self.config: Any = None
         self.launcher: Any = None
+        self.hydra_context: Any = None
 
     def setup(self, *, hydra_context: Any, task_function: Any, config: Any) -> None:
         from hydra.core.plugins import Plugins
 
         self.config = config
+        self.hydra_context = hydra_context
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=task_function, config=config
         )
@@ -46,7 +48,12 @@ class ReplaySweeper(Sweeper):
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")  # as Hydra's own sweepers do
-        return [self.launcher.launch([list(job) for job in jobs], initial_job_idx=0)]
+        batch = [list(job) for job in jobs]
+        self.validate_batch_is_legal(batch)  # a job that cannot compose fails here, before any is launched
+        results = self.launcher.launch(batch, initial_job_idx=0)
+        for result in results:
+            _ = result.return_value  # a job's exception is raised, as Hydra's basic sweeper does
+        return [results]
 
 
 # a plain node, not a dataclass: a config's own `hydra.sweeper.*` keys must merge into it

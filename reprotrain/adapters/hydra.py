@@ -298,8 +298,11 @@ def run_app(
         if isinstance(exc.__cause__, OmegaConfBaseException):
             sys.stderr.write(str(exc.__cause__) + os.linesep)
         raise SystemExit(1) from None
+    except OmegaConfBaseException as exc:  # the config itself (`${oc.env:UNSET}` in hydra.run.dir)
+        sys.stderr.write(str(exc) + os.linesep)
+        raise SystemExit(1) from None
     except Exception as exc:
-        if users or _raised_in_reprotrain(exc):  # asked for the whole trace, or a defect of reprotrain's
+        if users == "1" or _raised_in_reprotrain(exc):  # asked for (as Hydra reads it), or reprotrain's defect
             traceback.print_exc()
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         text = lines[0][:400] + (" ..." if len(lines) > 1 or len(lines[0]) > 400 else "") if lines else ""
@@ -311,9 +314,14 @@ def run_app(
 
 def _raised_in_reprotrain(exc: BaseException) -> bool:
     """Whether the exception came out of reprotrain's own code (a job's, re-raised by Hydra's sweeper)."""
-    package = str(Path(__file__).resolve().parent.parent)
+    here = Path(__file__).resolve()
+    package = here.parent.parent
     frames = traceback.extract_tb(exc.__traceback__)[1:]  # the first is run_app, which caught it
-    return any(f.filename.startswith(package) and f.filename != __file__ for f in frames)
+    for frame in frames:
+        path = Path(frame.filename).resolve()
+        if path != here and path.is_relative_to(package):
+            return True
+    return False
 
 
 def _with_users_variable(task: Callable[[Any], Any], users: str | None, cfg: Any) -> Any:
@@ -400,14 +408,14 @@ def job_context() -> JobContext:
 
 
 def _launcher(hc: Any, choices: Any) -> dict[str, Any]:
+    """The launcher a multirun job ran on, its settings as written (an `${oc.env:...}` in them is
+    not resolved into the record); {} for a single run, which no launcher runs."""
     from omegaconf import OmegaConf
 
-    name = str(choices.get("hydra/launcher") or "basic")
-    try:
-        config = OmegaConf.to_container(hc.launcher, resolve=True)
-    except Exception:  # noqa: BLE001 - an interpolation only the launcher resolves: kept as written
-        config = OmegaConf.to_container(hc.launcher, resolve=False)
-    return {"name": name, "config": config if isinstance(config, dict) else {}}
+    if str(hc.mode) != "RunMode.MULTIRUN":
+        return {}
+    config = OmegaConf.to_container(hc.launcher, resolve=False)
+    return {"name": str(choices.get("hydra/launcher") or "basic"), "config": config if isinstance(config, dict) else {}}
 
 
 def _is_own(override: str) -> bool:

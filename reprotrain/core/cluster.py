@@ -3,6 +3,8 @@ warnings when the tracking store or the project's state directory is only on thi
 
 from __future__ import annotations
 
+import re
+
 __all__ = ["CLUSTER_LAUNCHERS", "filesystem_of", "launcher_fix", "out_of_reach", "runs_elsewhere"]
 
 # Hydra launchers whose jobs may run on other hosts than the launch
@@ -12,7 +14,8 @@ CLUSTER_LAUNCHERS = ("submitit_slurm", "ray", "rq")
 SHARED_FILESYSTEMS = {
     "nfs", "nfs4", "cifs", "smb3", "smbfs", "lustre", "gpfs", "beegfs", "ceph", "fuse.ceph", "glusterfs",
     "fuse.glusterfs", "fuse.sshfs", "fuse.juicefs", "fuse.s3fs", "fuse.gcsfuse", "wekafs", "pvfs2", "orangefs",
-    "afs", "ocfs2", "gfs2", "panfs", "fuse.weka", "virtiofs", "9p",
+    "afs", "ocfs2", "gfs2", "panfs", "fuse.weka", "virtiofs", "9p", "dvs", "fuse.mfs", "fuse.lizardfs",
+    "fuse.rclone", "quobyte", "fuse.quobyte",
 }  # fmt: skip
 
 
@@ -28,7 +31,7 @@ def filesystem_of(path: str, mountinfo: str) -> str:
         fields = line.split()
         if " - " not in line or len(fields) < 5:
             continue
-        point = fields[4].replace("\\040", " ")
+        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), fields[4])  # `\040` is a space
         inside = path == point or path.startswith(point.rstrip("/") + "/")
         if inside and len(point) >= len(best):
             best, fstype = point, line.split(" - ", 1)[1].split()[0]

@@ -10,6 +10,8 @@ MOUNTINFO = """\
 41 22 0:40 / /shared rw,relatime shared:9 - nfs4 server:/export rw,vers=4.2
 42 41 0:41 / /shared/scratch rw,relatime shared:10 - lustre 10.0.0.1@tcp:/fs rw
 43 22 0:42 / /with\\040space rw - xfs /dev/sdb rw
+44 22 0:43 / /tab\\011and\\134slash rw - btrfs /dev/sdc rw
+45 22 0:44 / /cray rw - dvs /dev/dvs rw
 """
 
 
@@ -20,6 +22,7 @@ def test_the_longest_mount_point_that_covers_the_path_names_its_filesystem():
     assert filesystem_of("/shared/team/p", MOUNTINFO) == "nfs4"
     assert filesystem_of("/shared/scratch/p/.reprotrain", MOUNTINFO) == "lustre"
     assert filesystem_of("/with space/p", MOUNTINFO) == "xfs"
+    assert filesystem_of("/tab\tand\\slash/p", MOUNTINFO) == "btrfs"
     assert filesystem_of("/x", "") == ""
 
 
@@ -32,6 +35,7 @@ def test_only_cluster_launchers_warn_and_each_thing_out_of_reach_is_one_line():
     assert "MLFLOW_TRACKING_URI=http://" in both[0] and "sqlite:///p/mlflow.db" in both[0]
     assert "/p/.reprotrain" in both[1] and "ext4" in both[1] and "NFS or Lustre" in both[1]
     assert out_of_reach("ray", None, "/shared/p/.reprotrain", "nfs4") == []
+    assert out_of_reach("submitit_slurm", None, "/cray/p/.reprotrain", "dvs") == []
     assert len(out_of_reach("ray", None, "/p/.reprotrain", "tmpfs")) == 1
     assert out_of_reach("ray", None, "/p/.reprotrain", "") == []  # no mount table: nothing is claimed
 
