@@ -12,8 +12,6 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +21,7 @@ from reprotrain.adapters import git as git_adapter
 from reprotrain.adapters import hydra as hydra_adapter
 from reprotrain.adapters.dvc_config import default_remote_url as dvc_remote_url
 from reprotrain.adapters.dvc_config import remote_secrets as dvc_remote_secrets
-from reprotrain.adapters.process import Outcome, load_callable, run_callable, run_command
+from reprotrain.adapters.process import Outcome, load_callable, run_callable, run_command, variables_set
 from reprotrain.adapters.store_helper import tracker_for
 from reprotrain.adapters.tracking import quick_failure, scan_file, secret_pattern
 from reprotrain.core import ui
@@ -175,7 +173,7 @@ class Job:
 
     def _prepare(self, run_id: str) -> None:
         """Resolve the config (once per run ID), and derive from it every value written anywhere."""
-        with _environment(self.code_env(run_id)):
+        with variables_set(self.code_env(run_id)):
             self.resolved = hydra_adapter.resolve(self.cfg)
             env_keys = hydra_adapter.env_keys(self.cfg, os.environ)
         # a rerun keeps the original's volatile keys (a path under the original's root, replayed
@@ -196,7 +194,7 @@ class Job:
         self.env_digests = env_value_digests(self.resolved, env_keys)
         self._check_expected()
         if self.pipeline is not None:
-            with _environment(self.code_env(run_id)):  # ${oc.env:...} as the job's resolution saw it
+            with variables_set(self.code_env(run_id)):  # ${oc.env:...} as the job's resolution saw it
                 self.pipeline.compose(
                     self.root / self.session.settings.config_dir,
                     self.ctx.config_name,
@@ -681,21 +679,6 @@ def _call_in_run(function: Any, cfg: Any, env: dict[str, str], log: Path, timeou
     finally:
         os.environ.clear()
         os.environ.update(saved)
-
-
-@contextmanager
-def _environment(env: dict[str, str]) -> Iterator[None]:
-    """``env`` set in this process for the block (the config resolves as the code will see it)."""
-    saved = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def _user() -> str:

@@ -696,19 +696,10 @@ def _job_environment() -> dict[str, str]:
 @contextmanager
 def _launch_environment(session: Session) -> Iterator[None]:
     """In a launcher's worker (not the launching process), the launch's variables during the job."""
-    if this_launcher() == session.launcher or not session.job_env:
+    from reprotrain.adapters.process import variables_set
+
+    with variables_set({} if this_launcher() == session.launcher else session.job_env):
         yield
-        return
-    saved = {key: os.environ.get(key) for key in session.job_env}
-    os.environ.update(session.job_env)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def _sweep_overrides(args: hydra_adapter.HydraArgs, replay: Replay | None) -> list[str] | None:

@@ -28,7 +28,24 @@ __all__ = [
     "run_command",
     "signal_handlers",
     "take_deferred",
+    "variables_set",
 ]
+
+
+@contextmanager
+def variables_set(env: Mapping[str, str]) -> Iterator[None]:
+    """``env`` set in this process's environment for the block, and what was there before put back."""
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
 
 GRACE_SECONDS = 10.0  # after forwarding a signal, how long the code gets before SIGKILL
 DRAIN_SECONDS = 2.0  # after the code exited, how long its console pipes may stay open
