@@ -133,6 +133,15 @@ def _parser() -> argparse.ArgumentParser:
         'and config groups. Load it from your shell\'s rc file: eval "$(reprotrain completion bash)".',
     )
     completion.add_argument("shell", choices=["bash", "zsh"])
+    env = sub.add_parser(
+        "env",
+        help="print the Python environment a run ran in, as a requirements file",
+        description="Print the Python environment a run's code ran in as a requirements file (every distribution "
+        "with its version, or where it came from: a VCS commit, a wheel, a local directory; the package indexes, "
+        "credentials removed), for `uv pip install -r` or `pip install -r`.",
+    )
+    env.add_argument("run_id", help=_RUN_ID_HELP)
+    env.add_argument("--json", action="store_true", help="print the recorded environment as JSON")
     show = sub.add_parser("show", help="show what a run recorded")
     show.add_argument("run_id", help=_RUN_ID_HELP)
     show.add_argument("--json", action="store_true", help="print the record, status and metrics as JSON")
@@ -294,6 +303,24 @@ def _show(run_id: str, as_json: bool) -> int:
         print(_json(view))
     else:
         print(run_text(view))
+    return 0
+
+
+def _env(run_id: str, as_json: bool) -> int:
+    from reprotrain.core.environment import requirements_text
+    from reprotrain.query import load_run
+
+    view = load_run(run_id)
+    if view.get("kind") == "sweep":
+        raise UsageError(
+            f"run {view['run_id']} is a sweep: each of its jobs records the environment it ran in",
+            hint=f"reprotrain runs --sweep {view['run_id'][:12]}, then reprotrain env JOB_RUN_ID",
+        )
+    environment = view.get("environment") or {}
+    if as_json:
+        print(_json({"run_id": view["run_id"], "environment": environment}))
+    else:
+        sys.stdout.write(requirements_text(environment, view["run_id"]))
     return 0
 
 
@@ -500,6 +527,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(tokens)
         if args.command == "show":
             return _show(args.run_id, args.json)
+        if args.command == "env":
+            return _env(args.run_id, args.json)
         if args.command == "runs":
             return _runs(args)
         if args.command == "diff":

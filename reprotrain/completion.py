@@ -85,7 +85,7 @@ def candidates(
         return [c for c in _choices(sub, before[-1]) if c.startswith(current)]
     if current.startswith("-"):
         return [f for f in _options(sub) if f.startswith(current)]
-    if command in {"show", "rerun", "apply", "diff"} and "last".startswith(current):
+    if command in {"show", "env", "rerun", "apply", "diff"} and "last".startswith(current):
         return ["last"]
     if command == "completion":
         return [s for s in ("bash", "zsh") if s.startswith(current)]

@@ -10,27 +10,129 @@ import subprocess
 import sys
 from typing import Any
 
-__all__ = ["describe", "describe_other", "first_on_path", "same_environment"]
+__all__ = ["describe", "describe_other", "first_on_path", "rebuild_digest", "same_environment"]
 
 
 def describe() -> dict[str, Any]:
     """The host, Python version and implementation, platform, executable and every installed
-    distribution."""
+    distribution; where each one not from an index came from (`sources`, from its direct_url.json),
+    the package indexes configured (credentials removed), and a digest of what a rebuild needs."""
     from importlib import metadata
 
-    packages = {}
+    packages, sources = {}, {}
     for dist in metadata.distributions():
         name = dist.metadata["Name"]
         if name:
             packages[name.lower()] = dist.version
-    return {
+            source = _source(dist.read_text("direct_url.json"))
+            if source:
+                sources[name.lower()] = source
+    found = {
         "host": platform.node(),
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
         "platform": platform.platform(),
+        "machine": platform.machine(),
         "executable": sys.executable,
         "packages": dict(sorted(packages.items())),
+        "sources": dict(sorted(sources.items())),
+        "indexes": _indexes(),
     }
+    found["digest"] = rebuild_digest(found)
+    return found
+
+
+# what a rebuild of the environment needs (not where it ran: host, executable)
+_REBUILD_KEYS = ("python", "implementation", "machine", "packages", "sources", "indexes")
+
+
+def rebuild_digest(environment: dict[str, Any]) -> str:
+    """sha256 of what a rebuild needs, as a rebuilt environment's cache is keyed."""
+    import hashlib
+
+    wanted = {k: environment.get(k) for k in _REBUILD_KEYS}
+    return hashlib.sha256(json.dumps(wanted, sort_keys=True).encode()).hexdigest()
+
+
+def _no_credentials(url: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
+def _source(text: str | None) -> dict[str, Any] | None:
+    """A distribution's origin from its PEP 610 direct_url.json: `url` (credentials removed), and
+    `vcs` with `commit`, or `editable`, or `archive`; None when it came from an index."""
+    if not text:
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("url"), str):
+        return None
+    source: dict[str, Any] = {"url": _no_credentials(data["url"])}
+    if isinstance(data.get("vcs_info"), dict):
+        vcs = data["vcs_info"]
+        source |= {"vcs": vcs.get("vcs", "git"), "commit": vcs.get("commit_id", "")}
+        if vcs.get("requested_revision"):
+            source["revision"] = vcs["requested_revision"]
+    elif isinstance(data.get("dir_info"), dict):
+        source["editable"] = bool(data["dir_info"].get("editable"))
+    elif isinstance(data.get("archive_info"), dict):
+        source["archive"] = True
+    return source
+
+
+_INDEX_VARIABLES = (
+    "PIP_INDEX_URL",
+    "UV_INDEX_URL",
+    "UV_DEFAULT_INDEX",
+    "PIP_EXTRA_INDEX_URL",
+    "UV_EXTRA_INDEX_URL",
+    "UV_INDEX",
+)
+
+
+def _indexes() -> list[str]:
+    """The package index URLs this environment's installers are configured with (variables, then
+    pip's configuration files), credentials removed; [] means PyPI."""
+    import configparser
+
+    found: list[str] = []
+    for name in _INDEX_VARIABLES:
+        found += os.environ.get(name, "").split()
+    home = os.path.expanduser("~")
+    files = [
+        "/etc/pip.conf",
+        *(os.path.join(d, "pip", "pip.conf") for d in os.environ.get("XDG_CONFIG_DIRS", "/etc/xdg").split(":")),
+        os.path.join(os.environ.get("XDG_CONFIG_HOME") or os.path.join(home, ".config"), "pip", "pip.conf"),
+        os.path.join(home, ".pip", "pip.conf"),
+        os.path.join(sys.prefix, "pip.conf"),
+    ]
+    if os.environ.get("PIP_CONFIG_FILE"):
+        files.append(os.environ["PIP_CONFIG_FILE"])
+    for path in files:
+        parser = configparser.ConfigParser()
+        try:
+            parser.read(path, encoding="utf-8")
+        except (configparser.Error, OSError, UnicodeDecodeError):
+            continue
+        for section in ("global", "install"):
+            for key in ("index-url", "extra-index-url"):
+                if parser.has_option(section, key):
+                    found += parser.get(section, key).split()
+    unique: list[str] = []
+    for url in (_no_credentials(u) for u in found if u):
+        if url not in unique:
+            unique.append(url)
+    return unique
 
 
 def same_environment(prefix: str) -> bool:

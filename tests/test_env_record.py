@@ -1,0 +1,44 @@
+"""`reprotrain env RUN_ID` (issue 19, first part): a run's record names the Python environment its
+code ran in with where every package came from, and prints it as a requirements file that parses,
+with the package indexes in use and no credential."""
+
+from __future__ import annotations
+
+import json
+
+from helpers import git_status, run_cli
+from packaging.requirements import Requirement
+
+
+def test_env_prints_the_runs_environment_as_a_requirements_file(project):
+    env = {"PIP_INDEX_URL": "https://alice:pw12345678@idx.example/simple"}
+    res = run_cli("run", "model.lr=0.3", cwd=project, env=env)
+    assert res.code == 0, res.describe()
+    data = json.loads(run_cli("env", "last", "--json", cwd=project).out)
+    environment = data["environment"]
+    assert len(environment["digest"]) == 64 and environment["indexes"][0] == "https://idx.example/simple"
+    assert environment["sources"]["reprotrain"]["editable"] is True  # the test venv installs it editable
+
+    printed = run_cli("env", data["run_id"], cwd=project)
+    assert printed.code == 0, printed.describe()
+    text = printed.out
+    assert "pw12345678" not in text and "pw12345678" not in json.dumps(environment)
+    assert f"# digest {environment['digest']}" in text and "--index-url https://idx.example/simple" in text
+    lines = [line.split("  #")[0] for line in text.splitlines() if line and not line.startswith(("#", "--"))]
+    editable = [line for line in lines if line.startswith("-e ")]
+    assert len(editable) == 1 and editable[0].startswith("-e file://"), editable
+    pinned = {
+        Requirement(line).name.lower(): str(Requirement(line).specifier) for line in lines if line not in editable
+    }
+    assert pinned["mlflow-skinny"].startswith("==") and pinned["dvc"].startswith("==")
+    assert len(pinned) + 1 == len(environment["packages"])
+    assert git_status(project) == ""
+
+
+def test_env_of_a_sweep_or_an_unknown_run_is_one_line(project):
+    res = run_cli("run", "-m", "seed=1,2", cwd=project)
+    assert res.code == 0, res.describe()
+    sweep = run_cli("env", "last", cwd=project)
+    assert sweep.code == 2 and "is a sweep" in sweep.err and "reprotrain env JOB_RUN_ID" in sweep.err, sweep.describe()
+    missing = run_cli("env", "0" * 32, cwd=project)
+    assert missing.code != 0 and len(missing.err.strip().splitlines()) == 1, missing.describe()
