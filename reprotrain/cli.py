@@ -308,19 +308,13 @@ def _show(run_id: str, as_json: bool) -> int:
 
 def _env(run_id: str, as_json: bool) -> int:
     from reprotrain.core.environment import requirements_text
-    from reprotrain.query import load_run
+    from reprotrain.query import load_environment
 
-    view = load_run(run_id)
-    if view.get("kind") == "sweep":
-        raise UsageError(
-            f"run {view['run_id']} is a sweep: each of its jobs records the environment it ran in",
-            hint=f"reprotrain runs --sweep {view['run_id'][:12]}, then reprotrain env JOB_RUN_ID",
-        )
-    environment = view.get("environment") or {}
+    found, environment = load_environment(run_id)
     if as_json:
-        print(_json({"run_id": view["run_id"], "environment": environment}))
+        print(_json({"run_id": found, "environment": environment}))
     else:
-        sys.stdout.write(requirements_text(environment, view["run_id"]))
+        sys.stdout.write(requirements_text(environment, found))
     return 0
 
 

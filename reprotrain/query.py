@@ -14,6 +14,7 @@ from reprotrain.spool import PARAMS_FROM_CODE
 
 __all__ = [
     "last_run_id",
+    "load_environment",
     "launcher_alive",
     "this_launcher",
     "list_runs",
@@ -511,6 +512,18 @@ def _outputs_of(tag: str) -> dict[str, str]:
     """path -> DVC hash of what a pipeline run made, from its `reprotrain.outputs` tag."""
     pairs = (entry.rpartition("=") for entry in tag.strip("|").split("|") if "=" in entry)
     return {path: digest for path, _, digest in pairs}
+
+
+def load_environment(run_id: str, cwd: Path | None = None) -> tuple[str, dict[str, Any]]:
+    """`reprotrain env`: (the run's ID, the Python environment its code ran in); a sweep's parent
+    has none of its own (each job records where it ran)."""
+    view = load_run(run_id, cwd)
+    if view.get("kind") == "sweep":
+        raise UsageError(
+            f"run {view['run_id']} is a sweep: each of its jobs records the environment it ran in",
+            hint=f"reprotrain runs --sweep {view['run_id'][:12]}, then reprotrain env JOB_RUN_ID",
+        )
+    return str(view["run_id"]), dict(view.get("environment") or {})
 
 
 @quick_failure()  # an unreachable server fails in seconds, not after minutes of retries
