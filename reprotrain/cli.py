@@ -175,7 +175,22 @@ def _rerun_parser() -> argparse.ArgumentParser:
     rerun.add_argument("--rtol", type=float, default=0.0, help="relative tolerance for metrics (default: exact)")
     rerun.add_argument("--atol", type=float, default=0.0, help="absolute tolerance for metrics (default: exact)")
     rerun.add_argument("--strict-env", action="store_true", help="refuse when Python or package versions differ")
-    rerun.add_argument("--force", action="store_true", help="rerun a run that was launched unpinned")
+    rerun.add_argument(
+        "--rebuild-env",
+        action="store_true",
+        help="rebuild the recorded Python environment (uv, else pip; cached by its digest) and run the code in it",
+    )
+    rerun.add_argument(
+        "--python",
+        metavar="VERSION|PATH",
+        help="with --rebuild-env: the interpreter to use when the recorded Python is not here (recorded as drift)",
+    )
+    rerun.add_argument(
+        "--force",
+        action="store_true",
+        help="rerun a run that was launched unpinned; with --rebuild-env, go on without what cannot be "
+        "rebuilt (recorded as drift)",
+    )
     rerun.add_argument("--keep", action="store_true", help="keep the worktree afterwards")
     rerun.add_argument("--timeout", type=float, default=None, help="stop training after this many seconds")
     return rerun
@@ -331,6 +346,8 @@ def _rerun(args: argparse.Namespace) -> int:
         force=args.force,
         keep=args.keep,
         timeout=args.timeout,
+        rebuild_env=args.rebuild_env,
+        python=args.python,
     )
     return rerun(args.run_id, list(args.overrides), options)
 

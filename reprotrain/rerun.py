@@ -3,12 +3,13 @@ separate git worktree, run it again as a new linked run, and optionally verify t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import tempfile
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,9 @@ class RerunOptions:
     force: bool = False
     keep: bool = False
     timeout: float | None = None
+    rebuild_env: bool = False
+    python: str | None = None  # --python: the interpreter a rebuild may use instead of the recorded one
+    rebuilt_env: str = ""  # set by the rerun: the rebuilt environment's key
 
 
 def rerun(run_id: str, overrides: list[str], options: RerunOptions, cwd: Path | None = None) -> int:
@@ -92,14 +96,11 @@ def rerun(run_id: str, overrides: list[str], options: RerunOptions, cwd: Path | 
                 "its code or data cannot be rebuilt exactly",
                 hint=f"reprotrain rerun {run_id} --force to rerun it from its commit anyway",
             )
-    drift = env_drift(jobs[0][1].get("environment", {}), _current_environment(jobs[0][1].get("environment", {})))
-    if drift:
-        print(drift_text(drift), file=sys.stderr)
-        if options.strict_env:
-            raise ReprotrainError(
-                f"the environment differs from run {run_id}'s in {len(drift)} place(s) and --strict-env is set",
-                hint="install the recorded versions (see above), or rerun without --strict-env",
-            )
+    if options.python and not options.rebuild_env:
+        raise UsageError("--python chooses the interpreter of a rebuilt environment", hint="add --rebuild-env")
+    recorded_env = jobs[0][1].get("environment", {})
+    drift = [] if options.rebuild_env else env_drift(recorded_env, _current_environment(recorded_env))
+    _report_drift(drift, run_id, options)
     commits = {record["git"]["commit"] for _, record in jobs}
     if len(commits) != 1:
         raise ReprotrainError(f"the jobs of sweep {run_id} ran at different commits: {', '.join(sorted(commits))}")
@@ -115,7 +116,26 @@ def rerun(run_id: str, overrides: list[str], options: RerunOptions, cwd: Path | 
     worktree.parent.mkdir(parents=True, exist_ok=True)
     progress(f"checking out {sha[:12]} in {worktree}")
     git_adapter.add_worktree(git.root, worktree, sha, lock_reason=WORKTREE_OWNER + this_launcher())
+    stack = contextlib.ExitStack()
     try:
+        target = find_project(worktree / project.root.relative_to(git.root))
+        if options.rebuild_env:  # before any data is restored or code runs
+            from reprotrain.rebuilt import rebuilt_environment
+
+            rebuilt = stack.enter_context(
+                rebuilt_environment(
+                    recorded_env, target.root, target.settings.entrypoint or "", options.python, options.force
+                )
+            )
+            drift = rebuilt.drift
+            options = replace(options, rebuilt_env=rebuilt.key)
+            if not drift:
+                print(
+                    f"reprotrain: rebuilt environment {rebuilt.key[:12]}: "
+                    f"the Python and packages run {run_id} recorded",
+                    file=sys.stderr,
+                )
+            _report_drift(drift, run_id, options)
         if jobs[0][1].get("data"):
             progress(f"restoring {len(jobs[0][1]['data'])} DVC output(s) from the cache")
             fetched = dvc_adapter.restore(
@@ -126,7 +146,6 @@ def rerun(run_id: str, overrides: list[str], options: RerunOptions, cwd: Path | 
             )
             if fetched:
                 progress(f"pulled from the DVC remote: {', '.join(fetched)}")
-        target = find_project(worktree / project.root.relative_to(git.root))
         launcher = replay_launcher(jobs[0][1], given_hydra)
         if sweep or launcher is not None:  # back through the launcher the jobs ran on (or the one given)
             if launcher:
@@ -162,11 +181,23 @@ def rerun(run_id: str, overrides: list[str], options: RerunOptions, cwd: Path | 
             return EXIT_CODES[outcome]
         return 0
     finally:
+        stack.close()
         if options.keep:
             git_adapter.unlock_worktree(git.root, worktree)  # the user's now: never removed as stale
             print(f"reprotrain: kept the worktree at {worktree}", file=sys.stderr)
         else:
             git_adapter.remove_worktree(git.root, worktree)
+
+
+def _report_drift(drift: list[tuple[str, str | None, str | None]], run_id: str, options: RerunOptions) -> None:
+    if not drift:
+        return
+    print(drift_text(drift), file=sys.stderr)
+    if options.strict_env:
+        raise ReprotrainError(
+            f"the environment differs from run {run_id}'s in {len(drift)} place(s) and --strict-env is set",
+            hint="reprotrain rerun RUN_ID --rebuild-env to rerun in the recorded one, or rerun without --strict-env",
+        )
 
 
 def _summarize(tracker: AnyTracker, original: Any, parent: str, target: Any, record: dict[str, Any]) -> dict[str, str]:
@@ -433,6 +464,8 @@ def _after_job(
     if new_id is None:
         return exit_code or 1, None, None
     _log_drift(tracker, new_id, drift)
+    if options.rebuilt_env:
+        tracker.set_tags(new_id, {"reprotrain.env.rebuilt": options.rebuilt_env})
     if not derived:
         _check_identity(tracker, original.tags, new_id)
     if exit_code != 0:
@@ -440,6 +473,8 @@ def _after_job(
     if options.verify and not derived:
         verdict = _verify(tracker, original.run_id, new_id, target.settings.verify_files, options)
         print(verdict_text(verdict, original.run_id, new_id, color=wants_color()))
+        if options.rebuilt_env:
+            print(_environment_line(tracker, original.run_id, new_id, options.rebuilt_env))
         return 0, new_id, verdict
     return 0, new_id, None
 
@@ -535,6 +570,20 @@ def _pipeline_outputs(tracker: AnyTracker, run_id: str) -> dict[str, str]:
         return {}
     outputs = record.get("outputs", []) if isinstance(record, dict) else []
     return {str(o["path"]): str(o["hash"]) for o in outputs if isinstance(o, dict) and "path" in o and "hash" in o}
+
+
+def _environment_line(tracker: AnyTracker, original: str, new: str, key: str) -> str:
+    """Whether the rerun's code ran in the original's environment, from the two records."""
+    try:
+        old = tracker.read_json_artifact(original, "reprotrain/record.json").get("environment", {})
+        now = tracker.read_json_artifact(new, "reprotrain/record.json").get("environment", {})
+    except (ReprotrainError, AttributeError):
+        return f"environment: rebuilt ({key[:12]}); the records could not be compared"
+    drift = env_drift(old, now)
+    if not drift:
+        return f"environment: the same Python and packages as the original (rebuilt environment {key[:12]})"
+    shown = ", ".join(f"{n} {a or '(absent)'} -> {b or '(absent)'}" for n, a, b in drift[:6])
+    return f"environment: differs from the original in {len(drift)} place(s): {shown}"
 
 
 def _current_environment(recorded: dict[str, Any]) -> dict[str, Any]:

@@ -37,13 +37,14 @@ def describe() -> dict[str, Any]:
         "packages": dict(sorted(packages.items())),
         "sources": dict(sorted(sources.items())),
         "indexes": _indexes(),
+        "find_links": _indexes(_FIND_LINKS_VARIABLES, ("find-links",)),
     }
     found["digest"] = rebuild_digest(found)
     return found
 
 
 # what a rebuild of the environment needs (not where it ran: host, executable)
-_REBUILD_KEYS = ("python", "implementation", "machine", "packages", "sources", "indexes")
+_REBUILD_KEYS = ("python", "implementation", "machine", "packages", "sources", "indexes", "find_links")
 
 
 def rebuild_digest(environment: dict[str, Any]) -> str:
@@ -100,14 +101,20 @@ _INDEX_VARIABLES = (
 )
 
 
-def _indexes() -> list[str]:
+_FIND_LINKS_VARIABLES = ("PIP_FIND_LINKS", "UV_FIND_LINKS")
+
+
+def _indexes(
+    variables: tuple[str, ...] = _INDEX_VARIABLES, keys: tuple[str, ...] = ("index-url", "extra-index-url")
+) -> list[str]:
     """The package index URLs this environment's installers are configured with (variables, then
-    pip's configuration files), credentials removed; [] means PyPI."""
+    pip's configuration files), credentials removed; [] means PyPI. With the find-links names:
+    the directories and pages of wheels they also install from."""
     import configparser
 
     found: list[str] = []
-    for name in _INDEX_VARIABLES:
-        found += os.environ.get(name, "").split()
+    for name in variables:
+        found += os.environ.get(name, "").replace(",", " ").split()
     home = os.path.expanduser("~")
     files = [
         "/etc/pip.conf",
@@ -125,7 +132,7 @@ def _indexes() -> list[str]:
         except (configparser.Error, OSError, UnicodeDecodeError):
             continue
         for section in ("global", "install"):
-            for key in ("index-url", "extra-index-url"):
+            for key in keys:
                 if parser.has_option(section, key):
                     found += parser.get(section, key).split()
     unique: list[str] = []

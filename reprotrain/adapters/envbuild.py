@@ -1,0 +1,260 @@
+"""Building a recorded environment as a virtualenv: find the Python, create the venv and install the
+recorded packages with uv (when it is on PATH or installed beside reprotrain) or pip, in a cache
+keyed by the record's digest (`$REPROTRAIN_ENV_CACHE`, else `$XDG_CACHE_HOME/reprotrain/envs`). An
+environment is used only once it is complete (its marker file is written last); a build is
+serialized with a lock, and a half-built one is removed and built again."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reprotrain.core.rebuild import Problem, RebuildPlan, normalize, unserved, unserved_problems
+from reprotrain.errors import ReprotrainError
+from reprotrain.progress import progress
+
+__all__ = [
+    "Built",
+    "CannotRebuild",
+    "build",
+    "cache_root",
+    "find_python",
+    "install_project",
+    "python_version",
+    "using",
+]
+
+_MARKER = ".reprotrain-env.json"
+_ASK = "import platform; print(platform.python_version(), platform.python_implementation())"
+
+
+class CannotRebuild(ReprotrainError):
+    """What cannot be rebuilt, one problem a line, each with its fix."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        lines = [f"{p.message} (fix: {p.fix})" for p in problems]
+        super().__init__(
+            f"the recorded environment cannot be rebuilt here ({len(problems)} problem(s)):\n  " + "\n  ".join(lines)
+        )
+
+
+@dataclass(frozen=True)
+class Built:
+    path: Path  # the venv
+    python: Path  # its interpreter
+    reused: bool
+    skipped: list[str]  # recorded packages it lacks (--force): drift
+    installer: str
+
+
+def cache_root() -> Path:
+    given = os.environ.get("REPROTRAIN_ENV_CACHE")
+    if given:
+        return Path(given)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "reprotrain" / "envs"
+
+
+def python_version(executable: str) -> tuple[str, str] | None:
+    """(version, implementation) of the Python at ``executable``, or None if it does not run."""
+    try:
+        proc = subprocess.run(
+            [executable, "-I", "-c", _ASK], capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    words = proc.stdout.split()
+    return (words[0], words[1]) if proc.returncode == 0 and len(words) == 2 else None
+
+
+def _uv() -> list[str] | None:
+    found = shutil.which("uv")
+    if found:
+        return [found]
+    beside = Path(sys.executable).with_name("uv")  # `pip install uv` beside reprotrain
+    return [str(beside)] if beside.is_file() and os.access(beside, os.X_OK) else None
+
+
+def find_python(version: str, implementation: str, given: str | None) -> tuple[str | None, str | None]:
+    """(executable, its version) of the Python to rebuild with: ``given`` (a path or a version, from
+    --python), else one whose version is exactly ``version``. (None, a near version) when none is."""
+    candidates: list[str] = []
+    wanted = given or version
+    if given and (os.sep in given or os.path.exists(given)):
+        candidates.append(given)
+    else:
+        major_minor = ".".join(wanted.split(".")[:2])
+        candidates += [sys.executable, getattr(sys, "_base_executable", sys.executable)]
+        uv = _uv()
+        if uv:
+            try:
+                proc = subprocess.run(
+                    [*uv, "python", "find", "--no-project", wanted],
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                    stdin=subprocess.DEVNULL,
+                    env=os.environ | {"UV_PYTHON_DOWNLOADS": "never"},
+                )
+                if proc.returncode == 0 and proc.stdout.strip():
+                    candidates.append(proc.stdout.strip())
+            except (OSError, subprocess.SubprocessError):
+                pass
+        for name in (f"python{major_minor}", f"python{major_minor.split('.')[0]}", "python"):
+            found = shutil.which(name)
+            if found:
+                candidates.append(found)
+    near: str | None = None
+    for exe in dict.fromkeys(candidates):
+        asked = python_version(exe)
+        if asked is None:
+            continue
+        found_version, found_impl = asked
+        if given and (os.sep in given or os.path.exists(given)):
+            return exe, found_version
+        if found_impl == (implementation or found_impl) and (
+            found_version == wanted or (given and found_version.startswith(wanted + "."))
+        ):
+            return exe, found_version
+        if near is None and found_version.split(".")[:2] == version.split(".")[:2]:
+            near = found_version
+    return None, near
+
+
+def _run(argv: list[str], log: Path) -> subprocess.CompletedProcess[str]:
+    env = os.environ | {"UV_PYTHON_DOWNLOADS": "never", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    proc = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, env=env)
+    with log.open("a", encoding="utf-8") as out:
+        out.write(f"$ {' '.join(argv)}\n{proc.stdout}{proc.stderr}\n")
+    return proc
+
+
+def _index_options(recorded: dict[str, Any]) -> list[str]:
+    """The recorded indexes and find-links (credentials were never recorded: an index that needs
+    them gets them from the user's own configuration, which pip and uv still read)."""
+    indexes = list(recorded.get("indexes") or [])
+    options = [f"--index-url={indexes[0]}"] if indexes else []
+    options += [f"--extra-index-url={url}" for url in indexes[1:]]
+    return options + [f"--find-links={link}" for link in recorded.get("find_links") or []]
+
+
+def _installer(venv: Path) -> tuple[str, list[str]]:
+    uv = _uv()
+    if uv:
+        return "uv", [*uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python")]
+    return "pip", [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+
+
+@contextlib.contextmanager
+def using(path: Path, exclusive: bool) -> Iterator[None]:
+    """Hold the environment's lock: exclusive to build it or install the project into it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{path}.lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _complete(path: Path) -> dict[str, Any] | None:
+    try:
+        marker = json.loads((path / _MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return marker if isinstance(marker, dict) and (path / "bin" / "python").exists() else None
+
+
+def build(key: str, python: str, plan: RebuildPlan, recorded: dict[str, Any], force: bool) -> Built:
+    """The venv for ``plan`` under the cache: reused when complete, else built (with ``force``, a
+    package no index serves is left out; without it, every such package is named). The caller
+    holds no lock; this takes the exclusive one while it builds."""
+    path = cache_root() / key
+    with using(path, exclusive=True):
+        marker = _complete(path)
+        if marker is not None:
+            skipped = list(marker.get("skipped") or [])
+            if skipped and not force:  # built with --force: it lacks what the index no longer serves
+                raise CannotRebuild(unserved_problems([s for s in skipped if s not in plan.skipped]))
+            progress(f"reusing the rebuilt environment {path}")
+            return Built(path, path / "bin" / "python", True, skipped, str(marker.get("installer", "")))
+        shutil.rmtree(path, ignore_errors=True)  # half-built (stopped, or failed): built again
+        path.parent.mkdir(parents=True, exist_ok=True)
+        log = path.parent / f"{key}.log"
+        log.write_text("", encoding="utf-8")
+        started = time.monotonic()
+        try:
+            return _build(path, log, python, plan, recorded, force, started)
+        except BaseException:
+            shutil.rmtree(path, ignore_errors=True)
+            raise
+
+
+def _build(
+    path: Path, log: Path, python: str, plan: RebuildPlan, recorded: dict[str, Any], force: bool, started: float
+) -> Built:
+    uv = _uv()
+    tool = "uv" if uv else "pip"
+    progress(f"building the recorded environment in {path} ({len(plan.requirements)} packages, {tool})")
+    create = [*uv, "venv", "--quiet", "--python", python, str(path)] if uv else [python, "-m", "venv", str(path)]
+    proc = _run(create, log)
+    if proc.returncode != 0:
+        raise ReprotrainError(f"creating a virtualenv with {python} failed: {_last_line(proc)}", hint=f"see {log}")
+    name, install = _installer(path)
+    requirements = dict(plan.requirements)
+    missing: list[str] = []
+    for _ in range(len(requirements) + 1):
+        listing = path / ".reprotrain-requirements.txt"
+        listing.write_text("\n".join(requirements.values()) + "\n", encoding="utf-8")
+        proc = _run([*install, "--no-deps", *_index_options(recorded), "-r", str(listing)], log)
+        if proc.returncode == 0:
+            break
+        names = unserved(proc.stdout + proc.stderr)
+        known = {normalize(n): n for n in requirements}
+        dropped = [known[normalize(n)] for n in names if normalize(n) in known]
+        if not dropped:
+            raise ReprotrainError(
+                f"installing the recorded packages with {name} failed: {_last_line(proc)}",
+                hint=f"the whole output is in {log}; `reprotrain env RUN_ID` prints the requirements to try by hand",
+            )
+        missing += dropped
+        for n in dropped:
+            del requirements[n]
+        if not requirements:
+            break
+    if missing and not force:
+        raise CannotRebuild(unserved_problems(missing))
+    skipped = [*plan.skipped, *missing]
+    marker = {"installer": name, "python": python, "skipped": skipped, "seconds": round(time.monotonic() - started, 2)}
+    (path / _MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
+    return Built(path, path / "bin" / "python", False, skipped, name)
+
+
+def install_project(built: Built, project: Path, log: Path) -> None:
+    """The project's own package from the rerun's worktree (not editable: the worktree goes away),
+    in place of whichever the environment had. The caller holds the exclusive lock."""
+    name, install = _installer(built.path)
+    progress(f"installing the project's package from {project}")
+    again = "--reinstall" if name == "uv" else "--force-reinstall"
+    proc = _run([*install, "--no-deps", again, str(project)], log)
+    if proc.returncode != 0:
+        raise ReprotrainError(
+            f"installing the project's package from the rerun's worktree failed: {_last_line(proc)}",
+            hint=f"see {log}",
+        )
+
+
+def _last_line(proc: subprocess.CompletedProcess[str]) -> str:
+    lines = [line.strip() for line in (proc.stderr + proc.stdout).splitlines() if line.strip()]
+    return lines[-1] if lines else f"exit {proc.returncode}"

@@ -1,0 +1,179 @@
+"""Rebuilding a recorded Python environment (pure): what to install, what cannot be rebuilt here and
+the fix for each, the key of the rebuilt environment's cache, and the packages an installer's error
+says its indexes do not serve. `reprotrain rerun --rebuild-env` runs the plan (adapters/envbuild)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from reprotrain.core.environment import requirement_lines
+
+__all__ = ["Problem", "RebuildPlan", "cache_key", "normalize", "plan_rebuild", "unserved", "unserved_problems"]
+
+
+@dataclass(frozen=True)
+class Problem:
+    kind: str  # python, platform, local-path, unserved
+    name: str  # the package (or "python", the platform)
+    message: str
+    fix: str
+
+
+@dataclass(frozen=True)
+class RebuildPlan:
+    python: str  # the version to build with (the recorded one, or the one --python accepted)
+    # name -> requirements-file line: every recorded package but the project's and the skipped ones
+    requirements: dict[str, str]
+    project: str | None  # the project's own package, installed from the rerun's worktree
+    problems: list[Problem] = field(default_factory=list)  # what cannot be rebuilt here
+    skipped: list[str] = field(default_factory=list)  # left out (with --force): recorded as drift
+
+
+def normalize(name: str) -> str:
+    """A distribution name as PEP 503 compares them."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _local_path(url: str) -> str | None:
+    parts = urlsplit(url)
+    return unquote(parts.path) if parts.scheme == "file" else None
+
+
+def plan_rebuild(
+    recorded: Mapping[str, Any],
+    *,
+    machine: str,
+    system: str,
+    python_found: str | None,
+    python_given: bool,
+    project_name: str | None,
+    exists: Callable[[str], bool],
+    force: bool,
+) -> RebuildPlan:
+    """What a rebuild of ``recorded`` (a record's `environment`) installs on this machine
+    (``machine``, ``system`` as `platform` names them) with the Python found for it (its version,
+    or None when none is here). Each thing that cannot be rebuilt is a problem with its fix; with
+    ``force`` a package that cannot be installed is skipped instead."""
+    problems: list[Problem] = []
+    wanted = str(recorded.get("python") or "")
+    if not recorded.get("packages"):
+        problems.append(
+            Problem(
+                "record",
+                "packages",
+                "the record lists no installed packages: there is nothing to rebuild the environment from",
+                "rerun without --rebuild-env",
+            )
+        )
+    if python_found is None and python_given:
+        problems.append(
+            Problem(
+                "python",
+                "python",
+                "the Python given with --python is not on this machine",
+                "give an installed version (3.12) or an interpreter's path (--python /usr/bin/python3.12)",
+            )
+        )
+    elif python_found is None:
+        problems.append(
+            Problem(
+                "python",
+                "python",
+                f"Python {wanted} (the recorded interpreter) is not on this machine",
+                f"install it (uv python install {wanted}, or pyenv install {wanted}), or accept another with "
+                "--python VERSION|PATH (recorded as drift)",
+            )
+        )
+    elif python_found != wanted and not python_given:
+        problems.append(
+            Problem(
+                "python",
+                "python",
+                f"Python {wanted} (the recorded interpreter) is not on this machine; {python_found} is",
+                f"--python {python_found} to rebuild with it (recorded as drift), or install {wanted}",
+            )
+        )
+    recorded_machine = str(recorded.get("machine") or "")
+    recorded_system = str(recorded.get("platform") or "").split("-", 1)[0]
+    if (recorded_machine and recorded_machine != machine) or (recorded_system and recorded_system != system):
+        was = "/".join(x for x in (recorded_system, recorded_machine) if x)
+        if not force:
+            problems.append(
+                Problem(
+                    "platform",
+                    was,
+                    f"the run's environment was {was}, this machine is {system}/{machine}: "
+                    "its binary packages may not exist or behave the same here",
+                    "rerun on a matching machine, or --force to build it for this one (recorded as drift)",
+                )
+            )
+    sources = recorded.get("sources") or {}
+    project = normalize(project_name) if project_name else None
+    skipped: list[str] = []
+    lines: dict[str, str] = {}
+    by_name = dict(zip(sorted(recorded.get("packages") or {}), requirement_lines(recorded), strict=True))
+    for name, line in by_name.items():
+        if project is not None and normalize(name) == project and name in sources:
+            continue  # installed from the rerun's worktree: the code the commit pins
+        path = _local_path(str((sources.get(name) or {}).get("url") or ""))
+        if path is not None and not exists(path):
+            if force:
+                skipped.append(name)
+                continue
+            problems.append(
+                Problem(
+                    "local-path",
+                    name,
+                    f"{name} was installed from {path}, which is not here any more",
+                    f"put it back at {path}, or --force to go on without {name} (recorded as drift)",
+                )
+            )
+            continue
+        lines[name] = line
+    in_project = project is not None and any(normalize(n) == project and n in sources for n in by_name)
+    return RebuildPlan(
+        python=python_found or wanted,
+        requirements=lines,
+        project=project_name if in_project else None,
+        problems=problems,
+        skipped=skipped,
+    )
+
+
+def unserved_problems(names: Sequence[str]) -> list[Problem]:
+    return [
+        Problem(
+            "unserved",
+            name,
+            f"{name}: the package indexes do not serve the recorded version any more",
+            f"point PIP_INDEX_URL / UV_INDEX_URL at an index or mirror that has it, or --force to go on "
+            f"without {name} (recorded as drift)",
+        )
+        for name in names
+    ]
+
+
+def cache_key(digest: str, python: str, skipped: Sequence[str]) -> str:
+    """The rebuilt environment's name in the cache: the record's digest, and what this rebuild
+    changed about it (another Python, packages left out)."""
+    key = json.dumps([digest, python, sorted(skipped)])
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+_UV_UNSERVED = re.compile(
+    r"Because (?:there is no version of )?([A-Za-z0-9][A-Za-z0-9._-]*)(?:[=<>!~]=?\S*)? "
+    r"(?:was not found|and you require)"
+)
+_PIP_UNSERVED = re.compile(r"No matching distribution found for ([A-Za-z0-9][A-Za-z0-9._-]*)")
+
+
+def unserved(output: str) -> list[str]:
+    """The packages an installer's failure says no index serves (uv's resolver, pip's)."""
+    found = [m.group(1) for m in _UV_UNSERVED.finditer(output)] + [m.group(1) for m in _PIP_UNSERVED.finditer(output)]
+    return list(dict.fromkeys(found))

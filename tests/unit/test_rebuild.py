@@ -1,0 +1,66 @@
+"""The rebuild plan of a recorded environment (core/rebuild.py): each thing that cannot be rebuilt
+is named with its fix, --force leaves it out, the project's package comes from the worktree."""
+
+from __future__ import annotations
+
+from reprotrain.core.rebuild import cache_key, plan_rebuild, unserved
+
+RECORDED = {
+    "python": "3.11.7",
+    "implementation": "CPython",
+    "platform": "Linux-6.1-x86_64-with-glibc2.36",
+    "machine": "x86_64",
+    "packages": {"demo": "0.1.0", "numpy": "1.26.4", "rtlocal": "0.3"},
+    "sources": {
+        "demo": {"url": "file:///home/a/demo", "editable": True},
+        "rtlocal": {"url": "file:///wheels/rtlocal-0.3-py3-none-any.whl", "archive": True},
+    },
+}
+
+
+def plan(**kw):
+    args = dict(
+        machine="x86_64",
+        system="Linux",
+        python_found="3.11.7",
+        python_given=False,
+        project_name="demo",
+        exists=lambda p: True,
+        force=False,
+    )
+    return plan_rebuild(RECORDED, **(args | kw))
+
+
+def test_the_project_comes_from_the_worktree_and_the_rest_as_recorded():
+    p = plan()
+    assert p.problems == [] and p.project == "demo" and p.python == "3.11.7"
+    assert p.requirements == {
+        "numpy": "numpy==1.26.4",
+        "rtlocal": "rtlocal @ file:///wheels/rtlocal-0.3-py3-none-any.whl  # 0.3",
+    }
+
+
+def test_a_missing_python_names_the_install_and_python_flag():
+    p = plan(python_found=None)
+    assert [x.kind for x in p.problems] == ["python"] and "uv python install 3.11.7" in p.problems[0].fix
+    near = plan(python_found="3.11.9")
+    assert "--python 3.11.9" in near.problems[0].fix
+    assert plan(python_found="3.12.1", python_given=True).problems == []
+    assert "--python" in plan(python_found=None, python_given=True).problems[0].message
+
+
+def test_platform_mismatch_and_gone_paths_are_refused_unless_forced():
+    p = plan(machine="aarch64", exists=lambda path: not path.endswith(".whl"))
+    assert sorted(x.kind for x in p.problems) == ["local-path", "platform"]
+    assert all("--force" in x.fix for x in p.problems)
+    forced = plan(machine="aarch64", exists=lambda path: not path.endswith(".whl"), force=True)
+    assert forced.problems == [] and forced.skipped == ["rtlocal"] and "rtlocal" not in forced.requirements
+    assert cache_key("d" * 64, "3.11.7", []) != cache_key("d" * 64, "3.11.7", ["rtlocal"])
+
+
+def test_unserved_packages_are_read_from_uv_and_pip():
+    uv = "  cause: Because there is no version of six==99.0 and you require six==99.0, we can conclude"
+    uv2 = "  cause: Because rtpkgzz was not found in the package registry and you require rtpkgzz==1.0"
+    pip = "ERROR: No matching distribution found for rtpin==1.0"
+    assert unserved(uv) == ["six"] and unserved(uv2) == ["rtpkgzz"] and unserved(pip) == ["rtpin"]
+    assert unserved("error: failed to build") == []
