@@ -241,6 +241,83 @@ def slurm_cases(project: Path, work: Path, conf: Path) -> list[Case]:
     ]
 
 
+UV = Path(__file__).resolve().parent.parent / ".venv-uv" / "bin" / "uv"
+
+
+def rebuild_main(args: argparse.Namespace, work: Path, env: dict[str, str]) -> int:
+    """`rerun --rebuild-env` with a warm environment cache against the same steps by hand (`uv
+    venv`, `uv pip install` of the requirements `reprotrain env` printed, the plain rerun in that
+    venv), and the cold build (the cache emptied before each round). The run's code ran in a venv
+    of its own with PyYAML and NumPy, as a project's would."""
+    uv = shutil.which("uv") or str(UV)
+    small = projects.build(work / "small", env, 1, 5 * 1024 * 1024, 0)
+    project = work / "rebuild-project"  # the small project with a command entrypoint (a callable
+    if not project.is_dir():  # runs in reprotrain's own process: --rebuild-env refuses it)
+        projects.pipeline_copy(small, project, env)
+        text = (project / "pyproject.toml").read_text().replace('"train.py:main"', '"python train.py"')
+        (project / "pyproject.toml").write_text(text)
+        projects.sh(project, "git", "commit", "-qam", "a command entrypoint", env=env)
+    code_env = work / "code-venv"
+    path = f"{Path(uv).parent}{os.pathsep}{BIN}{os.pathsep}{env['PATH']}"
+    if not (code_env / "bin" / "python").exists():
+        subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(code_env)], check=True, env=env)
+        install = [uv, "pip", "install", "-q", "--python", str(code_env / "bin" / "python"), "pyyaml", "numpy"]
+        subprocess.run(install, check=True, env=env)
+    active = {"VIRTUAL_ENV": str(code_env), "PATH": f"{code_env / 'bin'}{os.pathsep}{path}"}
+    warm = active | {"REPROTRAIN_ENV_CACHE": str(work / "env-cache-warm")}
+    cold_cache = work / "env-cache-cold"
+    cold = active | {"REPROTRAIN_ENV_CACHE": str(cold_cache)}
+    rt = str(BIN / "reprotrain")
+    subprocess.run([rt, "run"], cwd=project, env=env | active, check=True, capture_output=True)
+    run_id = subprocess.run(
+        [rt, "runs", "--json"], cwd=project, env=env | active, check=True, capture_output=True, text=True
+    ).stdout
+    run_id = json.loads(run_id)["runs"][0]["run_id"]
+    requirements = work / "requirements.txt"
+    printed = subprocess.run([rt, "env", run_id], cwd=project, env=env, check=True, capture_output=True, text=True)
+    requirements.write_text(printed.stdout)
+    hand = work / "hand-venv"
+    script = (
+        f"rm -rf {hand} && {uv} venv -q --python {sys.executable} {hand} && "
+        f"{uv} pip install -q --no-deps --python {hand / 'bin' / 'python'} -r {requirements} && "
+        f"VIRTUAL_ENV={hand} PATH={hand / 'bin'}:$PATH {rt} rerun {run_id}"
+    )
+    cases = {
+        c.name: c
+        for c in [
+            Case("by hand: uv venv + uv pip install + rerun", ["bash", "-c", script], project, env=active),
+            Case("rerun --rebuild-env, warm cache", [rt, "rerun", run_id, "--rebuild-env"], project, env=warm),
+            Case(
+                "rerun --rebuild-env, cold",
+                [rt, "rerun", run_id, "--rebuild-env"],
+                project,
+                setup=[["rm", "-rf", str(cold_cache)]],
+                env=cold,
+            ),
+            Case("plain rerun (today's environment)", [rt, "rerun", run_id], project, env=active),
+        ]
+    }
+    measure(list(cases.values()), env, args.repeats)
+    lines = len(printed.stdout.splitlines())
+    print(f"\nrebuilt environment ({args.repeats} interleaved rounds, median [range]; requirements: {lines} lines)")
+    for case in cases.values():
+        print(row(case))
+    value = med(cases["rerun --rebuild-env, warm cache"]) / med(cases["by hand: uv venv + uv pip install + rerun"])
+    mark = "ok" if value <= 1.2 else "MISSED"
+    print(f"  {'rebuild-env warm / by hand':<42} {value:7.2f}   target <= 1.2  {mark}")
+    cold_ratio = med(cases["rerun --rebuild-env, cold"]) / med(cases["by hand: uv venv + uv pip install + rerun"])
+    print(f"  {'rebuild-env cold / by hand':<42} {cold_ratio:7.2f}   (for reference)")
+    if args.json:
+        summary = {
+            "rebuild": {
+                "cases": {n: {"median": med(c), "times": c.times} for n, c in cases.items()},
+                "targets": [{"name": "rebuild-env warm / by hand", "value": value, "limit": 1.2}],
+            }
+        }
+        args.json.write_text(json.dumps(summary, indent=2))
+    return 0
+
+
 def slurm_main(args: argparse.Namespace, work: Path, env: dict[str, str]) -> int:
     script = Path(__file__).resolve().parent.parent / "scripts" / "slurm.sh"
     cluster = work / "slurm"
@@ -390,12 +467,15 @@ def main() -> int:
     parser.add_argument("--source-files", type=int, default=5_000)
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--slurm-only", action="store_true", help="only the 8-job sweep on a Slurm cluster")
+    parser.add_argument("--rebuild-only", action="store_true", help="only rerun --rebuild-env against by hand")
     args = parser.parse_args()
 
     work = args.workdir.resolve()
     work.mkdir(parents=True, exist_ok=True)
     env = projects.bench_env(work / "home")
     try:
+        if args.rebuild_only:
+            return rebuild_main(args, work, env)
         return slurm_main(args, work, env) if args.slurm_only else tool_cases(args, work, env)
     finally:
         stop_helpers(work / "home")
