@@ -96,6 +96,9 @@ def rebuilt_environment(
             envbuild.install_project(built, project_root, built.path.parent / f"{key}.log")
         described = interpreter.describe_other(str(built.python)) or {}
         drift: Drift = env_drift(recorded, described)
+        was = str(recorded.get("machine") or "")
+        if was and was != platform.machine():  # --force built it for this machine
+            drift.append(("machine", was, platform.machine()))
         progress(f"the rerun runs in the rebuilt environment {built.path}")
         saved = {k: os.environ.get(k) for k in ("PATH", "VIRTUAL_ENV", "CONDA_PREFIX", "PYTHONHOME")}
         path = os.environ.get("PATH", "")

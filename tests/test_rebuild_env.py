@@ -210,3 +210,32 @@ def test_pip_builds_it_when_uv_is_not_there(setup, tmp_path):
     assert res.code == 0 and "REPRODUCED" in res.out, res.describe()
     marker = next(Path(cli["REPROTRAIN_ENV_CACHE"]).glob("*/.reprotrain-env.json"))
     assert json.loads(marker.read_text())["installer"] == "pip"
+
+
+def test_a_python_or_a_platform_that_is_not_here_is_refused_with_the_fix(setup):
+    from rerun_helpers import stored_artifact
+
+    project, _venv, _links, cli, active, _env = setup
+    run_id = launch(project, env=active)
+    uri = store_of(project, cli)
+    stored = stored_artifact(uri, run_id, "reprotrain/record.json")
+    record = json.loads(stored.read_text())
+    record["environment"] |= {"python": "3.4.1", "machine": "riscv128"}
+    stored.write_text(json.dumps(record))
+    before = run_ids(uri)
+
+    res = rerun(project, run_id, "--rebuild-env", env=active)
+    assert res.code == 1, res.describe()
+    assert "Python 3.4.1 (the recorded interpreter) is not on this machine" in res.err, res.describe()
+    assert "uv python install 3.4.1" in res.err and "--python VERSION|PATH" in res.err, res.describe()
+    assert "riscv128" in res.err and "--force to build it for this one" in res.err, res.describe()
+    assert run_ids(uri) == before and git_status(project) == ""
+    assert_no_worktree_left(project)
+
+    python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    ok = rerun(project, run_id, "--rebuild-env", "--python", python, "--force", "--verify", env=active)
+    assert ok.code == 0, ok.describe()
+    assert "python" in ok.err and "3.4.1 -> " in ok.err, ok.describe()
+    new = (run_ids(uri) - before).pop()
+    assert "machine" in ok.err and "riscv128 -> " in ok.err, ok.describe()
+    assert get_run(uri, new).data.tags["reprotrain.env_drift"] == "2"  # the Python and the machine
