@@ -40,7 +40,7 @@ def _project_name(root: Path) -> str | None:
         data = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
     except (OSError, ValueError, UnicodeDecodeError):
         return None
-    name = data.get("project", {}).get("name")
+    name = data.get("project", {}).get("name") or data.get("tool", {}).get("poetry", {}).get("name")
     return name if isinstance(name, str) else None
 
 
@@ -99,12 +99,15 @@ def rebuilt_environment(
         was = str(recorded.get("machine") or "")
         if was and was != platform.machine():  # --force built it for this machine
             drift.append(("machine", was, platform.machine()))
+        system = str(recorded.get("platform") or "").split("-", 1)[0]
+        if system and {"macOS": "Darwin"}.get(system, system) != platform.system():
+            drift.append(("system", system, platform.system()))
         progress(f"the rerun runs in the rebuilt environment {built.path}")
         saved = {k: os.environ.get(k) for k in ("PATH", "VIRTUAL_ENV", "CONDA_PREFIX", "PYTHONHOME")}
         path = os.environ.get("PATH", "")
         os.environ["PATH"] = os.pathsep.join([str(built.path / "bin"), path]) if path else str(built.path / "bin")
         os.environ["VIRTUAL_ENV"] = str(built.path)
-        for name in ("CONDA_PREFIX", "PYTHONHOME"):
+        for name in ("CONDA_PREFIX", "PYTHONHOME"):  # PYTHONPATH stays: the original's code had it too
             os.environ.pop(name, None)
         try:
             yield Rebuilt(key, built.path, drift, built.reused)

@@ -10,6 +10,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -132,20 +133,34 @@ def find_python(version: str, implementation: str, given: str | None) -> tuple[s
     return None, near
 
 
+# the user's pip settings that would install somewhere else than the venv being built
+_ELSEWHERE = ("PIP_TARGET", "PIP_PREFIX", "PIP_ROOT", "PIP_USER", "PIP_REQUIRE_VIRTUALENV", "PYTHONPATH", "PYTHONHOME")
+_URL_PASSWORD = re.compile(r"(://)[^/\s:@]+:[^/\s@]+@")
+
+
+def _masked(text: str) -> str:
+    """Installer output without a URL's user:password (a private index's, echoed by an installer)."""
+    return _URL_PASSWORD.sub(r"\1****@", text)
+
+
 def _run(argv: list[str], log: Path) -> subprocess.CompletedProcess[str]:
-    env = os.environ | {"UV_PYTHON_DOWNLOADS": "never", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    env = {k: v for k, v in os.environ.items() if k not in _ELSEWHERE}
+    env |= {"UV_PYTHON_DOWNLOADS": "never", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     proc = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, env=env)
+    proc.stdout, proc.stderr = _masked(proc.stdout), _masked(proc.stderr)
     with log.open("a", encoding="utf-8") as out:
-        out.write(f"$ {' '.join(argv)}\n{proc.stdout}{proc.stderr}\n")
+        out.write(f"$ {_masked(' '.join(argv))}\n{proc.stdout}{proc.stderr}\n")
     return proc
 
 
 def _index_options(recorded: dict[str, Any]) -> list[str]:
-    """The recorded indexes and find-links (credentials were never recorded: an index that needs
-    them gets them from the user's own configuration, which pip and uv still read)."""
-    indexes = list(recorded.get("indexes") or [])
-    options = [f"--index-url={indexes[0]}"] if indexes else []
-    options += [f"--extra-index-url={url}" for url in indexes[1:]]
+    """The recorded find-links, and the recorded indexes the user's configuration lacks, as extra
+    indexes only: the user's own configuration (with its credentials, which were never recorded)
+    stays in force, and no recorded index takes PyPI's or the configured index's place."""
+    from reprotrain.adapters.interpreter import configured_indexes
+
+    now = configured_indexes()
+    options = [f"--extra-index-url={url}" for url in recorded.get("indexes") or [] if url not in now and "=" not in url]
     return options + [f"--find-links={link}" for link in recorded.get("find_links") or []]
 
 
@@ -183,10 +198,10 @@ def build(key: str, python: str, plan: RebuildPlan, recorded: dict[str, Any], fo
     path = cache_root() / key
     with using(path, exclusive=True):
         marker = _complete(path)
+        if marker is not None and set(marker.get("skipped") or []) - set(plan.skipped):
+            marker = None  # built with --force without what an index did not serve then: try again
         if marker is not None:
             skipped = list(marker.get("skipped") or [])
-            if skipped and not force:  # built with --force: it lacks what the index no longer serves
-                raise CannotRebuild(unserved_problems([s for s in skipped if s not in plan.skipped]))
             progress(f"reusing the rebuilt environment {path}")
             return Built(path, path / "bin" / "python", True, skipped, str(marker.get("installer", "")))
         shutil.rmtree(path, ignore_errors=True)  # half-built (stopped, or failed): built again

@@ -104,6 +104,11 @@ _INDEX_VARIABLES = (
 _FIND_LINKS_VARIABLES = ("PIP_FIND_LINKS", "UV_FIND_LINKS")
 
 
+def configured_indexes() -> list[str]:
+    """The index URLs configured here now, as a record lists them."""
+    return _indexes()
+
+
 def _indexes(
     variables: tuple[str, ...] = _INDEX_VARIABLES, keys: tuple[str, ...] = ("index-url", "extra-index-url")
 ) -> list[str]:

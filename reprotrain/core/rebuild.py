@@ -101,6 +101,7 @@ def plan_rebuild(
         )
     recorded_machine = str(recorded.get("machine") or "")
     recorded_system = str(recorded.get("platform") or "").split("-", 1)[0]
+    recorded_system = {"macOS": "Darwin"}.get(recorded_system, recorded_system)  # platform.platform()'s name
     if (recorded_machine and recorded_machine != machine) or (recorded_system and recorded_system != system):
         was = "/".join(x for x in (recorded_system, recorded_machine) if x)
         if not force:

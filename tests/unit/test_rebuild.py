@@ -64,3 +64,17 @@ def test_unserved_packages_are_read_from_uv_and_pip():
     pip = "ERROR: No matching distribution found for rtpin==1.0"
     assert unserved(uv) == ["six"] and unserved(uv2) == ["rtpkgzz"] and unserved(pip) == ["rtpin"]
     assert unserved("error: failed to build") == []
+
+
+def test_a_mac_is_the_same_platform_as_itself():
+    mac = RECORDED | {"platform": "macOS-14.2-arm64-arm-64bit", "machine": "arm64"}
+    args = dict(python_found="3.11.7", python_given=False, project_name=None, exists=lambda p: True, force=False)
+    assert plan_rebuild(mac, machine="arm64", system="Darwin", **args).problems == []
+    assert [p.kind for p in plan_rebuild(mac, machine="arm64", system="Linux", **args).problems] == ["platform"]
+
+
+def test_installer_output_loses_url_passwords():
+    from reprotrain.adapters.envbuild import _masked
+
+    text = "GET https://alice:s3cr3t-token@idx.example/simple/rtpin/ 401"
+    assert "s3cr3t" not in _masked(text) and "https://****@idx.example/simple" in _masked(text)
