@@ -227,7 +227,7 @@ def check_pins(
             data.is_dvc_repo,
         )
     )
-    git = GitInfo(snap.state.commit or "", snap.state.branch or "", snap.remote)
+    git = GitInfo(snap.state.commit or "", snap.state.branch or "", snap.remote, os.fspath(snap.root))
     return PinCheck(problems, git, snap.root, outputs)
 
 

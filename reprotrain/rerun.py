@@ -44,6 +44,7 @@ from reprotrain.launch import (
 from reprotrain.linking import LINKED_RUNS
 from reprotrain.progress import progress, wants_color
 from reprotrain.query import this_launcher
+from reprotrain.rebuilt import REBUILT_VARIABLE, drift_here, in_process, rebuilt_environment, rerun_inside
 from reprotrain.render import drift_text, verdict_text
 from reprotrain.settings import find_project
 from reprotrain.worktrees import WORKTREE_OWNER, remove_stale_worktrees
@@ -99,7 +100,15 @@ def rerun(run_id: str, overrides: list[str], options: RerunOptions, cwd: Path | 
     if options.python and not options.rebuild_env:
         raise UsageError("--python chooses the interpreter of a rebuilt environment", hint="add --rebuild-env")
     recorded_env = jobs[0][1].get("environment", {})
-    drift = [] if options.rebuild_env else env_drift(recorded_env, _current_environment(recorded_env))
+    inside = os.environ.pop(REBUILT_VARIABLE, "")  # run again by `rerun --rebuild-env`, in the rebuilt environment
+    if options.rebuild_env:
+        drift = []
+    elif inside:
+        options = replace(options, rebuilt_env=inside)
+        drift = drift_here(recorded_env, environment())
+        _say_rebuilt(drift, inside, run_id)
+    else:
+        drift = env_drift(recorded_env, _current_environment(recorded_env))
     _report_drift(drift, run_id, options)
     commits = {record["git"]["commit"] for _, record in jobs}
     if len(commits) != 1:
@@ -117,24 +126,28 @@ def rerun(run_id: str, overrides: list[str], options: RerunOptions, cwd: Path | 
     progress(f"checking out {sha[:12]} in {worktree}")
     git_adapter.add_worktree(git.root, worktree, sha, lock_reason=WORKTREE_OWNER + this_launcher())
     stack = contextlib.ExitStack()
+    delegated = False  # the rerun went on in the rebuilt environment's reprotrain: this worktree only built it
     try:
         target = find_project(worktree / project.root.relative_to(git.root))
         if options.rebuild_env:  # before any data is restored or code runs
-            from reprotrain.rebuilt import rebuilt_environment
-
+            entrypoint = target.settings.entrypoint or ""
             rebuilt = stack.enter_context(
                 rebuilt_environment(
-                    recorded_env, target.root, target.settings.entrypoint or "", options.python, options.force
+                    recorded_env,
+                    worktree,
+                    target.root,
+                    str(jobs[0][1].get("git", {}).get("root") or ""),
+                    entrypoint,
+                    options.python,
+                    options.force,
                 )
             )
+            if in_process(entrypoint):
+                delegated = True
+                return rerun_inside(rebuilt, run_id, _arguments(options, [*overrides, *given_hydra]), cwd or Path.cwd())
             drift = rebuilt.drift
             options = replace(options, rebuilt_env=rebuilt.key)
-            if not drift:
-                print(
-                    f"reprotrain: rebuilt environment {rebuilt.key[:12]}: "
-                    f"the Python and packages run {run_id} recorded",
-                    file=sys.stderr,
-                )
+            _say_rebuilt(drift, rebuilt.key, run_id)
             _report_drift(drift, run_id, options)
         if jobs[0][1].get("data"):
             progress(f"restoring {len(jobs[0][1]['data'])} DVC output(s) from the cache")
@@ -182,11 +195,30 @@ def rerun(run_id: str, overrides: list[str], options: RerunOptions, cwd: Path | 
         return 0
     finally:
         stack.close()
-        if options.keep:
+        if options.keep and not delegated:
             git_adapter.unlock_worktree(git.root, worktree)  # the user's now: never removed as stale
             print(f"reprotrain: kept the worktree at {worktree}", file=sys.stderr)
         else:
             git_adapter.remove_worktree(git.root, worktree)
+
+
+def _say_rebuilt(drift: list[tuple[str, str | None, str | None]], key: str, run_id: str) -> None:
+    if not drift:
+        print(
+            f"reprotrain: rebuilt environment {key[:12]}: the Python and packages run {run_id} recorded",
+            file=sys.stderr,
+        )
+
+
+def _arguments(options: RerunOptions, overrides: list[str]) -> list[str]:
+    """The command line of a rerun with ``options`` (but --rebuild-env and --python: it runs in
+    the rebuilt environment already) and ``overrides``."""
+    flags = [name for name, on in (("--verify", options.verify), ("--strict-env", options.strict_env)) if on]
+    flags += [name for name, on in (("--force", options.force), ("--keep", options.keep)) if on]
+    flags += [f"--rtol={options.rtol}"] if options.rtol else []
+    flags += [f"--atol={options.atol}"] if options.atol else []
+    flags += [f"--timeout={options.timeout}"] if options.timeout is not None else []
+    return [*flags, *(["--", *overrides] if overrides else [])]
 
 
 def _report_drift(drift: list[tuple[str, str | None, str | None]], run_id: str, options: RerunOptions) -> None:

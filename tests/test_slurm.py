@@ -235,3 +235,49 @@ def test_rerun_of_a_slurm_sweep_and_of_one_of_its_jobs_runs_on_slurm_again(proje
     assert record_of(uri, alone.info.run_id)["environment"]["engine_job"]["engine"] == "slurm"
     assert helpers_started_in_jobs() == []
     assert git_status(project) == ""
+
+
+def test_rerun_rebuild_env_of_a_slurm_sweep_runs_its_job_in_the_rebuilt_environment(project, slurm, tmp_path):
+    """The code's venv (rtpin 1.0) moves to 2.0; `rerun --rebuild-env` of the Slurm sweep builds the
+    recorded venv in a cache on the (here: one node's) shared filesystem, and the Slurm job runs
+    its `python` from it (sbatch passes the rerun's PATH on)."""
+    import sys
+
+    from helpers import all_runs, commit_all, write_pyproject
+    from test_rebuild_env import ENVTRAIN_PY, UV, packages_of, uv_install, wheel
+
+    if not os.access(UV, os.X_OK):
+        pytest.skip("uv is not installed (scripts/_venv.sh installs it)")
+    links = tmp_path / "wheels"
+    wheel(links, "rtpin", "1.0")
+    wheel(links, "rtpin", "2.0")
+    venv = tmp_path / "user-venv"
+    offline = {"UV_NO_INDEX": "1", "PIP_NO_INDEX": "1", "UV_FIND_LINKS": str(links)}
+    subprocess.run([UV, "venv", "-q", "--python", sys.executable, str(venv)], check=True, env=os.environ | offline)
+    uv_install(venv, "rtpin==1.0", env=os.environ | offline)
+    (project / "envtrain.py").write_text(ENVTRAIN_PY)
+    write_pyproject(project, entrypoint="python envtrain.py")
+    commit_all(project, "code that reads rtpin")
+    path = os.pathsep.join([str(venv / "bin"), str(Path(UV).parent), os.environ["PATH"]])
+    env = offline | {
+        "SLURM_CONF": slurm,
+        "REPROTRAIN_ENV_CACHE": str(tmp_path / "shared" / "envs"),
+        "VIRTUAL_ENV": str(venv),
+        "PATH": path,
+    }
+    res = run_cli("run", "-m", "model.lr=0.1", *SLURM, cwd=project, env=env, timeout=600)
+    assert res.code == 0, res.describe()
+    uri = embedded_uri(project)
+    parent, (child,) = split_sweep(uri)
+    assert record_of(uri, child.info.run_id)["environment"]["packages"]["rtpin"] == "1.0"
+
+    uv_install(venv, "rtpin==2.0", env=os.environ | offline)
+    res = run_cli("rerun", parent.info.run_id, "--rebuild-env", "--verify", cwd=project, env=env, timeout=600)
+    assert res.code == 0 and "REPRODUCED (1 of 1 jobs reproduced)" in res.out, res.describe()
+    (again,) = [r for r in all_runs(uri) if r.data.tags.get("reprotrain.rerun_of") == child.info.run_id]
+    record = record_of(uri, again.info.run_id)
+    assert record["environment"]["engine_job"]["engine"] == "slurm"
+    assert record["environment"]["executable"].startswith(str(tmp_path / "shared" / "envs"))
+    assert again.data.metrics["rtpin"] == 1.0 and again.data.tags["reprotrain.env.rebuilt"]
+    assert packages_of(venv)["rtpin"] == "2.0"
+    assert git_status(project) == ""

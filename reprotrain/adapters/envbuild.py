@@ -30,7 +30,7 @@ __all__ = [
     "build",
     "cache_root",
     "find_python",
-    "install_project",
+    "install_from_worktree",
     "python_version",
     "using",
 ]
@@ -87,9 +87,10 @@ def _uv() -> list[str] | None:
     return [str(beside)] if beside.is_file() and os.access(beside, os.X_OK) else None
 
 
-def find_python(version: str, implementation: str, given: str | None) -> tuple[str | None, str | None]:
-    """(executable, its version) of the Python to rebuild with: ``given`` (a path or a version, from
-    --python), else one whose version is exactly ``version``. (None, a near version) when none is."""
+def find_python(version: str, implementation: str, given: str | None) -> tuple[str | None, str | None, str]:
+    """(executable, its version, its implementation) of the Python to rebuild with: ``given`` (a path
+    or a version, from --python), else one whose version is exactly ``version``. (None, a near
+    version, "") when none is."""
     candidates: list[str] = []
     wanted = given or version
     if given and (os.sep in given or os.path.exists(given)):
@@ -123,14 +124,14 @@ def find_python(version: str, implementation: str, given: str | None) -> tuple[s
             continue
         found_version, found_impl = asked
         if given and (os.sep in given or os.path.exists(given)):
-            return exe, found_version
+            return exe, found_version, found_impl
         if found_impl == (implementation or found_impl) and (
             found_version == wanted or (given and found_version.startswith(wanted + "."))
         ):
-            return exe, found_version
+            return exe, found_version, found_impl
         if near is None and found_version.split(".")[:2] == version.split(".")[:2]:
             near = found_version
-    return None, near
+    return None, near, ""
 
 
 # the user's pip settings that would install somewhere else than the venv being built
@@ -164,11 +165,35 @@ def _index_options(recorded: dict[str, Any]) -> list[str]:
     return options + [f"--find-links={link}" for link in recorded.get("find_links") or []]
 
 
-def _installer(venv: Path) -> tuple[str, list[str]]:
-    uv = _uv()
-    if uv:
-        return "uv", [*uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python")]
-    return "pip", [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+def _has_pip(python: Path) -> bool:
+    return any(python.parent.parent.glob("lib/python*/site-packages/pip/__init__.py"))
+
+
+def _own_pip() -> bool:
+    """Whether reprotrain's interpreter has a pip that can install into another Python (--python)."""
+    import importlib.util
+
+    return importlib.util.find_spec("pip") is not None
+
+
+def _installer(venv: Path, tool: str) -> tuple[str, list[str]]:
+    """The install command for ``venv`` with ``tool`` (the one that built it): uv; the venv's own
+    pip; else reprotrain's pip run for the venv's Python (a venv made without pip stays without)."""
+    python = venv / "bin" / "python"
+    if tool == "uv":
+        uv = _uv()
+        if uv is None:
+            if not _has_pip(python):
+                raise ReprotrainError(
+                    f"the rebuilt environment {venv} was built with uv, which is not here any more, and has no pip",
+                    hint=f"put uv on PATH, or remove {venv} to rebuild it with pip",
+                )
+            tool = "pip"
+        else:
+            return "uv", [*uv, "pip", "install", "--quiet", "--python", str(python)]
+    if _has_pip(python):
+        return "pip", [str(python), "-m", "pip", "install", "--quiet"]
+    return "pip", [sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet"]
 
 
 @contextlib.contextmanager
@@ -220,13 +245,17 @@ def _build(
     path: Path, log: Path, python: str, plan: RebuildPlan, recorded: dict[str, Any], force: bool, started: float
 ) -> Built:
     uv = _uv()
-    tool = "uv" if uv else "pip"
-    progress(f"building the recorded environment in {path} ({len(plan.requirements)} packages, {tool})")
-    create = [*uv, "venv", "--quiet", "--python", python, str(path)] if uv else [python, "-m", "venv", str(path)]
+    name = "uv" if uv else "pip"
+    progress(f"building the recorded environment in {path} ({len(plan.requirements)} packages, {name})")
+    if uv:
+        create = [*uv, "venv", "--quiet", "--python", python, str(path)]
+    else:  # pip and setuptools only when the record has them (or no other pip can install into the venv)
+        seeded = "pip" in {normalize(n) for n in plan.requirements} or not _own_pip()
+        create = [python, "-m", "venv", *([] if seeded else ["--without-pip"]), str(path)]
     proc = _run(create, log)
     if proc.returncode != 0:
         raise ReprotrainError(f"creating a virtualenv with {python} failed: {_last_line(proc)}", hint=f"see {log}")
-    name, install = _installer(path)
+    name, install = _installer(path, name)
     requirements = dict(plan.requirements)
     missing: list[str] = []
     for _ in range(len(requirements) + 1):
@@ -256,16 +285,17 @@ def _build(
     return Built(path, path / "bin" / "python", False, skipped, name)
 
 
-def install_project(built: Built, project: Path, log: Path) -> None:
-    """The project's own package from the rerun's worktree (not editable: the worktree goes away),
-    in place of whichever the environment had. The caller holds the exclusive lock."""
-    name, install = _installer(built.path)
-    progress(f"installing the project's package from {project}")
-    again = "--reinstall" if name == "uv" else "--force-reinstall"
-    proc = _run([*install, "--no-deps", again, str(project)], log)
+def install_from_worktree(built: Built, directories: list[Path], log: Path) -> None:
+    """The packages the commit holds (the project's own, a monorepo's others) from the rerun's
+    worktree (not editable: the worktree goes away), in place of whichever the environment had.
+    The caller holds the exclusive lock."""
+    tool, install = _installer(built.path, built.installer or "pip")
+    progress(f"installing {len(directories)} package(s) from the rerun's worktree: {', '.join(map(str, directories))}")
+    again = "--reinstall" if tool == "uv" else "--force-reinstall"
+    proc = _run([*install, "--no-deps", again, *map(str, directories)], log)
     if proc.returncode != 0:
         raise ReprotrainError(
-            f"installing the project's package from the rerun's worktree failed: {_last_line(proc)}",
+            f"installing the project's package(s) from the rerun's worktree failed: {_last_line(proc)}",
             hint=f"see {log}",
         )
 

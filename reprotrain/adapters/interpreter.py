@@ -64,7 +64,10 @@ def _no_credentials(url: str) -> str:
         return url
     if "@" not in parts.netloc:
         return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+    user, host = parts.netloc.rsplit("@", 1)
+    if parts.scheme in ("ssh", "git+ssh") and ":" not in user:
+        return url  # ssh://git@host/x: a login name, not a secret (the key authenticates); needed to clone
+    return urlunsplit(parts._replace(netloc=host))
 
 
 def _source(text: str | None) -> dict[str, Any] | None:
@@ -79,6 +82,8 @@ def _source(text: str | None) -> dict[str, Any] | None:
     if not isinstance(data, dict) or not isinstance(data.get("url"), str):
         return None
     source: dict[str, Any] = {"url": _no_credentials(data["url"])}
+    if isinstance(data.get("subdirectory"), str) and data["subdirectory"]:
+        source["subdirectory"] = data["subdirectory"]  # the package inside a repository or archive
     if isinstance(data.get("vcs_info"), dict):
         vcs = data["vcs_info"]
         source |= {"vcs": vcs.get("vcs", "git"), "commit": vcs.get("commit_id", "")}

@@ -33,10 +33,15 @@ __all__ = [
 
 
 @contextmanager
-def variables_set(env: Mapping[str, str]) -> Iterator[None]:
-    """``env`` set in this process's environment for the block, and what was there before put back."""
+def variables_set(env: Mapping[str, str | None]) -> Iterator[None]:
+    """``env`` set in this process's environment for the block (a None value: unset for the block),
+    and what was there before put back."""
     saved = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)
+    for key, value in env.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
     try:
         yield
     finally:

@@ -18,13 +18,17 @@ def requirement_lines(environment: Mapping[str, Any]) -> list[str]:
         source = sources.get(name)
         if not source:
             lines.append(f"{name}=={version}")
-        elif source.get("vcs"):
+            continue
+        fragment = f"#subdirectory={source['subdirectory']}" if source.get("subdirectory") else ""
+        if source.get("vcs"):
             url = str(source["url"])
-            lines.append(f"{name} @ {source['vcs']}+{url}@{source.get('commit') or source.get('revision', '')}")
+            vcs = source["vcs"]
+            url = url if url.startswith(f"{vcs}+") else f"{vcs}+{url}"
+            lines.append(f"{name} @ {url}@{source.get('commit') or source.get('revision', '')}{fragment}")
         elif source.get("editable"):
-            lines.append(f"-e {source['url']}  # {name} {version}, editable")
+            lines.append(f"-e {source['url']}{fragment}  # {name} {version}, editable")
         else:
-            lines.append(f"{name} @ {source['url']}  # {version}")
+            lines.append(f"{name} @ {source['url']}{fragment}  # {version}")
     return lines
 
 

@@ -9,6 +9,7 @@ import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -30,7 +31,9 @@ class RebuildPlan:
     python: str  # the version to build with (the recorded one, or the one --python accepted)
     # name -> requirements-file line: every recorded package but the project's and the skipped ones
     requirements: dict[str, str]
-    project: str | None  # the project's own package, installed from the rerun's worktree
+    # name -> the directory (relative to the git root) it is installed from in the rerun's worktree:
+    # the project's own package and every other local package the commit holds (a monorepo's libs/x)
+    from_worktree: dict[str, str]
     problems: list[Problem] = field(default_factory=list)  # what cannot be rebuilt here
     skipped: list[str] = field(default_factory=list)  # left out (with --force): recorded as drift
 
@@ -55,11 +58,19 @@ def plan_rebuild(
     project_name: str | None,
     exists: Callable[[str], bool],
     force: bool,
+    recorded_root: str = "",
+    in_worktree: Callable[[str], bool] = lambda relative: False,
+    project_dir: str = ".",
 ) -> RebuildPlan:
     """What a rebuild of ``recorded`` (a record's `environment`) installs on this machine
     (``machine``, ``system`` as `platform` names them) with the Python found for it (its version,
     or None when none is here). Each thing that cannot be rebuilt is a problem with its fix; with
-    ``force`` a package that cannot be installed is skipped instead."""
+    ``force`` a package that cannot be installed is skipped instead.
+
+    A package installed from a directory inside the original's git root (``recorded_root``) is
+    installed from the same directory of the rerun's worktree when the commit has it
+    (``in_worktree``), so the code is the commit's, not the live checkout's; for a record without
+    its root, the package named ``project_name`` is, from ``project_dir``."""
     problems: list[Problem] = []
     wanted = str(recorded.get("python") or "")
     if not recorded.get("packages"):
@@ -118,11 +129,17 @@ def plan_rebuild(
     project = normalize(project_name) if project_name else None
     skipped: list[str] = []
     lines: dict[str, str] = {}
+    from_worktree: dict[str, str] = {}
     by_name = dict(zip(sorted(recorded.get("packages") or {}), requirement_lines(recorded), strict=True))
     for name, line in by_name.items():
-        if project is not None and normalize(name) == project and name in sources:
-            continue  # installed from the rerun's worktree: the code the commit pins
-        path = _local_path(str((sources.get(name) or {}).get("url") or ""))
+        source = sources.get(name) or {}
+        path = _local_path(str(source.get("url") or ""))
+        relative = _inside(path, recorded_root) if path is not None and not source.get("archive") else None
+        if relative is None and path is not None and project is not None and normalize(name) == project:
+            relative = project_dir  # a record without its root: the project's package by its name
+        if relative is not None and in_worktree(relative):
+            from_worktree[name] = relative  # the code the commit pins
+            continue
         if path is not None and not exists(path):
             if force:
                 skipped.append(name)
@@ -137,14 +154,24 @@ def plan_rebuild(
             )
             continue
         lines[name] = line
-    in_project = project is not None and any(normalize(n) == project and n in sources for n in by_name)
     return RebuildPlan(
         python=python_found or wanted,
         requirements=lines,
-        project=project_name if in_project else None,
+        from_worktree=from_worktree,
         problems=problems,
         skipped=skipped,
     )
+
+
+def _inside(path: str, root: str) -> str | None:
+    """``path`` relative to ``root`` ("." for the root itself) when it is inside it."""
+    if not root:
+        return None
+    try:
+        relative = PurePosixPath(path).relative_to(PurePosixPath(root))
+    except ValueError:
+        return None
+    return None if ".." in relative.parts else relative.as_posix()
 
 
 def unserved_problems(names: Sequence[str]) -> list[Problem]:

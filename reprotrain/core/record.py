@@ -48,6 +48,7 @@ class GitInfo:
     commit: str
     branch: str
     remote: str
+    root: str = ""  # where the repository was: packages installed from inside it are the commit's
 
 
 PINNED_BY_GIT = " (cache: false, in git)"  # ends the source of an output that git, not DVC, keeps

@@ -145,6 +145,9 @@ def env_drift(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> list[t
     rows: list[tuple[str, str | None, str | None]] = []
     if recorded.get("python") != current.get("python"):
         rows.append(("python", recorded.get("python"), current.get("python")))
+    was, now = recorded.get("implementation"), current.get("implementation")
+    if was and now and was != now:  # CPython and PyPy of one version are not the same interpreter
+        rows.append(("implementation", was, now))
     old = recorded.get("packages") or {}
     new = current.get("packages") or {}
     for name in sorted(set(old) | set(new)):

@@ -27,13 +27,14 @@ def plan(**kw):
         project_name="demo",
         exists=lambda p: True,
         force=False,
+        in_worktree=lambda relative: relative == ".",
     )
     return plan_rebuild(RECORDED, **(args | kw))
 
 
 def test_the_project_comes_from_the_worktree_and_the_rest_as_recorded():
     p = plan()
-    assert p.problems == [] and p.project == "demo" and p.python == "3.11.7"
+    assert p.problems == [] and p.from_worktree == {"demo": "."} and p.python == "3.11.7"
     assert p.requirements == {
         "numpy": "numpy==1.26.4",
         "rtlocal": "rtlocal @ file:///wheels/rtlocal-0.3-py3-none-any.whl  # 0.3",
@@ -78,3 +79,27 @@ def test_installer_output_loses_url_passwords():
 
     text = "GET https://alice:s3cr3t-token@idx.example/simple/rtpin/ 401"
     assert "s3cr3t" not in _masked(text) and "https://****@idx.example/simple" in _masked(text)
+
+
+def test_packages_inside_the_recorded_root_come_from_the_worktree_when_the_commit_has_them():
+    recorded = RECORDED | {
+        "packages": {"demo": "0.1.0", "libx": "2.0", "gone": "1", "outside": "3"},
+        "sources": {
+            "demo": {"url": "file:///home/a/demo", "editable": True},
+            "libx": {"url": "file:///home/a/demo/libs/x", "editable": True},
+            "gone": {"url": "file:///home/a/demo/untracked/gone", "editable": True},
+            "outside": {"url": "file:///home/a/demo-sibling/o", "editable": True},
+        },
+    }
+    args = dict(machine="x86_64", system="Linux", python_found="3.11.7", python_given=False, force=False)
+    p = plan_rebuild(
+        recorded,
+        **args,
+        project_name=None,  # setup.py only: no name in pyproject.toml
+        exists=lambda path: not path.endswith("gone"),
+        recorded_root="/home/a/demo",
+        in_worktree=lambda relative: relative in (".", "libs/x"),
+    )
+    assert p.from_worktree == {"demo": ".", "libx": "libs/x"}
+    assert "outside" in p.requirements, "a sibling directory is not the repository's"
+    assert [x.name for x in p.problems] == ["gone"], "not in the commit and not here: named"
