@@ -70,7 +70,7 @@ stages:
 """
 
 # a PEP 517 backend in the library's own tree: no build requirement, nothing to download
-BACKEND_PY = '''\
+BACKEND_PY = """\
 import base64, hashlib, os, zipfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -100,7 +100,7 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
 
 def build_editable(wheel_directory, config_settings=None, metadata_directory=None):
     return _wheel(wheel_directory, {"rtlib.pth": HERE + "\\n"})
-'''
+"""
 
 LIBTRAIN_PY = """\
 import json, os, rtlib
@@ -159,7 +159,8 @@ def launched(venv: Path, root: Path, env: dict[str, str], *args: str) -> str:
 
 
 def rebuilt_runs(uri: str, original: str) -> list:
-    return [get_run(uri, i) for i in run_ids(uri) - {original} if get_run(uri, i).data.tags.get("reprotrain.env.rebuilt")]
+    runs = [get_run(uri, i) for i in run_ids(uri) - {original}]
+    return [r for r in runs if r.data.tags.get("reprotrain.env.rebuilt")]
 
 
 def check_reruns(venv: Path, root: Path, env: dict[str, str], run_id: str, metric: str, env_line: bool) -> None:
