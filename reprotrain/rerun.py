@@ -426,7 +426,7 @@ def _rerun_one(
         argv0=("reprotrain", "rerun", original.run_id),
     )
     new_id = result.run_ids[0] if result.run_ids else None
-    return _after_job(tracker, target, original, new_id, result.exit_code, bool(overrides), drift, options)
+    return _after_job(tracker, target, (original, record), new_id, result.exit_code, bool(overrides), drift, options)
 
 
 def _replay(
@@ -471,13 +471,13 @@ def _replay(
     )
     by_num = {int(r["num"]): r for r in result.results if "num" in r}
     outcomes = []
-    for num, (view, _record) in enumerate(jobs):
+    for num, (view, record) in enumerate(jobs):
         job = by_num.get(num, {})
         code = job.get("exit_code")
         if code is None:  # the job never reported: the launcher failed it (its message is above)
             code = result.exit_code or 1
         new_id = job.get("run_id")
-        outcomes.append(_after_job(tracker, target, view, new_id, int(code), bool(overrides), drift, options))
+        outcomes.append(_after_job(tracker, target, (view, record), new_id, int(code), bool(overrides), drift, options))
     if result.exit_code and all(code == 0 for code, _, _ in outcomes):
         outcomes.append((result.exit_code, None, None))  # the launcher's own failure (a stopped sweep)
     return outcomes
@@ -486,13 +486,14 @@ def _replay(
 def _after_job(
     tracker: AnyTracker,
     target: Any,
-    original: Any,
+    job: tuple[Any, dict[str, Any]],  # the original's run and its record
     new_id: str | None,
     exit_code: int,
     derived: bool,
     drift: list[tuple[str, str | None, str | None]],
     options: RerunOptions,
 ) -> tuple[int, str | None, Verdict | None]:
+    original, record = job
     if new_id is None:
         return exit_code or 1, None, None
     _log_drift(tracker, new_id, drift)
@@ -506,7 +507,7 @@ def _after_job(
         verdict = _verify(tracker, original.run_id, new_id, target.settings.verify_files, options)
         print(verdict_text(verdict, original.run_id, new_id, color=wants_color()))
         if options.rebuilt_env:
-            print(_environment_line(tracker, original.run_id, new_id, options.rebuilt_env))
+            print(_environment_line(tracker, record.get("environment", {}), new_id, options.rebuilt_env))
         return 0, new_id, verdict
     return 0, new_id, None
 
@@ -604,10 +605,10 @@ def _pipeline_outputs(tracker: AnyTracker, run_id: str) -> dict[str, str]:
     return {str(o["path"]): str(o["hash"]) for o in outputs if isinstance(o, dict) and "path" in o and "hash" in o}
 
 
-def _environment_line(tracker: AnyTracker, original: str, new: str, key: str) -> str:
-    """Whether the rerun's code ran in the original's environment, from the two records."""
+def _environment_line(tracker: AnyTracker, old: dict[str, Any], new: str, key: str) -> str:
+    """Whether the rerun's code ran in the original's environment (``old``, from its record), from
+    the new run's record."""
     try:
-        old = tracker.read_json_artifact(original, "reprotrain/record.json").get("environment", {})
         now = tracker.read_json_artifact(new, "reprotrain/record.json").get("environment", {})
     except (ReprotrainError, AttributeError):
         return f"environment: rebuilt ({key[:12]}); the records could not be compared"

@@ -10,7 +10,6 @@ import contextlib
 import fcntl
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -20,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reprotrain.core.rebuild import Problem, RebuildPlan, normalize, unserved, unserved_problems
+from reprotrain.core.rebuild import Problem, RebuildPlan, normalize, python_excluded, unserved, unserved_problems
+from reprotrain.core.secrets import Masker, secret_env_values, url_secrets
 from reprotrain.errors import ReprotrainError
 from reprotrain.progress import progress
 
@@ -136,21 +136,17 @@ def find_python(version: str, implementation: str, given: str | None) -> tuple[s
 
 # the user's pip settings that would install somewhere else than the venv being built
 _ELSEWHERE = ("PIP_TARGET", "PIP_PREFIX", "PIP_ROOT", "PIP_USER", "PIP_REQUIRE_VIRTUALENV", "PYTHONPATH", "PYTHONHOME")
-_URL_PASSWORD = re.compile(r"(://)[^/\s:@]+:[^/\s@]+@")
-
-
-def _masked(text: str) -> str:
-    """Installer output without a URL's user:password (a private index's, echoed by an installer)."""
-    return _URL_PASSWORD.sub(r"\1****@", text)
 
 
 def _run(argv: list[str], log: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in _ELSEWHERE}
     env |= {"UV_PYTHON_DOWNLOADS": "never", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     proc = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, env=env)
-    proc.stdout, proc.stderr = _masked(proc.stdout), _masked(proc.stderr)
+    # an index's password or token (in a variable, or echoed by the installer in a URL) is never kept
+    mask = Masker(secret_env_values(os.environ) | url_secrets([proc.stdout, proc.stderr, *argv]))
+    proc.stdout, proc.stderr = mask.text(proc.stdout), mask.text(proc.stderr)
     with log.open("a", encoding="utf-8") as out:
-        out.write(f"$ {_masked(' '.join(argv))}\n{proc.stdout}{proc.stderr}\n")
+        out.write(f"$ {mask.text(' '.join(argv))}\n{proc.stdout}{proc.stderr}\n")
     return proc
 
 
@@ -200,8 +196,18 @@ def _installer(venv: Path, tool: str) -> tuple[str, list[str]]:
 def using(path: Path, exclusive: bool) -> Iterator[None]:
     """Hold the environment's lock: exclusive to build it or install the project into it."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
     with open(f"{path}.lock", "a+") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            fcntl.flock(lock, mode | fcntl.LOCK_NB)
+        except BlockingIOError:  # never silently: another rerun builds it, or installs into it and runs
+            print(
+                f"reprotrain: waiting for the rebuilt environment {path.name[:12]}: another reprotrain holds it "
+                "(building it, or running in it with the commit's packages installed)",
+                file=sys.stderr,
+                flush=True,
+            )
+            fcntl.flock(lock, mode)
         try:
             yield
         finally:
@@ -258,6 +264,7 @@ def _build(
     name, install = _installer(path, name)
     requirements = dict(plan.requirements)
     missing: list[str] = []
+    excluded: list[str] = []  # served, but not for this Python (Requires-Python)
     for _ in range(len(requirements) + 1):
         listing = path / ".reprotrain-requirements.txt"
         listing.write_text("\n".join(requirements.values()) + "\n", encoding="utf-8")
@@ -267,6 +274,7 @@ def _build(
         names = unserved(proc.stdout + proc.stderr)
         known = {normalize(n): n for n in requirements}
         dropped = [known[normalize(n)] for n in names if normalize(n) in known]
+        excluded += [known[normalize(n)] for n in python_excluded(proc.stdout + proc.stderr) if normalize(n) in known]
         if not dropped:
             raise ReprotrainError(
                 f"installing the recorded packages with {name} failed: {_last_line(proc)}",
@@ -278,7 +286,7 @@ def _build(
         if not requirements:
             break
     if missing and not force:
-        raise CannotRebuild(unserved_problems(missing))
+        raise CannotRebuild(unserved_problems(missing, plan.python, excluded))
     skipped = [*plan.skipped, *missing]
     marker = {"installer": name, "python": python, "skipped": skipped, "seconds": round(time.monotonic() - started, 2)}
     (path / _MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")

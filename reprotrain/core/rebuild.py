@@ -15,7 +15,16 @@ from urllib.parse import unquote, urlsplit
 
 from reprotrain.core.environment import requirement_lines
 
-__all__ = ["Problem", "RebuildPlan", "cache_key", "normalize", "plan_rebuild", "unserved", "unserved_problems"]
+__all__ = [
+    "Problem",
+    "RebuildPlan",
+    "cache_key",
+    "normalize",
+    "plan_rebuild",
+    "python_excluded",
+    "unserved",
+    "unserved_problems",
+]
 
 
 @dataclass(frozen=True)
@@ -174,17 +183,32 @@ def _inside(path: str, root: str) -> str | None:
     return None if ".." in relative.parts else relative.as_posix()
 
 
-def unserved_problems(names: Sequence[str]) -> list[Problem]:
-    return [
-        Problem(
-            "unserved",
-            name,
-            f"{name}: the package indexes do not serve the recorded version any more",
-            f"point PIP_INDEX_URL / UV_INDEX_URL at an index or mirror that has it, or --force to go on "
-            f"without {name} (recorded as drift)",
+def unserved_problems(names: Sequence[str], python: str = "", excluded: Sequence[str] = ()) -> list[Problem]:
+    """One problem per package no index serves; those in ``excluded`` are served, but not for
+    ``python`` (their Requires-Python excludes it: the --python given is the cause)."""
+    problems = []
+    for name in names:
+        if name in excluded:
+            problems.append(
+                Problem(
+                    "requires-python",
+                    name,
+                    f"{name}: the recorded version does not install on Python {python} (its Requires-Python "
+                    "excludes it)",
+                    f"rebuild with the recorded Python, or --force to go on without {name} (recorded as drift)",
+                )
+            )
+            continue
+        problems.append(
+            Problem(
+                "unserved",
+                name,
+                f"{name}: the package indexes do not serve the recorded version any more",
+                f"point PIP_INDEX_URL / UV_INDEX_URL at an index or mirror that has it, or --force to go on "
+                f"without {name} (recorded as drift)",
+            )
         )
-        for name in names
-    ]
+    return problems
 
 
 def cache_key(digest: str, python: str, skipped: Sequence[str]) -> str:
@@ -201,7 +225,25 @@ _UV_UNSERVED = re.compile(
 _PIP_UNSERVED = re.compile(r"No matching distribution found for ([A-Za-z0-9][A-Za-z0-9._-]*)")
 
 
+# uv: "... and rtold==1.0 depends on Python>=3.13, we can conclude that rtold==1.0 cannot be used."
+_UV_PYTHON = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)==\S+ depends on Python")
+# pip: "Ignored the following versions that require a different python version: 1.0 Requires-Python >=3.13"
+# (from an index), "ERROR: Package 'rtold' requires a different Python: 3.11.7 not in '>=3.99'" (a file)
+_PIP_PYTHON = "require a different python version"
+_PIP_PYTHON_PACKAGE = re.compile(r"Package '([A-Za-z0-9][A-Za-z0-9._-]*)' requires a different Python")
+
+
 def unserved(output: str) -> list[str]:
-    """The packages an installer's failure says no index serves (uv's resolver, pip's)."""
+    """The packages an installer's failure says no index serves (uv's resolver, pip's), or serves
+    for another Python only."""
     found = [m.group(1) for m in _UV_UNSERVED.finditer(output)] + [m.group(1) for m in _PIP_UNSERVED.finditer(output)]
+    return list(dict.fromkeys(found + python_excluded(output)))
+
+
+def python_excluded(output: str) -> list[str]:
+    """The packages an installer's failure says are excluded by their Requires-Python."""
+    found = [m.group(1) for m in _UV_PYTHON.finditer(output)]
+    found += [m.group(1) for m in _PIP_PYTHON_PACKAGE.finditer(output)]
+    if _PIP_PYTHON in output:
+        found += [m.group(1) for m in _PIP_UNSERVED.finditer(output)]
     return list(dict.fromkeys(found))

@@ -3,7 +3,7 @@ is named with its fix, --force leaves it out, the project's package comes from t
 
 from __future__ import annotations
 
-from reprotrain.core.rebuild import cache_key, plan_rebuild, unserved
+from reprotrain.core.rebuild import cache_key, plan_rebuild, python_excluded, unserved, unserved_problems
 
 RECORDED = {
     "python": "3.11.7",
@@ -74,11 +74,16 @@ def test_a_mac_is_the_same_platform_as_itself():
     assert [p.kind for p in plan_rebuild(mac, machine="arm64", system="Linux", **args).problems] == ["platform"]
 
 
-def test_installer_output_loses_url_passwords():
-    from reprotrain.adapters.envbuild import _masked
+def test_installer_output_and_its_log_lose_index_passwords_and_tokens(tmp_path, monkeypatch):
+    from reprotrain.adapters.envbuild import _run
 
-    text = "GET https://alice:s3cr3t-token@idx.example/simple/rtpin/ 401"
-    assert "s3cr3t" not in _masked(text) and "https://****@idx.example/simple" in _masked(text)
+    monkeypatch.setenv("PIP_INDEX_URL", "https://alice:s3cr3t-pw@idx.example/simple")
+    echoed = "GET https://alice:s3cr3t-pw@idx.example/simple/rtpin/ 401; GET https://tok3n-abc@x.example/ 401"
+    proc = _run(["sh", "-c", f"echo '{echoed}' >&2; echo s3cr3t-pw"], tmp_path / "log")
+    logged = (tmp_path / "log").read_text()
+    for text in (proc.stdout, proc.stderr, logged):
+        assert "s3cr3t" not in text and "tok3n" not in text, text
+    assert "https://alice:****@idx.example/simple" in proc.stderr
 
 
 def test_packages_inside_the_recorded_root_come_from_the_worktree_when_the_commit_has_them():
@@ -103,3 +108,18 @@ def test_packages_inside_the_recorded_root_come_from_the_worktree_when_the_commi
     assert p.from_worktree == {"demo": ".", "libx": "libs/x"}
     assert "outside" in p.requirements, "a sibling directory is not the repository's"
     assert [x.name for x in p.problems] == ["gone"], "not in the commit and not here: named"
+
+
+def test_a_version_excluded_by_requires_python_is_not_called_unserved():
+    local = "ERROR: Package 'rtold' requires a different Python: 3.11.7 not in '>=3.99'"  # pip, a file
+    index = (  # pip, an index
+        "ERROR: Ignored the following versions that require a different python version: 1.0 Requires-Python >=3.99\n"
+        "ERROR: No matching distribution found for rtold==1.0"
+    )
+    gone = "ERROR: No matching distribution found for rtgone==2.0"
+    for output in (local, index):
+        assert unserved(output) == ["rtold"] and python_excluded(output) == ["rtold"]
+    assert python_excluded(gone) == [] and unserved(gone) == ["rtgone"]
+    problems = unserved_problems(["rtold", "rtgone"], "3.11.7", ["rtold"])
+    assert [p.kind for p in problems] == ["requires-python", "unserved"]
+    assert "does not install on Python 3.11.7" in problems[0].message and "--force" in problems[0].fix
