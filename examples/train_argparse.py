@@ -1,7 +1,7 @@
 """An argparse script, run unchanged through a command template:
 
-    entrypoint = "python examples/train_argparse.py --data ${data.path} --seed ${seed}
-                  --epochs ${train.epochs} --lr ${train.lr} --out $REPROTRAIN_OUTPUT_DIR"
+entrypoint = "python examples/train_argparse.py --data ${data.path} --seed ${seed}
+              --epochs ${train.epochs} --lr ${train.lr} --out $REPROTRAIN_OUTPUT_DIR"
 """
 
 import argparse

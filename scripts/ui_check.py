@@ -198,8 +198,17 @@ def browse(url: str, ids: dict[str, str], chromium: str, out: Path) -> list[str]
             page.wait_for_selector("text=rerun it", timeout=WAIT_MS)
             _expand_description(page)
             check.shot("2-run")
-            check.see("run page", ids["run_name"], f"reprotrain rerun {ids['run']} --verify", "data digest",
-                      "config digest", "data/train.csv", "on branch main", "pinned", "data/train.csv.dvc")
+            check.see(
+                "run page",
+                ids["run_name"],
+                f"reprotrain rerun {ids['run']} --verify",
+                "data digest",
+                "config digest",
+                "data/train.csv",
+                "on branch main",
+                "pinned",
+                "data/train.csv.dvc",
+            )
             check.see("run page: digest tags readable when cut", "reprotrain.data", "reprotrain.config")
 
             page.goto(f"{url}/{run_route(exp, ids['rerun'])}")
@@ -240,8 +249,16 @@ def browse(url: str, ids: dict[str, str], chromium: str, out: Path) -> list[str]
             page.wait_for_selector("text=best job", timeout=WAIT_MS)
             _expand_description(page)
             check.shot("5-sweep")
-            check.see("sweep parent", "sweep: model.lr=0.1,0.25", "best job", "loss = 0.05", "model.lr",
-                      "0.1, 0.25", "data/images (", "reprotrain.sweep.best")
+            check.see(
+                "sweep parent",
+                "sweep: model.lr=0.1,0.25",
+                "best job",
+                "loss = 0.05",
+                "model.lr",
+                "0.1, 0.25",
+                "data/images (",
+                "reprotrain.sweep.best",
+            )
             return check.failures
         except Exception:
             page.screenshot(path=str(out / "failed.png"), full_page=True)
