@@ -25,15 +25,24 @@ from reprotrain.adapters import envbuild, interpreter
 from reprotrain.adapters.process import variables_set
 from reprotrain.core.entrypoint import parse_entrypoint
 from reprotrain.core.pipeline import parse_repro
-from reprotrain.core.rebuild import Problem, cache_key, normalize, plan_rebuild
+from reprotrain.core.rebuild import Problem, cache_key, plan_rebuild
 from reprotrain.core.verify import env_drift
 from reprotrain.progress import progress
 
-__all__ = ["REBUILT_VARIABLE", "Rebuilt", "drift_here", "in_process", "rebuilt_environment", "rerun_inside"]
+__all__ = [
+    "REBUILT_VARIABLE",
+    "WORKTREE_VARIABLE",
+    "Rebuilt",
+    "drift_here",
+    "in_process",
+    "rebuilt_environment",
+    "rerun_inside",
+]
 
 Drift = list[tuple[str, str | None, str | None]]
 # set by `rerun --rebuild-env` for the rerun it runs again inside the rebuilt environment: its key
 REBUILT_VARIABLE = "REPROTRAIN_REBUILT_ENV"
+WORKTREE_VARIABLE = "REPROTRAIN_REBUILT_WORKTREE"  # and the worktree it runs in (the outer rerun's)
 
 
 @dataclass(frozen=True)
@@ -119,27 +128,18 @@ def rebuilt_environment(
         recorded_root=recorded_root,
         in_worktree=lambda relative: _package_dir(worktree, relative),
         project_dir=os.path.relpath(project_root, worktree),
+        canonical=os.path.realpath,
     )
-    problems = list(plan.problems)
-    if in_process(entrypoint) and "reprotrain" not in {normalize(n) for n in [*plan.requirements, *plan.from_worktree]}:
-        problems.append(
-            Problem(
-                "launcher",
-                "reprotrain",
-                f"entrypoint {entrypoint!r} runs in reprotrain's own process, and the rebuilt environment would "
-                "have no reprotrain (the record lists none, or it cannot be installed)",
-                'rerun without --rebuild-env, or make the entrypoint a command (entrypoint = "python train.py")',
-            )
-        )
-    if problems or exe is None:
-        raise envbuild.CannotRebuild(problems)
+    if plan.problems or exe is None:
+        raise envbuild.CannotRebuild(plan.problems)
     digest = str(recorded.get("digest") or interpreter.rebuild_digest(recorded))
     key = cache_key(digest, f"{implementation} {plan.python}".strip(), plan.skipped)
-    built = envbuild.build(key, exe, plan, recorded, force)
-    with envbuild.using(built.path, exclusive=bool(plan.from_worktree)):
+    with envbuild.prepared(key, exe, plan, recorded, force, exclusive=bool(plan.from_worktree)) as built:
         if plan.from_worktree:
             directories = [worktree / relative for relative in plan.from_worktree.values()]
-            envbuild.install_from_worktree(built, directories, built.path.parent / f"{key}.log")
+            envbuild.install_from_worktree(built, directories, recorded, built.path.parent / f"{key}.log")
+        if in_process(entrypoint):
+            _check_launcher(built.python, entrypoint)
         described = interpreter.describe_other(str(built.python)) or {}
         progress(f"the rerun runs in the rebuilt environment {built.path}")
         path = os.environ.get("PATH", "")
@@ -150,22 +150,56 @@ def rebuilt_environment(
             yield Rebuilt(key, built.path, built.python, drift_here(recorded, described), built.reused)
 
 
-def rerun_inside(rebuilt: Rebuilt, run_id: str, arguments: Sequence[str], cwd: Path) -> int:
-    """`reprotrain rerun RUN_ID ARGUMENTS` run by the rebuilt environment's reprotrain (for an
-    entrypoint that runs in reprotrain's process): its exit code."""
-    progress(f"the rerun goes on in the rebuilt environment's reprotrain ({rebuilt.python})")
-    argv = [str(rebuilt.python), "-m", "reprotrain", "rerun", run_id, *arguments]
-    sys.stdout.flush()
-    proc = subprocess.Popen(argv, cwd=cwd, env=os.environ | {REBUILT_VARIABLE: rebuilt.key})
-    # a SIGTERM to this process is passed on: the inner rerun closes its run and its worktree
-    main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: proc.send_signal(signum)) if main else None
+_PROBE = "import reprotrain, reprotrain.rebuilt as r; print(reprotrain.__version__, r.REBUILT_VARIABLE)"
+
+
+def _check_launcher(python: Path, entrypoint: str) -> None:
+    """An in-process entrypoint's rerun goes on in the rebuilt environment's reprotrain: it must be
+    there, and know how to (reprotrain before reruns in a rebuilt environment does not)."""
     try:
-        while True:
-            try:
-                return proc.wait()
-            except KeyboardInterrupt:  # Ctrl-C reached the inner rerun too (one process group)
-                continue
+        proc = subprocess.run(
+            [str(python), "-I", "-c", _PROBE], capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL
+        )
+        words, error = (proc.stdout.split(), proc.stderr) if proc.returncode == 0 else ([], proc.stderr)
+    except (OSError, subprocess.SubprocessError) as exc:
+        words, error = [], str(exc)
+    if words[1:] == [REBUILT_VARIABLE]:
+        return
+    if "No module named 'reprotrain'" in error:
+        has = "has no reprotrain (the record lists none, or it was left out)"
+    else:  # an older reprotrain has no reprotrain.rebuilt, or another REBUILT_VARIABLE
+        has = f"has a reprotrain{' ' + words[0] if words else ''} that cannot go on with a rerun there (too old)"
+    raise envbuild.CannotRebuild(
+        [
+            Problem(
+                "launcher",
+                "reprotrain",
+                f"entrypoint {entrypoint!r} runs in reprotrain's own process, and the rebuilt environment {has}",
+                'rerun without --rebuild-env, or make the entrypoint a command (entrypoint = "python train.py")',
+            )
+        ]
+    )
+
+
+def rerun_inside(rebuilt: Rebuilt, run_id: str, arguments: Sequence[str], cwd: Path, worktree: Path) -> int:
+    """`reprotrain rerun RUN_ID ARGUMENTS` run by the rebuilt environment's reprotrain (for an
+    entrypoint that runs in reprotrain's process), in ``worktree`` (where the commit's packages
+    were installed from; this process removes it): its exit code. Its console script, so that
+    nothing in ``cwd`` shadows what it imports; a session of its own, so that each signal reaches
+    it once, passed on from here."""
+    progress(f"the rerun goes on in the rebuilt environment's reprotrain ({rebuilt.python})")
+    script = rebuilt.path / "bin" / "reprotrain"
+    start = [str(script)] if script.is_file() else [str(rebuilt.python), "-m", "reprotrain"]
+    env = os.environ | {REBUILT_VARIABLE: rebuilt.key, WORKTREE_VARIABLE: str(worktree)}
+    sys.stdout.flush()
+    sys.stderr.flush()
+    proc = subprocess.Popen([*start, "rerun", run_id, *arguments], cwd=cwd, env=env, start_new_session=True)
+    main = threading.current_thread() is threading.main_thread()
+    forwarded = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {s: signal.signal(s, lambda signum, frame: proc.send_signal(signum)) for s in forwarded} if main else {}
+    try:
+        code = proc.wait()
     finally:
-        if main:
-            signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return 128 - code if code < 0 else code  # killed by a signal: as a shell reports it

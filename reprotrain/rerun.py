@@ -44,7 +44,14 @@ from reprotrain.launch import (
 from reprotrain.linking import LINKED_RUNS
 from reprotrain.progress import progress, wants_color
 from reprotrain.query import this_launcher
-from reprotrain.rebuilt import REBUILT_VARIABLE, drift_here, in_process, rebuilt_environment, rerun_inside
+from reprotrain.rebuilt import (
+    REBUILT_VARIABLE,
+    WORKTREE_VARIABLE,
+    drift_here,
+    in_process,
+    rebuilt_environment,
+    rerun_inside,
+)
 from reprotrain.render import drift_text, verdict_text
 from reprotrain.settings import find_project
 from reprotrain.worktrees import WORKTREE_OWNER, remove_stale_worktrees
@@ -101,6 +108,7 @@ def rerun(run_id: str, overrides: list[str], options: RerunOptions, cwd: Path | 
         raise UsageError("--python chooses the interpreter of a rebuilt environment", hint="add --rebuild-env")
     recorded_env = jobs[0][1].get("environment", {})
     inside = os.environ.pop(REBUILT_VARIABLE, "")  # run again by `rerun --rebuild-env`, in the rebuilt environment
+    given_worktree = os.environ.pop(WORKTREE_VARIABLE, "")  # ... in the worktree that rerun checked out
     if options.rebuild_env:
         drift = []
     elif inside:
@@ -120,13 +128,16 @@ def rerun(run_id: str, overrides: list[str], options: RerunOptions, cwd: Path | 
     _ensure_commit(git.root, sha, run_id)
 
     state = ensure_state_dir(project)
-    remove_stale_worktrees(git.root, state / "worktrees")
-    worktree = state / "worktrees" / uuid.uuid4().hex[:12]
-    worktree.parent.mkdir(parents=True, exist_ok=True)
-    progress(f"checking out {sha[:12]} in {worktree}")
-    git_adapter.add_worktree(git.root, worktree, sha, lock_reason=WORKTREE_OWNER + this_launcher())
+    owned = not (inside and given_worktree)  # else the outer rerun's worktree: it removes (or keeps) it
+    if owned:
+        remove_stale_worktrees(git.root, state / "worktrees")
+        worktree = state / "worktrees" / uuid.uuid4().hex[:12]
+        worktree.parent.mkdir(parents=True, exist_ok=True)
+        progress(f"checking out {sha[:12]} in {worktree}")
+        git_adapter.add_worktree(git.root, worktree, sha, lock_reason=WORKTREE_OWNER + this_launcher())
+    else:
+        worktree = Path(given_worktree)
     stack = contextlib.ExitStack()
-    delegated = False  # the rerun went on in the rebuilt environment's reprotrain: this worktree only built it
     try:
         target = find_project(worktree / project.root.relative_to(git.root))
         if options.rebuild_env:  # before any data is restored or code runs
@@ -143,8 +154,8 @@ def rerun(run_id: str, overrides: list[str], options: RerunOptions, cwd: Path | 
                 )
             )
             if in_process(entrypoint):
-                delegated = True
-                return rerun_inside(rebuilt, run_id, _arguments(options, [*overrides, *given_hydra]), cwd or Path.cwd())
+                arguments = _arguments(options, [*overrides, *given_hydra])
+                return rerun_inside(rebuilt, run_id, arguments, cwd or Path.cwd(), worktree)
             drift = rebuilt.drift
             options = replace(options, rebuilt_env=rebuilt.key)
             _say_rebuilt(drift, rebuilt.key, run_id)
@@ -195,10 +206,10 @@ def rerun(run_id: str, overrides: list[str], options: RerunOptions, cwd: Path | 
         return 0
     finally:
         stack.close()
-        if options.keep and not delegated:
+        if owned and options.keep:
             git_adapter.unlock_worktree(git.root, worktree)  # the user's now: never removed as stale
             print(f"reprotrain: kept the worktree at {worktree}", file=sys.stderr)
-        else:
+        elif owned:
             git_adapter.remove_worktree(git.root, worktree)
 
 

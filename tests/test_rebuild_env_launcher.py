@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -39,10 +41,14 @@ def _uv_cache() -> str:
 UV_CACHE = _uv_cache()  # at import: before conftest isolates HOME
 
 CALLTRAIN_PY = """\
-import json, os, rtpin
+import json, os, time, rtpin
 
 
 def main(cfg):
+    if cfg.pidfile:
+        with open(cfg.pidfile, "w") as f:
+            f.write(str(os.getpid()))
+    time.sleep(cfg.sleep)
     with open(os.path.join(os.environ["REPROTRAIN_OUTPUT_DIR"], "metrics.json"), "w") as f:
         json.dump({"rtpin": float(rtpin.__version__), "lr": float(cfg.model.lr)}, f)
 """
@@ -212,6 +218,44 @@ def test_a_callable_reruns_in_the_rebuilt_environments_reprotrain(launcher, proj
     assert newest.data.metrics["lr"] == 0.5 and newest.data.metrics["rtpin"] == 1.0
     git(project, "worktree", "remove", "--force", kept[0])
 
+    # Ctrl-C (SIGINT to reprotrain alone) reaches the rerun going on inside: it stops, 130
+    pidfile = tmp_path / "code.pid"
+    before = run_ids(uri)
+    outer = subprocess.Popen(
+        [str(venv / "bin" / "reprotrain"), "rerun", run_id, "--rebuild-env", "sleep=60", f"pidfile={pidfile}"],
+        cwd=project,
+        env=cli_env(project, active),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not pidfile.exists() and time.monotonic() < deadline and outer.poll() is None:
+        time.sleep(0.2)
+    assert pidfile.exists(), outer.communicate()
+    outer.send_signal(signal.SIGINT)
+    out, err = outer.communicate(timeout=60)
+    assert outer.returncode == 130, f"exit {outer.returncode}\n{out}\n{err}"
+    (stopped,) = [get_run(uri, i) for i in run_ids(uri) - before]
+    assert stopped.info.status == "KILLED", err
+    assert_no_worktree_left(project)
+
+    # an environment without reprotrain cannot go on with a callable's rerun: said before it runs
+    from rerun_helpers import stored_artifact
+
+    stored = stored_artifact(uri, run_id, "reprotrain/record.json")
+    record = json.loads(stored.read_text())
+    del record["environment"]["packages"]["reprotrain"]
+    record["environment"]["digest"] = "edited"
+    stored.write_text(json.dumps(record))
+    before = run_ids(uri)
+    refused = reprotrain(venv, project, "rerun", run_id, "--rebuild-env", env=active)
+    assert refused.returncode == 1, describe(refused)
+    assert "runs in reprotrain's own process, and the rebuilt environment has no reprotrain" in refused.stderr
+    assert run_ids(uri) == before and git_status(project) == ""
+    assert_no_worktree_left(project)
+
 
 def test_a_dvc_pipeline_reruns_in_the_rebuilt_environment(launcher, tmp_path):
     venv, env, active = launcher
@@ -274,3 +318,9 @@ def test_the_commits_own_library_comes_from_the_worktree(launcher, project, tmp_
     assert packages_of(code_venv)["rtlib"] == "2", "the user's own environment is untouched"
     assert git_status(project) == ""
     assert json.loads((lib / "VERSION").read_text()) == 2
+
+    # the rerun's record names its worktree as its root, and rtlib as installed from there: a rerun
+    # of the rerun builds rtlib from its own worktree again
+    again = reprotrain(venv, project, "rerun", rebuilt[0].info.run_id, "--rebuild-env", "--verify", env=active)
+    assert again.returncode == 0 and "REPRODUCED" in again.stdout, describe(again)
+    assert_no_worktree_left(project)

@@ -27,12 +27,11 @@ from reprotrain.progress import progress
 __all__ = [
     "Built",
     "CannotRebuild",
-    "build",
+    "prepared",
     "cache_root",
     "find_python",
     "install_from_worktree",
     "python_version",
-    "using",
 ]
 
 _MARKER = ".reprotrain-env.json"
@@ -166,10 +165,16 @@ def _has_pip(python: Path) -> bool:
 
 
 def _own_pip() -> bool:
-    """Whether reprotrain's interpreter has a pip that can install into another Python (--python)."""
-    import importlib.util
+    """Whether reprotrain's interpreter has a pip that can install into another Python (pip's
+    --python, since 22.3)."""
+    from importlib.metadata import PackageNotFoundError, version
 
-    return importlib.util.find_spec("pip") is not None
+    try:
+        found = version("pip")
+    except PackageNotFoundError:
+        return False
+    numbers = [int(part) if part.isdigit() else 0 for part in found.split(".")[:2]]
+    return tuple(numbers) >= (22, 3)
 
 
 def _installer(venv: Path, tool: str) -> tuple[str, list[str]]:
@@ -193,23 +198,23 @@ def _installer(venv: Path, tool: str) -> tuple[str, list[str]]:
 
 
 @contextlib.contextmanager
-def using(path: Path, exclusive: bool) -> Iterator[None]:
-    """Hold the environment's lock: exclusive to build it or install the project into it."""
+def _locked(path: Path) -> Iterator[Any]:
+    """The environment's lock file, held exclusive (to build it, or to install into it) until the
+    holder converts it to shared (to run in it) or the block ends. Waiting is said, never silent."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
     with open(f"{path}.lock", "a+") as lock:
         try:
-            fcntl.flock(lock, mode | fcntl.LOCK_NB)
-        except BlockingIOError:  # never silently: another rerun builds it, or installs into it and runs
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
             print(
                 f"reprotrain: waiting for the rebuilt environment {path.name[:12]}: another reprotrain holds it "
                 "(building it, or running in it with the commit's packages installed)",
                 file=sys.stderr,
                 flush=True,
             )
-            fcntl.flock(lock, mode)
+            fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            yield
+            yield lock
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
@@ -222,29 +227,42 @@ def _complete(path: Path) -> dict[str, Any] | None:
     return marker if isinstance(marker, dict) and (path / "bin" / "python").exists() else None
 
 
-def build(key: str, python: str, plan: RebuildPlan, recorded: dict[str, Any], force: bool) -> Built:
-    """The venv for ``plan`` under the cache: reused when complete, else built (with ``force``, a
-    package no index serves is left out; without it, every such package is named). The caller
-    holds no lock; this takes the exclusive one while it builds."""
+@contextlib.contextmanager
+def prepared(
+    key: str, python: str, plan: RebuildPlan, recorded: dict[str, Any], force: bool, exclusive: bool
+) -> Iterator[Built]:
+    """The venv for ``plan`` under the cache, for the block: reused when complete, else built (with
+    ``force``, a package no index serves is left out; without it, every such package is named).
+    The lock is exclusive while it is built; for the block it stays so when ``exclusive`` (the
+    caller installs into it), else it becomes shared (other reruns may run in it too)."""
     path = cache_root() / key
-    with using(path, exclusive=True):
-        marker = _complete(path)
-        if marker is not None and set(marker.get("skipped") or []) - set(plan.skipped):
-            marker = None  # built with --force without what an index did not serve then: try again
-        if marker is not None:
-            skipped = list(marker.get("skipped") or [])
-            progress(f"reusing the rebuilt environment {path}")
-            return Built(path, path / "bin" / "python", True, skipped, str(marker.get("installer", "")))
-        shutil.rmtree(path, ignore_errors=True)  # half-built (stopped, or failed): built again
-        path.parent.mkdir(parents=True, exist_ok=True)
-        log = path.parent / f"{key}.log"
-        log.write_text("", encoding="utf-8")
-        started = time.monotonic()
-        try:
-            return _build(path, log, python, plan, recorded, force, started)
-        except BaseException:
-            shutil.rmtree(path, ignore_errors=True)
-            raise
+    with _locked(path) as lock:
+        built = _reused(path, plan) or _built(path, key, python, plan, recorded, force)
+        if not exclusive:
+            fcntl.flock(lock, fcntl.LOCK_SH)
+        yield built
+
+
+def _reused(path: Path, plan: RebuildPlan) -> Built | None:
+    marker = _complete(path)
+    if marker is None or set(marker.get("skipped") or []) - set(plan.skipped):
+        return None  # none, half-built, or built with --force without what an index did not serve then
+    progress(f"reusing the rebuilt environment {path}")
+    skipped = list(marker.get("skipped") or [])
+    return Built(path, path / "bin" / "python", True, skipped, str(marker.get("installer", "")))
+
+
+def _built(path: Path, key: str, python: str, plan: RebuildPlan, recorded: dict[str, Any], force: bool) -> Built:
+    shutil.rmtree(path, ignore_errors=True)  # half-built (stopped, or failed): built again
+    path.parent.mkdir(parents=True, exist_ok=True)
+    log = path.parent / f"{key}.log"
+    log.write_text("", encoding="utf-8")
+    started = time.monotonic()
+    try:
+        return _build(path, log, python, plan, recorded, force, started)
+    except BaseException:
+        shutil.rmtree(path, ignore_errors=True)
+        raise
 
 
 def _build(
@@ -255,9 +273,8 @@ def _build(
     progress(f"building the recorded environment in {path} ({len(plan.requirements)} packages, {name})")
     if uv:
         create = [*uv, "venv", "--quiet", "--python", python, str(path)]
-    else:  # pip and setuptools only when the record has them (or no other pip can install into the venv)
-        seeded = "pip" in {normalize(n) for n in plan.requirements} or not _own_pip()
-        create = [python, "-m", "venv", *([] if seeded else ["--without-pip"]), str(path)]
+    else:  # no pip or setuptools but the recorded ones (unless no other pip can install into the venv)
+        create = [python, "-m", "venv", *(["--without-pip"] if _own_pip() else []), str(path)]
     proc = _run(create, log)
     if proc.returncode != 0:
         raise ReprotrainError(f"creating a virtualenv with {python} failed: {_last_line(proc)}", hint=f"see {log}")
@@ -274,7 +291,9 @@ def _build(
         names = unserved(proc.stdout + proc.stderr)
         known = {normalize(n): n for n in requirements}
         dropped = [known[normalize(n)] for n in names if normalize(n) in known]
-        excluded += [known[normalize(n)] for n in python_excluded(proc.stdout + proc.stderr) if normalize(n) in known]
+        other_python = plan.python != str(recorded.get("python") or "")
+        by_python = python_excluded(proc.stdout + proc.stderr, other_python)
+        excluded += [known[normalize(n)] for n in by_python if normalize(n) in known]
         if not dropped:
             raise ReprotrainError(
                 f"installing the recorded packages with {name} failed: {_last_line(proc)}",
@@ -293,14 +312,15 @@ def _build(
     return Built(path, path / "bin" / "python", False, skipped, name)
 
 
-def install_from_worktree(built: Built, directories: list[Path], log: Path) -> None:
+def install_from_worktree(built: Built, directories: list[Path], recorded: dict[str, Any], log: Path) -> None:
     """The packages the commit holds (the project's own, a monorepo's others) from the rerun's
     worktree (not editable: the worktree goes away), in place of whichever the environment had.
     The caller holds the exclusive lock."""
     tool, install = _installer(built.path, built.installer or "pip")
     progress(f"installing {len(directories)} package(s) from the rerun's worktree: {', '.join(map(str, directories))}")
     again = "--reinstall" if tool == "uv" else "--force-reinstall"
-    proc = _run([*install, "--no-deps", again, *map(str, directories)], log)
+    # the recorded indexes and find-links: a build backend may have to come from them
+    proc = _run([*install, "--no-deps", again, *_index_options(recorded), *map(str, directories)], log)
     if proc.returncode != 0:
         raise ReprotrainError(
             f"installing the project's package(s) from the rerun's worktree failed: {_last_line(proc)}",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import posixpath
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -70,6 +71,7 @@ def plan_rebuild(
     recorded_root: str = "",
     in_worktree: Callable[[str], bool] = lambda relative: False,
     project_dir: str = ".",
+    canonical: Callable[[str], str] = lambda path: path,
 ) -> RebuildPlan:
     """What a rebuild of ``recorded`` (a record's `environment`) installs on this machine
     (``machine``, ``system`` as `platform` names them) with the Python found for it (its version,
@@ -79,7 +81,8 @@ def plan_rebuild(
     A package installed from a directory inside the original's git root (``recorded_root``) is
     installed from the same directory of the rerun's worktree when the commit has it
     (``in_worktree``), so the code is the commit's, not the live checkout's; for a record without
-    its root, the package named ``project_name`` is, from ``project_dir``."""
+    its root, the package named ``project_name`` is, from ``project_dir``. Paths are compared as
+    ``canonical`` makes them (the caller resolves symlinks)."""
     problems: list[Problem] = []
     wanted = str(recorded.get("python") or "")
     if not recorded.get("packages"):
@@ -143,7 +146,11 @@ def plan_rebuild(
     for name, line in by_name.items():
         source = sources.get(name) or {}
         path = _local_path(str(source.get("url") or ""))
-        relative = _inside(path, recorded_root) if path is not None and not source.get("archive") else None
+        directory = path is not None and not source.get("archive") and not source.get("vcs")
+        relative = _inside(canonical(path), canonical(recorded_root)) if directory and path and recorded_root else None
+        if relative is not None and source.get("subdirectory"):
+            relative = posixpath.normpath(posixpath.join(relative, str(source["subdirectory"])))
+            relative = None if relative.split("/")[0] == ".." else relative
         if relative is None and path is not None and project is not None and normalize(name) == project:
             relative = project_dir  # a record without its root: the project's package by its name
         if relative is not None and in_worktree(relative):
@@ -240,10 +247,12 @@ def unserved(output: str) -> list[str]:
     return list(dict.fromkeys(found + python_excluded(output)))
 
 
-def python_excluded(output: str) -> list[str]:
-    """The packages an installer's failure says are excluded by their Requires-Python."""
+def python_excluded(output: str, other_python: bool = True) -> list[str]:
+    """The packages an installer's failure says are excluded by their Requires-Python. pip's note
+    on an index's ignored versions names no package, and is printed whenever any version of one was
+    skipped: it counts only when the rebuild uses another Python than the recorded one."""
     found = [m.group(1) for m in _UV_PYTHON.finditer(output)]
     found += [m.group(1) for m in _PIP_PYTHON_PACKAGE.finditer(output)]
-    if _PIP_PYTHON in output:
+    if other_python and _PIP_PYTHON in output:
         found += [m.group(1) for m in _PIP_UNSERVED.finditer(output)]
     return list(dict.fromkeys(found))

@@ -123,3 +123,25 @@ def test_a_version_excluded_by_requires_python_is_not_called_unserved():
     problems = unserved_problems(["rtold", "rtgone"], "3.11.7", ["rtold"])
     assert [p.kind for p in problems] == ["requires-python", "unserved"]
     assert "does not install on Python 3.11.7" in problems[0].message and "--force" in problems[0].fix
+
+
+def test_a_subdirectory_is_followed_and_a_vcs_source_keeps_its_commit():
+    recorded = RECORDED | {
+        "packages": {"libx": "1", "viavcs": "2"},
+        "sources": {
+            "libx": {"url": "file:///home/a/demo", "subdirectory": "libs/x"},
+            "viavcs": {"url": "file:///home/a/demo/libs/v", "vcs": "git", "commit": "c" * 40},
+        },
+    }
+    args = dict(machine="x86_64", system="Linux", python_found="3.11.7", python_given=False, force=False)
+    p = plan_rebuild(
+        recorded,
+        **args,
+        project_name=None,
+        exists=lambda path: True,
+        recorded_root="/home/a/demo/",
+        in_worktree=lambda relative: True,
+        canonical=lambda path: path.rstrip("/"),
+    )
+    assert p.from_worktree == {"libx": "libs/x"}
+    assert p.requirements == {"viavcs": f"viavcs @ git+file:///home/a/demo/libs/v@{'c' * 40}"}
