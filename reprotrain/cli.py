@@ -16,7 +16,8 @@ from reprotrain.errors import NotPinnedError, ReprotrainError, UsageError
 __all__ = ["main"]
 
 _RUN_USAGE = """\
-usage: reprotrain run [--allow-unpinned] [--require-pushed] [--timeout SECONDS] [HYDRA ARGUMENTS ...]
+usage: reprotrain run [--allow-unpinned] [--require-pushed] [--accept-schema-change] [--timeout SECONDS]
+                      [HYDRA ARGUMENTS ...]
 
 Check that code and data are pinned, then run the training code as a Hydra app and record the
 run in MLflow. Everything else on the line is Hydra's: overrides (key=v, +key=v, ++key=v, ~key,
@@ -26,6 +27,9 @@ reprotrain options:
   --allow-unpinned   run even if code or data are not pinned; the run records pinned=false
   --require-pushed   also refuse unless the commit is on a remote branch and every data object
                      is in the default DVC remote
+  --accept-schema-change
+                     run though an input differs from the committed schema contract
+                     (reprotrain-schema.yaml); the differences are recorded on the run
   --timeout SECONDS  stop training that runs longer, and mark the run FAILED
 """
 
@@ -142,6 +146,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     env.add_argument("run_id", help=_RUN_ID_HELP)
     env.add_argument("--json", action="store_true", help="print the recorded environment as JSON")
+    schema = sub.add_parser(
+        "schema",
+        help="the schemas of the DVC-tracked tables, and the contract that `run` enforces",
+        description="Column names and types and row counts of the DVC-tracked tables (CSV/TSV, Parquet, JSON "
+        "Lines, directories of them). With the contract file reprotrain-schema.yaml committed, `run` and `check` "
+        "refuse an input that differs from it.",
+    )
+    schema_sub = schema.add_subparsers(dest="schema_command", metavar="COMMAND", required=True)
+    schema_show = schema_sub.add_parser("show", help="the current schemas, and how they differ from the contract")
+    schema_show.add_argument("paths", nargs="*", metavar="PATH", help="only these inputs (default: every table)")
+    schema_show.add_argument("--json", action="store_true", help="print the schemas and differences as JSON")
+    accept = schema_sub.add_parser(
+        "accept", help="write the current schemas to reprotrain-schema.yaml (then commit it with the code)"
+    )
+    accept.add_argument("paths", nargs="*", metavar="PATH", help="only these inputs (default: every table)")
     show = sub.add_parser("show", help="show what a run recorded")
     show.add_argument("run_id", help=_RUN_ID_HELP)
     show.add_argument("--json", action="store_true", help="print the record, status and metrics as JSON")
@@ -196,7 +215,7 @@ def _rerun_parser() -> argparse.ArgumentParser:
     return rerun
 
 
-RUN_FLAGS = ("--allow-unpinned", "--require-pushed", "--timeout")
+RUN_FLAGS = ("--allow-unpinned", "--require-pushed", "--accept-schema-change", "--timeout")
 # Hydra's own long flags (hydra/_internal/utils.py get_args_parser), passed through as they are
 HYDRA_FLAGS = (
     "--help",
@@ -260,13 +279,15 @@ def _split_run_options(tokens: Sequence[str]) -> tuple[dict[str, object], list[s
         token = items[i]
         if token.startswith("--") and token.split("=", 1)[0] not in (*RUN_FLAGS, *HYDRA_FLAGS):
             raise _unknown_flag(token)
-        if token.startswith(("--allow-unpinned=", "--require-pushed=")):
+        if token.startswith(("--allow-unpinned=", "--require-pushed=", "--accept-schema-change=")):
             flag = token.split("=", 1)[0]
             raise UsageError(f"{flag} takes no value, got {token!r}", hint=f"reprotrain run {flag} ...")
         if token == "--allow-unpinned":
             options["allow_unpinned"] = True
         elif token == "--require-pushed":
             options["require_pushed"] = True
+        elif token == "--accept-schema-change":
+            options["accept_schema_change"] = True
         elif token == "--timeout" or token.startswith("--timeout="):
             if "=" in token:
                 value = token.split("=", 1)[1]
@@ -495,6 +516,19 @@ def _check(require_pushed: bool, as_json: bool, hash_data: bool = False) -> int:
     return 0 if report["pinned"] else NotPinnedError.exit_code
 
 
+def _schema(command: str, paths: list[str], as_json: bool) -> int:
+    from reprotrain.render import schema_text
+    from reprotrain.schemas import accept, current
+
+    if command == "accept":
+        written = accept(paths)
+        print(schema_text(written, accepted=True))
+        return 0
+    report = current(paths)
+    print(_json(report) if as_json else schema_text(report))
+    return 0
+
+
 def _report(exc: ReprotrainError) -> None:
     if isinstance(exc, NotPinnedError):
         from reprotrain.render import problems_text
@@ -554,6 +588,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check(args.require_pushed, args.json, args.hash)
         if args.command == "apply":
             return _apply(args.run_id)
+        if args.command == "schema":
+            return _schema(args.schema_command, args.paths, getattr(args, "json", False))
         if args.command == "completion":
             from reprotrain.completion import script
 

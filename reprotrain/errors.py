@@ -50,6 +50,14 @@ class NotPinnedError(ReprotrainError):
     def __init__(self, problems: Sequence[Problem]) -> None:
         self.problems = list(problems)
         count = len(self.problems)
+        if self.problems and all(p.kind == "schema-change" for p in self.problems):
+            super().__init__(
+                f"refusing to run: {count} input{'s' if count != 1 else ''} differ{'s' if count == 1 else ''} "
+                "from the schema contract",
+                hint="accept the new schema (reprotrain schema accept PATH, then commit it), "
+                "or pass --accept-schema-change to run with it recorded",
+            )
+            return
         super().__init__(
             "refusing to run: code or data not pinned, so the run would not be reproducible "
             f"({count} problem{'s' if count != 1 else ''})",

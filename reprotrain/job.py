@@ -12,6 +12,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,7 @@ from reprotrain.core.entrypoint import hook_blocked, parse_entrypoint
 from reprotrain.core.links import PROJECT
 from reprotrain.core.pipeline import inputs_of, outputs_tag
 from reprotrain.core.record import MAX_TAG, DataOutput, RunRecord, parse_metrics, run_tags
+from reprotrain.core.schema import mlflow_profile, mlflow_schema
 from reprotrain.core.secrets import (
     MASK,
     Masker,
@@ -39,7 +41,7 @@ from reprotrain.core.secrets import (
     url_secrets,
 )
 from reprotrain.errors import ReprotrainError, UsageError
-from reprotrain.fileio import NEVER_UPLOADED, Entry, first_lines, walk_tree
+from reprotrain.fileio import NEVER_UPLOADED, Entry, walk_tree
 from reprotrain.linking import link_created_runs, write_linked
 from reprotrain.progress import progress, tree_size
 from reprotrain.query import this_launcher
@@ -283,6 +285,8 @@ class Job:
             data=inputs_of(check.data, self.pipeline.plan, self.pipeline.prefix) if self.pipeline else check.data,
             outputs=self.pipeline.outputs if self.pipeline else [],
             pipeline=self.pipeline.record() if self.pipeline else {},
+            schemas={o.path: check.schemas[o.path] for o in check.data if o.path in check.schemas},
+            schema_changes=check.accepted,
             config_name=self.ctx.config_name,
             config_dir=self.session.settings.config_dir,
             overrides=mask.overrides(self.ctx.overrides),
@@ -343,7 +347,7 @@ class Job:
             self.tracker.set_tags(self.run_id, {ui.NOTE: note})
             # the config's params are logged when the code is done (spool.deliver): the code may
             # log the same keys itself, with its own values, and MLflow params cannot change
-            schemas = dataset_schemas(self.session.check.git_root, record.data, self.masker)
+            schemas = dataset_schemas(self.session.check.schemas, record.data, self.masker)
             self.tracker.log_data_inputs(self.run_id, record.data, remote, schemas)
             self.tracker.log_artifacts(self.run_id, staging, "reprotrain", self.masker)
             unpinned = Path(self.session.session_dir) / "unpinned"
@@ -643,19 +647,18 @@ class Job:
         return metrics
 
 
-def dataset_schemas(git_root: Path, outputs: list[DataOutput], masker: Masker) -> dict[str, str]:
-    """A schema for each CSV/TSV file among the inputs, from its first two lines (core/ui.py). The
-    same for a sweep's parent and its jobs: MLflow keeps one dataset per name and digest in an
-    experiment, and the first to log it sets its schema."""
-    schemas = {}
+def dataset_schemas(
+    schemas: Mapping[str, Any], outputs: list[DataOutput], masker: Masker
+) -> dict[str, tuple[str | None, dict[str, Any]]]:
+    """The MLflow schema (column names masked) and the profile fields of each table among the
+    inputs (adapters/tables read them at the gate). The same for a sweep's parent and its jobs:
+    MLflow keeps one dataset per name and digest in an experiment, and the first to log it sets it."""
+    found = {}
     for output in outputs:
-        if output.hash.endswith(".dir") or not output.path.endswith(_TABLES):
-            continue
-        head = [masker.text(line) for line in first_lines(git_root / output.path, 2)]
-        schema = ui.table_schema(output.path, head)
+        schema = schemas.get(output.path)
         if schema is not None:
-            schemas[output.path] = schema
-    return schemas
+            found[output.path] = (mlflow_schema(schema, masker.text), mlflow_profile(schema))
+    return found
 
 
 def _call_in_run(function: Any, cfg: Any, env: dict[str, str], log: Path, timeout: float | None) -> Outcome:

@@ -24,7 +24,7 @@ from typing import Any
 
 from reprotrain.adapters import git as git_adapter
 from reprotrain.adapters import hydra as hydra_adapter
-from reprotrain.adapters import interpreter, store_helper
+from reprotrain.adapters import interpreter, store_helper, tables
 from reprotrain.adapters.store_helper import HelperTracker
 from reprotrain.adapters.tracking import (
     Tracker,
@@ -75,6 +75,7 @@ class RunOptions:
     timeout: float | None = None
     require_pushed: bool = False
     data_verified: bool = False  # a rerun's worktree: its data was just restored and hashed
+    accept_schema_change: bool = False  # run though an input differs from the schema contract (recorded)
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,8 @@ class PinCheck:
     git: GitInfo
     git_root: Path
     data: list[DataOutput] = field(default_factory=list)
+    schemas: dict[str, Any] = field(default_factory=dict)  # the tables among ``data`` (adapters/tables)
+    accepted: list[Problem] = field(default_factory=list)  # schema changes run with --accept-schema-change
 
     @property
     def pinned(self) -> bool:
@@ -227,8 +230,42 @@ def check_pins(
             data.is_dvc_repo,
         )
     )
+    # the tables' schemas: only of data exactly as committed (they are remembered by its hash)
+    schemas: dict[str, Any] = {}
+    if not problems:
+        schemas = tables.schemas_of(snap.root, outputs)
+        problems.extend(schema_problems(project, outputs, schemas))
     git = GitInfo(snap.state.commit or "", snap.state.branch or "", snap.remote, os.fspath(snap.root))
-    return PinCheck(problems, git, snap.root, outputs)
+    return PinCheck(problems, git, snap.root, outputs, schemas)
+
+
+def schema_problems(project: Project, outputs: list[DataOutput], schemas: dict[str, Any]) -> list[Problem]:
+    """Each input that differs from the committed schema contract (none without one), with the fix."""
+    from reprotrain.core.schema import CONTRACT_FILE, contract_changes
+
+    where = project.root / CONTRACT_FILE
+    contract, wrong = tables.load_contract(where)
+    shown = os.path.relpath(where, Path.cwd()) if where.is_relative_to(Path.cwd()) else str(where)
+    if wrong:
+        return [Problem("schema-contract", shown, f"the schema contract {wrong}", f"fix it, or `git rm {shown}`")]
+    if contract is None:
+        return []
+    problems = []
+    for output in outputs:
+        if output.path not in schemas and output.path not in contract:
+            continue  # not a table, and none is expected
+        changes = contract_changes(contract.get(output.path), schemas.get(output.path))
+        if changes:
+            problems.append(
+                Problem(
+                    "schema-change",
+                    output.path,
+                    f"differs from {CONTRACT_FILE}: " + "; ".join(changes),
+                    f"reprotrain schema accept {output.path} && git commit {shown} -m 'accept the schema of "
+                    f"{output.path}', or run with --accept-schema-change (recorded on the run)",
+                )
+            )
+    return problems
 
 
 _CONFIG_SUFFIXES = (".yaml", ".yml")
@@ -600,6 +637,9 @@ def launch(
         if pipeline is not None:  # what the pipeline makes again is no reason to refuse it
             kept = [p for p in check.problems if not _recomputed(p, pipeline, project.root, check.git_root)]
             check = replace(check, problems=kept)
+        if options.accept_schema_change:  # run anyway, and say so in the record
+            changed = [p for p in check.problems if p.kind == "schema-change"]
+            check = replace(check, problems=[p for p in check.problems if p not in changed], accepted=changed)
         if not check.pinned and not options.allow_unpinned:
             raise NotPinnedError(check.problems)  # before anything is written: no run, no output dir
         if pipeline is not None:

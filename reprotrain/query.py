@@ -531,7 +531,7 @@ def diff_runs(run_a: str, run_b: str, cwd: Path | None = None) -> dict[str, Any]
     """`reprotrain diff`: config, data, code, environment and metric differences of two runs."""
     from reprotrain.adapters import dvc as dvc_adapter
     from reprotrain.adapters import git as git_adapter
-    from reprotrain.core.diff import diff_config, diff_data, diff_metrics, diff_where
+    from reprotrain.core.diff import diff_config, diff_data, diff_metrics, diff_schemas, diff_where
     from reprotrain.core.verify import env_drift
 
     a, b = load_run(run_a, cwd), load_run(run_b, cwd)
@@ -558,6 +558,7 @@ def diff_runs(run_a: str, run_b: str, cwd: Path | None = None) -> dict[str, Any]
             for side, run in (("a", a), ("b", b))
         },
         "data": diff_data(a.get("data", []), b.get("data", []), manifests),
+        "schemas": diff_schemas(a.get("schemas") or {}, b.get("schemas") or {}),
         "code": code,
         "environment": diff_where(a.get("environment") or {}, b.get("environment") or {})
         + [

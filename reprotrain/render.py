@@ -97,9 +97,14 @@ def run_text(view: Mapping[str, Any]) -> str:
         f"command    {view.get('command', {}).get('executed', '')}",
         f"data       digest {str(view.get('data_digest', ''))[:12]}",
     ]
+    schemas = view.get("schemas") or {}
     for out in view.get("data", []):
         files = f", {out['nfiles']} files" if out.get("nfiles") else ""
         lines.append(f"  {out['path']}  {out['hash']}  {_size(out.get('size'))}{files}  ({out['source']})")
+        if out["path"] in schemas:
+            lines.append(f"    schema  {_schema_summary(schemas[out['path']])}")
+    for change in view.get("schema_changes") or []:
+        lines.append(f"schema     ran with --accept-schema-change: {change.get('path')} {change.get('message')}")
     if view.get("seeds"):
         lines.append(f"seeds      {' '.join(f'{k}={v}' for k, v in sorted(view['seeds'].items()))}")
     environment = view.get("environment") or {}
@@ -445,6 +450,11 @@ def diff_text(diff: Mapping[str, Any]) -> str:
                     lines.append(f"    {kind} {len(files[kind])}: {shown}")
         elif files is None and a and b and a["hash"].endswith(".dir"):
             lines.append("    (file lists unknown: a directory manifest is not in the local DVC cache)")
+    schemas = diff.get("schemas") or []
+    if schemas:
+        lines.append("schemas")
+        for r in schemas:
+            lines += [f"  {r['path']}: {change}" for change in r["changes"]]
     code = diff["code"]
     if code.get("same"):
         lines.append(f"code         (same commit {str(code['a'])[:12]})")
@@ -464,4 +474,45 @@ def diff_text(diff: Mapping[str, Any]) -> str:
     for r in diff["metrics"]:
         delta = f"  ({r['delta']:+.6g})" if r["delta"] is not None else ""
         lines.append(f"  {r['name']}: {_cell(r['a'])} -> {_cell(r['b'])}{delta}")
+    return "\n".join(lines)
+
+
+def _schema_summary(schema: Mapping[str, Any] | None) -> str:
+    if schema is None:
+        return "no table reprotrain can read"
+    if schema.get("format") == "directory":
+        parts = [
+            f"{name} ({p.get('files')} files, {p.get('rows')} rows, "
+            + ", ".join(f"{c['name']} {c['type']}" for c in p.get("columns") or [])
+            + ")"
+            for name, p in (schema.get("patterns") or {}).items()
+        ]
+        return f"directory of {schema.get('files')} tables: " + "; ".join(parts)
+    columns = ", ".join(f"{c['name']} {c['type']}" for c in schema.get("columns") or [])
+    return f"{schema.get('format')}, {schema.get('rows')} rows: {columns}"
+
+
+def schema_text(report: Mapping[str, Any], accepted: bool = False) -> str:
+    """`reprotrain schema show|accept`: one line per table, its differences from the contract below it."""
+    lines = []
+    for row in report.get("inputs") or []:
+        lines.append(f"{row['path']}  {_schema_summary(row.get('schema'))}")
+        if accepted:
+            was = row.get("changes") or []
+            lines += [f"  accepted: {change}" for change in was if change != "added"] or (
+                ["  added to the contract"] if was == ["added"] else ["  unchanged"]
+            )
+            lines += [f"  widened the declared range: {note}" for note in row.get("notes") or []]
+        elif report.get("contract"):
+            if not row.get("in_contract"):
+                lines.append(f"  not in {report['contract']}")
+            lines += [
+                f"  differs: {change}" for change in row.get("changes") or [] if change != "not in the schema contract"
+            ]
+    if not lines:
+        lines.append("no DVC-tracked table (CSV/TSV, Parquet, JSON Lines, or a directory of them)")
+    if accepted:
+        lines.append(f"next: git add {report['contract']} && git commit -m 'accept the data schemas'")
+    elif report.get("contract") is None and report.get("inputs"):
+        lines.append("no schema contract: nothing is enforced (reprotrain schema accept writes one)")
     return "\n".join(lines)

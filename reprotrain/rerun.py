@@ -213,6 +213,11 @@ def rerun(run_id: str, overrides: list[str], options: RerunOptions, cwd: Path | 
             git_adapter.remove_worktree(git.root, worktree)
 
 
+def _accepted(record: dict[str, Any]) -> bool:
+    """The original ran with --accept-schema-change: its rerun, at the same commit and data, too."""
+    return bool(record.get("schema_changes"))
+
+
 def _say_rebuilt(drift: list[tuple[str, str | None, str | None]], key: str, run_id: str) -> None:
     if not drift:
         print(
@@ -430,7 +435,7 @@ def _rerun_one(
     result = launch(
         target,
         tokens,
-        RunOptions(timeout=options.timeout, data_verified=True),
+        RunOptions(timeout=options.timeout, data_verified=True, accept_schema_change=_accepted(record)),
         uri=uri,
         experiment_id=original.experiment_id,
         lineage=lineage,
@@ -472,7 +477,9 @@ def _replay(
     result = launch(
         target,
         tokens,
-        RunOptions(timeout=options.timeout, data_verified=True),
+        RunOptions(
+            timeout=options.timeout, data_verified=True, accept_schema_change=any(_accepted(r) for _, r in jobs)
+        ),
         uri=uri,
         experiment_id=original.experiment_id,
         # the worktree is detached at the commit: the jobs record the original's branch

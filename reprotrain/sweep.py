@@ -85,7 +85,7 @@ def parent_for_job(session: Session, tracker: AnyTracker) -> str:
         )
         tracker.set_tags(run_id, {ui.NOTE: masker.text(note)[:MAX_TAG]})
         # the jobs' shared inputs, with the schema the jobs give them (MLflow keeps one per experiment)
-        tracker.log_data_inputs(run_id, check.data, data_remote, dataset_schemas(check.git_root, check.data, masker))
+        tracker.log_data_inputs(run_id, check.data, data_remote, dataset_schemas(check.schemas, check.data, masker))
         write_json(path, {"run_id": run_id})
         return run_id
 

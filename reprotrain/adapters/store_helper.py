@@ -280,7 +280,11 @@ class HelperTracker:
         self._call("set_tags", run_id, dict(tags))
 
     def log_data_inputs(
-        self, run_id: str, outputs: Sequence[DataOutput], remote: str = "", schemas: Mapping[str, str] | None = None
+        self,
+        run_id: str,
+        outputs: Sequence[DataOutput],
+        remote: str = "",
+        schemas: Mapping[str, tuple[str | None, dict[str, Any]]] | None = None,
     ) -> None:
         self._call("log_data_inputs", run_id, list(outputs), remote, dict(schemas or {}))
 

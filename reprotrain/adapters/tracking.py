@@ -389,10 +389,15 @@ class Tracker:
             self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
 
     def log_data_inputs(
-        self, run_id: str, outputs: Sequence[DataOutput], remote: str = "", schemas: Mapping[str, str] | None = None
+        self,
+        run_id: str,
+        outputs: Sequence[DataOutput],
+        remote: str = "",
+        schemas: Mapping[str, tuple[str | None, dict[str, Any]]] | None = None,
     ) -> None:
         """One MLflow dataset input per DVC output, its DVC hash as the digest; its source names the
-        `.dvc` file or `dvc.lock` stage and the DVC remote (core/ui.py), ``schemas`` by path."""
+        `.dvc` file or `dvc.lock` stage and the DVC remote (core/ui.py); a table's schema and
+        profile fields (rows, columns) from ``schemas``, by path."""
         if not outputs:
             return
         from mlflow.entities import Dataset, DatasetInput, InputTag
@@ -407,8 +412,8 @@ class Tracker:
                     digest=o.hash[:36],
                     source_type="dvc",
                     source=dataset_source(o, remote),
-                    schema=schemas.get(o.path),
-                    profile=dataset_profile(o, remote),
+                    schema=schemas.get(o.path, (None, {}))[0],
+                    profile=dataset_profile(o, remote, schemas.get(o.path, (None, {}))[1]),
                 ),
                 tags=[InputTag("mlflow.data.context", "training")],
             )

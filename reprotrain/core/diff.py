@@ -6,8 +6,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from reprotrain.core.config import config_differences
+from reprotrain.core.schema import schema_changes
 
-__all__ = ["diff_config", "diff_data", "diff_entries", "diff_metrics", "diff_where"]
+__all__ = ["diff_config", "diff_data", "diff_entries", "diff_metrics", "diff_schemas", "diff_where"]
 
 
 def diff_config(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -65,3 +66,19 @@ def diff_where(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[dict[str, Any
     where both name them and they differ (jobs of one sweep that a cluster ran on different nodes)."""
     keys = ("host", "platform", "executable")
     return [{"name": k, "a": a[k], "b": b[k]} for k in keys if a.get(k) and b.get(k) and a[k] != b[k]]
+
+
+def diff_schemas(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per table whose schema differs between two runs' records (their `schemas`), with
+    each change (core/schema.schema_changes); a table only one run read is a row too."""
+    rows = []
+    for path in sorted(set(a) | set(b)):
+        if path not in a:
+            rows.append({"path": path, "changes": ["only in b"]})
+        elif path not in b:
+            rows.append({"path": path, "changes": ["only in a"]})
+        else:
+            changes = schema_changes(a[path], b[path])
+            if changes:
+                rows.append({"path": path, "changes": changes})
+    return rows

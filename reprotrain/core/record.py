@@ -106,6 +106,8 @@ class RunRecord:
     env_digests: dict[str, str] = field(default_factory=dict)  # masked values from the environment
     outputs: list[DataOutput] = field(default_factory=list)  # what a pipeline's stages made (their dvc.lock)
     pipeline: dict[str, Any] = field(default_factory=dict)  # a `dvc repro` entrypoint: targets, stages run
+    schemas: dict[str, Any] = field(default_factory=dict)  # the tables among `data`, by path (core/schema)
+    schema_changes: list[Problem] = field(default_factory=list)  # differences from the contract, accepted
 
     @property
     def data_digest(self) -> str:
@@ -116,31 +118,36 @@ class RunRecord:
         return config_digest(self.resolved, self.volatile)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "schema": SCHEMA,
-            "run_id": self.run_id,
-            "pinned": self.pinned,
-            "problems": [p.to_dict() for p in self.problems],
-            "git": asdict(self.git),
-            "data": [asdict(o) for o in self.data],
-            "data_digest": self.data_digest,
-            "config": {
-                "name": self.config_name,
-                "dir": self.config_dir,
-                "overrides": list(self.overrides),
-                "hydra_overrides": list(self.hydra_overrides),
-                "choices": dict(self.choices),
-                "resolved": self.resolved,
-                "volatile": list(self.volatile),
-                "env_digests": dict(self.env_digests),
-                "digest": self.config_digest,
-            },
-            "seeds": seeds(self.resolved),
-            "command": self.command,
-            "job": self.job,
-            "environment": self.environment,
-            "reprotrain_version": self.reprotrain_version,
-        } | ({"pipeline": self.pipeline, "outputs": [asdict(o) for o in self.outputs]} if self.pipeline else {})
+        return (
+            {
+                "schema": SCHEMA,
+                "run_id": self.run_id,
+                "pinned": self.pinned,
+                "problems": [p.to_dict() for p in self.problems],
+                "git": asdict(self.git),
+                "data": [asdict(o) for o in self.data],
+                "data_digest": self.data_digest,
+                "config": {
+                    "name": self.config_name,
+                    "dir": self.config_dir,
+                    "overrides": list(self.overrides),
+                    "hydra_overrides": list(self.hydra_overrides),
+                    "choices": dict(self.choices),
+                    "resolved": self.resolved,
+                    "volatile": list(self.volatile),
+                    "env_digests": dict(self.env_digests),
+                    "digest": self.config_digest,
+                },
+                "seeds": seeds(self.resolved),
+                "command": self.command,
+                "job": self.job,
+                "environment": self.environment,
+                "reprotrain_version": self.reprotrain_version,
+            }
+            | ({"pipeline": self.pipeline, "outputs": [asdict(o) for o in self.outputs]} if self.pipeline else {})
+            | ({"schemas": self.schemas} if self.schemas else {})
+            | ({"schema_changes": [p.to_dict() for p in self.schema_changes]} if self.schema_changes else {})
+        )
 
     def to_json(self) -> str:
         return json.dumps(json.loads(canonical_json(self.to_dict())), indent=2, ensure_ascii=False) + "\n"
@@ -166,6 +173,8 @@ def run_tags(record: RunRecord) -> dict[str, str]:
     } | short_digest_tags(record.data_digest, record.config_digest)
     if record.git.remote:
         tags["mlflow.source.git.repoURL"] = record.git.remote
+    if record.schema_changes:  # run with --accept-schema-change: the record lists each difference
+        tags["reprotrain.schema.accepted_changes"] = ", ".join(p.path for p in record.schema_changes)
     return tags
 
 

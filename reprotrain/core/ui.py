@@ -280,14 +280,14 @@ def dataset_source(output: Any, remote: str) -> str:
     return json.dumps(entry)
 
 
-def dataset_profile(output: Any, remote: str) -> str:
+def dataset_profile(output: Any, remote: str, table: Mapping[str, Any] | None = None) -> str:
     """What the UI's dataset panel lists (key: value): size, file count (a single file counts as
     one: DVC records no count for it), and where DVC pins and keeps it, since the panel shows the
     source of none but its own source types (http, s3, local, ...)."""
     import json
 
     nfiles = output.nfiles if output.nfiles is not None else (None if output.hash.endswith(".dir") else 1)
-    profile: dict[str, Any] = {"size": output.size, "nfiles": nfiles}
+    profile: dict[str, Any] = {"size": output.size, "nfiles": nfiles, **(table or {})}
     pinned_by = output.source.removesuffix(PINNED_BY_GIT)
     if pinned_by.startswith("dvc.lock:"):
         profile["dvc_stage"] = f"{pinned_by.partition(':')[2]} (dvc.lock)"
