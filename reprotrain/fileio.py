@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["NEVER_UPLOADED", "Entry", "first_lines", "walk_tree", "write_json"]
+__all__ = ["NEVER_UPLOADED", "Entry", "walk_tree", "write_json"]
 
 # directories never uploaded from an output dir, wherever they are in it: a repository, a DVC
 # cache and config, reprotrain's own state
@@ -109,25 +109,3 @@ def _link(path: Path, rel: str, top: str, prune: frozenset[str] = frozenset()) -
     if inside and stat.S_ISREG(info.st_mode):
         return Entry(rel, "file", Path(real), target, (info.st_dev, info.st_ino))
     return Entry(rel, "link", None, target)
-
-
-def first_lines(path: Path, count: int = 2, limit: int = 64 * 1024) -> list[str]:
-    """The first ``count`` lines of a text file (at most ``limit`` bytes read, a link never
-    followed); [] for a file that cannot be read or is not UTF-8 text."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError:
-        return []
-    with os.fdopen(fd, "rb") as fh:
-        try:
-            head = fh.read(limit)
-        except OSError:
-            return []
-    try:
-        text = head.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return []
-    lines = text.splitlines()
-    if len(head) == limit and not text.endswith("\n"):
-        lines = lines[:-1]  # the last line is cut
-    return lines[:count]

@@ -58,7 +58,6 @@ __all__ = ["dataset_schemas", "run_job"]
 STDERR_TAIL = 64 * 1024  # bytes of stderr kept as `reprotrain/stderr-tail.txt`
 _IN_PROJECT = (f"sqlite:///{PROJECT}/", f"file://{PROJECT}/")  # a store inside the project (core/links.py)
 PLACEHOLDER_RUN_ID = "0" * 32  # stands in for the run ID while the config is checked before the run exists
-_TABLES = (".csv", ".tsv", ".CSV", ".TSV")  # inputs whose header gives the dataset a schema
 
 
 def _masked_launcher(launcher: dict[str, Any], mask: Masker) -> dict[str, Any]:

@@ -42,7 +42,6 @@ __all__ = [
     "sweep_description",
     "sweep_job_name",
     "sweep_name",
-    "table_schema",
     "with_best",
 ]
 
@@ -295,34 +294,3 @@ def dataset_profile(output: Any, remote: str, table: Mapping[str, Any] | None = 
         profile["dvc_file"] = pinned_by
     profile["dvc_remote"] = "none: kept in git" if output.source.endswith(PINNED_BY_GIT) else (remote or None)
     return json.dumps({k: v for k, v in profile.items() if v is not None})
-
-
-_SEPARATORS = {".csv": ",", ".tsv": "\t"}
-
-
-def table_schema(path: str, head: Sequence[str]) -> str | None:
-    """A CSV/TSV file's schema as MLflow's UI reads it (`mlflow_colspec`), from its first lines
-    alone: the header names the columns, the first row guesses their types (long, double, else
-    string). None for another kind of file, or a header that is not one."""
-    import csv
-    import json
-
-    sep = next((s for suffix, s in _SEPARATORS.items() if path.lower().endswith(suffix)), None)
-    if sep is None or not head:
-        return None
-    rows = list(csv.reader(list(head), delimiter=sep))
-    if not rows or not rows[0] or any(not name.strip() for name in rows[0]):
-        return None
-    first = rows[1] if len(rows) > 1 and len(rows[1]) == len(rows[0]) else []
-    columns = [{"type": _guess(first[i]) if first else "string", "name": name} for i, name in enumerate(rows[0])]
-    return json.dumps({"mlflow_colspec": columns})
-
-
-def _guess(value: str) -> str:
-    for kind, cast in (("long", int), ("double", float)):
-        try:
-            cast(value)
-        except ValueError:
-            continue
-        return kind
-    return "string"

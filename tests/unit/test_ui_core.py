@@ -18,7 +18,6 @@ from reprotrain.core.ui import (
     run_name,
     sweep_job_name,
     sweep_name,
-    table_schema,
     with_best,
 )
 
@@ -123,18 +122,3 @@ def test_dataset_source_and_profile():
     assert json.loads(dataset_profile(directory, "")) == {"dvc_file": "data/d.dvc"}  # nothing unknown shown
     in_git = DataOutput("m.json", "h" * 32, 2, None, "dvc.lock:eval" + PINNED_BY_GIT)
     assert json.loads(dataset_profile(in_git, "s3://b"))["dvc_remote"] == "none: kept in git"
-
-
-def test_table_schema_from_the_first_lines():
-    schema = table_schema("d/x.tsv", ["id\tscore\tname", "1\t0.5\tbob"])
-    assert json.loads(schema or "") == {
-        "mlflow_colspec": [
-            {"type": "long", "name": "id"},
-            {"type": "double", "name": "score"},
-            {"type": "string", "name": "name"},
-        ]
-    }
-    assert json.loads(table_schema("x.csv", ["a,b"]) or "")["mlflow_colspec"][0] == {"type": "string", "name": "a"}
-    assert table_schema("x.parquet", ["a,b"]) is None
-    assert table_schema("x.csv", []) is None
-    assert table_schema("x.csv", ["a,,b"]) is None
