@@ -232,7 +232,7 @@ def check_pins(
     )
     # the tables' schemas: only of data exactly as committed (they are remembered by its hash)
     schemas: dict[str, Any] = {}
-    if not problems:
+    if not problems and project.settings.schemas:
         schemas = tables.schemas_of(snap.root, outputs)
         problems.extend(schema_problems(project, outputs, schemas))
     git = GitInfo(snap.state.commit or "", snap.state.branch or "", snap.remote, os.fspath(snap.root))

@@ -46,6 +46,7 @@ class Settings:
     timeout: float | None = None  # seconds before training is stopped and the run marked FAILED
     verify_files: tuple[str, ...] = ()  # output files (globs) whose hashes `rerun --verify` compares
     hash_data: bool = False  # the gate hashes every DVC-tracked file instead of trusting DVC's stamps
+    schemas: bool = True  # the gate reads the schemas of the DVC-tracked tables (each version once)
 
     @classmethod
     def from_mapping(cls, table: Mapping[str, Any], source: str) -> Settings:
@@ -64,7 +65,7 @@ class Settings:
 
 _LISTS = {"metrics_files", "inputs", "verify_files"}
 _IN_OUTPUT_DIR = {"metrics_files", "verify_files"}  # read from the job's output directory only
-_BOOLS = {"has_data", "hash_data", "require_pushed"}
+_BOOLS = {"has_data", "hash_data", "require_pushed", "schemas"}
 
 
 def _check(key: str, value: Any, source: str) -> Any:

@@ -220,3 +220,16 @@ def test_bad_contracts_and_paths_are_named(tables):
     assert res.code == 3 and "the schema contract is not valid YAML" in res.err, res.describe()
     broken = cli(tables, "schema", "accept")
     assert broken.code == 2 and "reprotrain-schema.yaml is not valid YAML" in broken.err, broken.describe()
+
+
+def test_schemas_false_reads_no_table_and_enforces_nothing(tables):
+    from helpers import write_pyproject
+
+    cli(tables, "schema", "accept")
+    new_version(tables, "data/samples.csv", "other\n1\n")  # would be refused
+    write_pyproject(tables, entrypoint="python train.py", schemas=False)
+    commit_all(tables, "schemas off")
+    res = cli(tables, "run")
+    assert res.code == 0, res.describe()
+    (run,) = all_runs(embedded_uri(tables))
+    assert "schemas" not in record_of(embedded_uri(tables), run.info.run_id)

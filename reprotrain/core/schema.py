@@ -57,21 +57,19 @@ def table_format(path: str) -> str | None:
 # --- CSV / TSV and JSON Lines ---------------------------------------------------------------------
 
 
+# numbers as CSV readers (pandas, pyarrow.csv) take them: ASCII digits, no `1_000`
+_INTEGER = re.compile(r"\s*[+-]?[0-9]+\s*", re.ASCII)
+_REAL = re.compile(r"\s*[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|nan|inf|infinity)\s*", re.ASCII | re.I)
+
+
 def _value_type(value: str) -> str | None:
     if value == "":
         return None  # missing: says nothing about the column
     if value.strip().lower() in ("true", "false"):
         return "boolean"
-    try:
-        int(value)
+    if _INTEGER.fullmatch(value):
         return "long"
-    except ValueError:
-        pass
-    try:
-        float(value)
-        return "double"
-    except ValueError:
-        return "string"
+    return "double" if _REAL.fullmatch(value) else "string"
 
 
 def _merge(a: str | None, b: str | None) -> str | None:
@@ -232,10 +230,12 @@ _PHYSICAL = {0: "boolean", 1: "integer", 2: "long", 3: "datetime", 4: "float", 5
 # converted_type (the older annotation): UTF8, MAP, MAP_KEY_VALUE, LIST, ENUM, DECIMAL, DATE, TIME_*, TIMESTAMP_*, ...
 _CONVERTED = {0: "string", 1: "map", 2: "map", 3: "list", 4: "string", 6: "date", 7: "time", 8: "time"}
 _CONVERTED |= {9: "datetime", 10: "datetime", 19: "string"}
-_CONVERTED |= {n: "integer" for n in (11, 12, 13, 15, 16, 17)} | {14: "long", 18: "long"}
+# UINT_8, UINT_16, INT_8, INT_16, INT_32 fit 32 bits; UINT_32 (up to 2**32-1), UINT_64, INT_64 do not
+_CONVERTED |= {n: "integer" for n in (11, 12, 15, 16, 17)} | {13: "long", 14: "long", 18: "long"}
 # LogicalType union members: STRING, MAP, LIST, ENUM, DECIMAL, DATE, TIME, TIMESTAMP, (9 unused), INTEGER,
 # UNKNOWN, JSON, BSON, UUID, FLOAT16
-_LOGICAL = {1: "string", 2: "map", 3: "list", 4: "string", 6: "date", 7: "time", 8: "datetime", 12: "string"}
+_LOGICAL = {1: "string", 2: "map", 3: "list", 4: "string", 6: "date", 7: "time", 8: "datetime", 11: "null"}
+_LOGICAL[12] = "string"
 _LOGICAL |= {13: "binary", 14: "string", 15: "float"}
 
 
@@ -246,12 +246,14 @@ def _element(proto: _Compact) -> dict[str, Any]:
             for member, inner in proto.fields():
                 element.setdefault("logical", member)
                 if member == 10 and inner == 12:  # INTEGER: bitWidth, isSigned
-                    bits = 64
+                    bits, signed = 64, True
                     for ifid, ikind in proto.fields():
                         value = proto.value(ikind)
                         if ifid == 1:
                             bits = int(value)
-                    element["int_bits"] = bits
+                        elif ifid == 2:
+                            signed = bool(value)
+                    element["int_bits"] = bits if signed else bits + 1  # an unsigned one needs a bit more
                 else:
                     proto.value(inner)
             continue
