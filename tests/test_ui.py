@@ -86,10 +86,13 @@ def test_datasets_name_their_dvc_source_remote_profile_and_schema(shown):
         "nfiles": 1,
         "dvc_file": "data/train.csv.dvc",
         "dvc_remote": DVC_REMOTE_CLEAN,
+        "format": "csv",  # the table's own (adapters/tables read it at the gate)
+        "rows": 3,
+        "columns": 2,
     }
     assert json.loads(images.profile)["nfiles"] == 3
     assert "null" not in table.profile + images.profile
-    # from the CSV's header and first row (a,b / 1,2)
+    # from the whole CSV: its header and the types of its rows (a,b / 1,2 ...)
     columns = [{"type": "long", "name": "a"}, {"type": "long", "name": "b"}]
     assert json.loads(table.schema) == {"mlflow_colspec": columns}
     assert not images.schema
