@@ -16,8 +16,8 @@ from reprotrain.errors import NotPinnedError, ReprotrainError, UsageError
 __all__ = ["main"]
 
 _RUN_USAGE = """\
-usage: reprotrain run [--allow-unpinned] [--require-pushed] [--accept-schema-change] [--timeout SECONDS]
-                      [HYDRA ARGUMENTS ...]
+usage: reprotrain run [--allow-unpinned] [--require-pushed] [--accept-schema-change] [--smoke | --no-smoke]
+                      [--timeout SECONDS] [HYDRA ARGUMENTS ...]
 
 Check that code and data are pinned, then run the training code as a Hydra app and record the
 run in MLflow. Everything else on the line is Hydra's: overrides (key=v, +key=v, ++key=v, ~key,
@@ -30,6 +30,9 @@ reprotrain options:
   --accept-schema-change
                      run though an input differs from the committed schema contract
                      (reprotrain-schema.yaml); the differences are recorded on the run
+  --smoke            first run one short job here (the sweep's first, with the smoke_overrides
+                     setting), recorded as a smoke run; the run or sweep only if it succeeds
+  --no-smoke         no smoke run, though the smoke_multirun setting asks for one with -m
   --timeout SECONDS  stop training that runs longer, and mark the run FAILED
 """
 
@@ -74,6 +77,7 @@ def _parser() -> argparse.ArgumentParser:
         "--stale", action="store_true", help="RUNNING runs whose launcher died (then: reprotrain runs --reap)"
     )
     runs.add_argument("--reap", action="store_true", help="mark stale runs KILLED")
+    runs.add_argument("--smoke", action="store_true", help="list the smoke runs (`run --smoke`), kept apart otherwise")
     runs.add_argument(
         "--filter",
         metavar="EXPR",
@@ -215,7 +219,7 @@ def _rerun_parser() -> argparse.ArgumentParser:
     return rerun
 
 
-RUN_FLAGS = ("--allow-unpinned", "--require-pushed", "--accept-schema-change", "--timeout")
+RUN_FLAGS = ("--allow-unpinned", "--require-pushed", "--accept-schema-change", "--smoke", "--no-smoke", "--timeout")
 # Hydra's own long flags (hydra/_internal/utils.py get_args_parser), passed through as they are
 HYDRA_FLAGS = (
     "--help",
@@ -279,7 +283,9 @@ def _split_run_options(tokens: Sequence[str]) -> tuple[dict[str, object], list[s
         token = items[i]
         if token.startswith("--") and token.split("=", 1)[0] not in (*RUN_FLAGS, *HYDRA_FLAGS):
             raise _unknown_flag(token)
-        if token.startswith(("--allow-unpinned=", "--require-pushed=", "--accept-schema-change=")):
+        if token.startswith(
+            ("--allow-unpinned=", "--require-pushed=", "--accept-schema-change=", "--smoke=", "--no-smoke=")
+        ):
             flag = token.split("=", 1)[0]
             raise UsageError(f"{flag} takes no value, got {token!r}", hint=f"reprotrain run {flag} ...")
         if token == "--allow-unpinned":
@@ -288,6 +294,10 @@ def _split_run_options(tokens: Sequence[str]) -> tuple[dict[str, object], list[s
             options["require_pushed"] = True
         elif token == "--accept-schema-change":
             options["accept_schema_change"] = True
+        elif token in ("--smoke", "--no-smoke"):
+            if options.get("smoke", token == "--smoke") != (token == "--smoke"):
+                raise UsageError("--smoke and --no-smoke contradict each other", hint="give one of them")
+            options["smoke"] = token == "--smoke"
         elif token == "--timeout" or token.startswith("--timeout="):
             if "=" in token:
                 value = token.split("=", 1)[1]
@@ -397,6 +407,7 @@ def _runs(args: argparse.Namespace) -> int:
         sweep=args.sweep,
         stale=args.stale,
         limit=args.limit,
+        smoke=args.smoke,
     )
     if args.json:
         print(_json({"runs": rows}))

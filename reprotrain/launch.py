@@ -76,6 +76,7 @@ class RunOptions:
     require_pushed: bool = False
     data_verified: bool = False  # a rerun's worktree: its data was just restored and hashed
     accept_schema_change: bool = False  # run though an input differs from the schema contract (recorded)
+    smoke: bool | None = None  # first one short job (smoke_overrides); None: for -m when smoke_multirun is set
 
 
 @dataclass(frozen=True)
@@ -579,11 +580,61 @@ class LaunchResult:
 
 
 def run(tokens: list[str], options: RunOptions, cwd: Path | None = None) -> int:
-    """`reprotrain run`: returns the exit code (DESIGN.md §7)."""
+    """`reprotrain run`: returns the exit code (DESIGN.md §7). With a smoke run first (--smoke,
+    or `smoke_multirun` for -m), the real run or sweep is launched only if it succeeds."""
     project = find_project(cwd)
+    if _smoke_wanted(project, tokens, options):
+        code = _smoke(project, tokens, options)
+        if code:
+            return code
     result = launch(project, tokens, options)
     remember_launch(project, [result.sweep_run_id] if result.sweep_run_id else result.run_ids)
     return result.exit_code
+
+
+SMOKE_TAG = "reprotrain.smoke"
+
+
+def _smoke_wanted(project: Project, tokens: list[str], options: RunOptions) -> bool:
+    args = hydra_adapter.parse_args(tokens)
+    if not args.runs_jobs:
+        return False
+    wanted = options.smoke if options.smoke is not None else (args.multirun and project.settings.smoke_multirun)
+    if wanted and not project.settings.smoke_overrides:
+        raise UsageError(
+            "a smoke run needs the overrides that make a job short",
+            hint='set smoke_overrides under [tool.reprotrain] (e.g. smoke_overrides = ["trainer.max_epochs=1", '
+            '"+data.limit=200"]), or run with --no-smoke',
+        )
+    return bool(wanted)
+
+
+def _smoke(project: Project, tokens: list[str], options: RunOptions) -> int:
+    """One short job here (the sweep's first, with smoke_overrides), tagged as a smoke run and kept
+    out of `last`: 0 when it succeeded, else its exit code, said in one line."""
+    smoke, left = hydra_adapter.smoke_tokens(tokens, project.settings.smoke_overrides)
+    for override in left:
+        print(f"reprotrain: smoke run: {override} cannot be enumerated: left at the config's value", file=sys.stderr)
+    print(f"reprotrain: smoke run first: {' '.join(smoke) or '(no overrides)'}", file=sys.stderr, flush=True)
+    started = time.monotonic()
+    result = launch(
+        project,
+        smoke,
+        replace(options, smoke=False),
+        lineage=Lineage(tags={SMOKE_TAG: "true"}),
+        argv0=("reprotrain", "run", "--smoke"),
+    )
+    seconds = time.monotonic() - started
+    run_id = result.run_ids[0] if result.run_ids else "(none)"
+    if result.exit_code:
+        print(
+            f"reprotrain: smoke run {run_id} failed (exit {result.exit_code}) in {seconds:.1f} s: nothing else was "
+            f"launched; see: reprotrain show {run_id}",
+            file=sys.stderr,
+        )
+        return result.exit_code
+    print(f"reprotrain: smoke run {run_id} passed in {seconds:.1f} s; launching the run", file=sys.stderr, flush=True)
+    return 0
 
 
 def remember_launch(project: Project, run_ids: list[str]) -> None:

@@ -332,10 +332,12 @@ def list_runs(
     limit: int = 100,
     filter_string: str | None = None,
     sort: str | None = None,
+    smoke: bool = False,
 ) -> list[dict[str, Any]]:
     """Runs of the project's experiment (or ``experiment``), newest first, as plain rows.
     ``filter_string`` is MLflow's search syntax, ANDed with the other filters; ``sort`` is
-    `KEY[:asc|desc]` (`metrics.loss`, `params.model.lr`, `start_time`, ...)."""
+    `KEY[:asc|desc]` (`metrics.loss`, `params.model.lr`, `start_time`, ...). Smoke runs (`run
+    --smoke`) are kept apart: listed only with ``smoke``, and then alone."""
     from reprotrain.adapters.store_helper import reader_for
     from reprotrain.launch import experiment_name
 
@@ -373,6 +375,7 @@ def list_runs(
             views = tracker.search([experiment_id], " AND ".join(clauses), max_results=limit, order_by=order)
     # runs the training code created itself are listed by `show` of the run they belong to
     views = [v for v in views if "reprotrain.opened_during" not in v.tags]
+    views = [v for v in views if (v.tags.get("reprotrain.smoke") == "true") == smoke]
     if sort:
         views = _sorted(views, order[0])[:limit]  # the same order for runs found by two searches (--data)
     return [_row(v) for v in views]

@@ -47,6 +47,8 @@ class Settings:
     verify_files: tuple[str, ...] = ()  # output files (globs) whose hashes `rerun --verify` compares
     hash_data: bool = False  # the gate hashes every DVC-tracked file instead of trusting DVC's stamps
     schemas: bool = True  # the gate reads the schemas of the DVC-tracked tables (each version once)
+    smoke_overrides: tuple[str, ...] = ()  # Hydra overrides that make a job short (`run --smoke`)
+    smoke_multirun: bool = False  # every `run -m` starts with a smoke run (`--no-smoke` skips it)
 
     @classmethod
     def from_mapping(cls, table: Mapping[str, Any], source: str) -> Settings:
@@ -65,10 +67,17 @@ class Settings:
 
 _LISTS = {"metrics_files", "inputs", "verify_files"}
 _IN_OUTPUT_DIR = {"metrics_files", "verify_files"}  # read from the job's output directory only
-_BOOLS = {"has_data", "hash_data", "require_pushed", "schemas"}
+_BOOLS = {"has_data", "hash_data", "require_pushed", "schemas", "smoke_multirun"}
 
 
 def _check(key: str, value: Any, source: str) -> Any:
+    if key == "smoke_overrides":
+        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+            raise UsageError(
+                f"setting smoke_overrides in {source} must be a list of Hydra overrides, got {value!r}",
+                hint='e.g. smoke_overrides = ["trainer.max_epochs=1", "data.limit=200"]',
+            )
+        return tuple(v.strip() for v in value)
     if key in _LISTS:
         if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
             raise UsageError(f"setting {key} in {source} must be a list of paths, got {value!r}")

@@ -106,6 +106,43 @@ def build_argv(args: HydraArgs, extra_overrides: Sequence[str]) -> list[str]:
     return argv + list(args.overrides) + list(extra_overrides)
 
 
+_ELSEWHERE = ("hydra/launcher", "hydra/sweeper", "hydra.launcher.", "hydra.sweeper.")
+
+
+@reports_incompatible
+def smoke_tokens(tokens: Sequence[str], smoke_overrides: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The command line of one short job before ``tokens`` (a run or a sweep): the sweep's first
+    job (each swept key at its first value; no multirun, launcher or sweeper: it runs here), with
+    ``smoke_overrides`` in place of whatever they set. Also the swept keys that cannot be
+    enumerated (an `interval` or `glob` sweep), left at their config's value."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    args = parse_args(tokens)
+    parser = OverridesParser.create()
+    smoke_keys = {o.key_or_group for o in parser.parse_overrides(list(smoke_overrides))}
+    kept: list[str] = []
+    left: list[str] = []
+    for override in parser.parse_overrides(args.overrides):
+        key = override.key_or_group
+        if key.startswith(_ELSEWHERE) or key in smoke_keys:
+            continue
+        if not override.is_sweep_override():
+            kept.append(override.input_line)
+            continue
+        try:
+            first = next(iter(override.sweep_string_iterator()), None)
+        except HydraException:
+            first = None
+        if first is None:
+            left.append(override.input_line)
+        else:
+            kept.append(f"{override.get_key_element()}={first}")
+    namespace = argparse.Namespace(**vars(args.namespace))
+    namespace.multirun = False
+    return build_argv(HydraArgs(namespace, kept), list(smoke_overrides)), left
+
+
 def quote_value(text: str) -> str:
     """A Hydra override value as a quoted string (paths may hold spaces or quotes)."""
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
