@@ -9,6 +9,7 @@ import argparse
 import math
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from reprotrain import __version__
 from reprotrain.errors import NotPinnedError, ReprotrainError, UsageError
@@ -165,6 +166,20 @@ def _parser() -> argparse.ArgumentParser:
         "accept", help="write the current schemas to reprotrain-schema.yaml (then commit it with the code)"
     )
     accept.add_argument("paths", nargs="*", metavar="PATH", help="only these inputs (default: every table)")
+    lineage = sub.add_parser(
+        "lineage",
+        help="data versions -> the runs that used them -> what they made -> the runs that used that",
+        description="The lineage of a DVC-tracked path (every version, or PATH@HASH for one) or of a run: the runs "
+        "that used each data version, their reruns and verdicts, the outputs those runs made (a pipeline's), and "
+        "the runs that used them in turn. For a run, the picture is also logged beside it "
+        "(reprotrain/lineage/lineage.html), so that the MLflow UI shows it.",
+    )
+    lineage.add_argument(
+        "target", metavar="PATH[@HASH]|RUN_ID", help="a data path (relative to the repository root) or a run"
+    )
+    lineage.add_argument("--depth", type=int, default=6, help="steps of data -> run -> data to follow (default: 6)")
+    lineage.add_argument("--json", action="store_true", help="print the graph as JSON (data, runs, edges)")
+    lineage.add_argument("--html", type=Path, metavar="FILE", help="also write the picture (SVG in an HTML page) here")
     show = sub.add_parser("show", help="show what a run recorded")
     show.add_argument("run_id", help=_RUN_ID_HELP)
     show.add_argument("--json", action="store_true", help="print the record, status and metrics as JSON")
@@ -540,6 +555,23 @@ def _schema(command: str, paths: list[str], as_json: bool) -> int:
     return 0
 
 
+def _lineage(target: str, depth: int, as_json: bool, html: Path | None) -> int:
+    from reprotrain.core.lineage import to_html, to_json, tree_lines
+    from reprotrain.lineage import lineage, log_picture
+
+    graph, roots, run_id = lineage(target, depth)
+    if html is not None:
+        html.write_text(to_html(graph, roots, f"lineage of {target}"), encoding="utf-8")
+    logged = log_picture(run_id, graph, roots) if run_id else None
+    if as_json:
+        print(_json(to_json(graph, roots) | ({"artifact": logged} if logged else {})))
+        return 0
+    print("\n".join(tree_lines(graph, roots)))
+    if logged:
+        print(f"(the picture is logged beside run {run_id[:12]}: {logged})", file=sys.stderr)
+    return 0
+
+
 def _report(exc: ReprotrainError) -> None:
     if isinstance(exc, NotPinnedError):
         from reprotrain.render import problems_text
@@ -599,6 +631,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check(args.require_pushed, args.json, args.hash)
         if args.command == "apply":
             return _apply(args.run_id)
+        if args.command == "lineage":
+            return _lineage(args.target, args.depth, args.json, args.html)
         if args.command == "schema":
             return _schema(args.schema_command, args.paths, getattr(args, "json", False))
         if args.command == "completion":
