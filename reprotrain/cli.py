@@ -567,7 +567,7 @@ def _lineage(target: str, depth: int, as_json: bool, html: Path | None) -> int:
         print(_json(to_json(graph, roots) | ({"artifact": logged} if logged else {})))
         return 0
     print("\n".join(tree_lines(graph, roots)))
-    if logged:
+    if logged and run_id:
         print(f"(the picture is logged beside run {run_id[:12]}: {logged})", file=sys.stderr)
     return 0
 

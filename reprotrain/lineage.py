@@ -12,14 +12,20 @@ from typing import Any
 
 from reprotrain.core.lineage import Graph, RunNode, data_key, to_html
 from reprotrain.errors import ReprotrainError, UsageError
-from reprotrain.query import _data_runs, _quote, resolve_run_id, store_uri
+from reprotrain.query import data_runs, resolve_run_id, search_quote, store_uri
 
-__all__ = ["lineage"]
+__all__ = ["lineage", "log_picture"]
 
 MAX_RUNS = 500  # a walk that finds more stops, and says so
 
 
 def _node(tracker: Any, view: Any) -> RunNode:
+    node = _record_node(tracker, view)
+    node.models = tracker.logged_models(view.experiment_id, view.run_id)
+    return node
+
+
+def _record_node(tracker: Any, view: Any) -> RunNode:
     try:
         record = tracker.read_json_artifact(view.run_id, "reprotrain/record.json")
     except ReprotrainError:
@@ -53,7 +59,7 @@ def _walk(tracker: Any, experiment_id: str, graph: Graph, start: list[str], dept
                 continue
             done.add(key)
             path, _, digest = key.rpartition("@")
-            for view in _data_runs(tracker, experiment_id, [], path, digest, MAX_RUNS):
+            for view in data_runs(tracker, experiment_id, [], path, digest, MAX_RUNS):
                 if len(graph.runs) >= MAX_RUNS:
                     graph.truncated = True
                     return
@@ -70,7 +76,8 @@ def _walk(tracker: Any, experiment_id: str, graph: Graph, start: list[str], dept
 
 
 def _reruns(tracker: Any, experiment_id: str, graph: Graph, run_id: str) -> None:
-    for view in tracker.search([experiment_id], f"tags.`reprotrain.rerun_of` = {_quote(run_id)}", max_results=100):
+    found = tracker.search([experiment_id], f"tags.`reprotrain.rerun_of` = {search_quote(run_id)}", max_results=100)
+    for view in found:
         if view.run_id not in graph.runs:
             graph.add_run(_node(tracker, view))
 
@@ -78,8 +85,8 @@ def _reruns(tracker: Any, experiment_id: str, graph: Graph, run_id: str) -> None
 def _versions(tracker: Any, experiment_id: str, path: str) -> list[str]:
     """Every version of ``path`` a run used or made, by its full hash (from the records)."""
     keys: list[str] = []
-    for view in _data_runs(tracker, experiment_id, [], path, None, MAX_RUNS):
-        node = _node(tracker, view)
+    for view in data_runs(tracker, experiment_id, [], path, None, MAX_RUNS):
+        node = _record_node(tracker, view)
         keys += [k for k in [*node.inputs, *node.outputs] if k.rpartition("@")[0] == path and k not in keys]
     return keys
 
@@ -112,7 +119,7 @@ def lineage(target: str, depth: int = 6, cwd: Path | None = None) -> tuple[Graph
             graph.add_run(node)
             for source in node.inputs:  # upstream: who made what it read
                 source_path, _, source_hash = source.rpartition("@")
-                for view in _data_runs(tracker, experiment_id, [], source_path, source_hash, 50):
+                for view in data_runs(tracker, experiment_id, [], source_path, source_hash, 50):
                     if view.run_id not in graph.runs and _made_by(tracker, view, source):
                         graph.add_run(_node(tracker, view))
             _reruns(tracker, experiment_id, graph, run_id)
@@ -135,7 +142,7 @@ def lineage(target: str, depth: int = 6, cwd: Path | None = None) -> tuple[Graph
 
 
 def _made_by(tracker: Any, view: Any, key: str) -> bool:
-    return key in _node(tracker, view).outputs
+    return key in _record_node(tracker, view).outputs
 
 
 def _git_root(root: Path) -> Path:

@@ -13,6 +13,7 @@ from reprotrain.settings import NoProjectError, find_project
 from reprotrain.spool import PARAMS_FROM_CODE
 
 __all__ = [
+    "data_runs",
     "last_run_id",
     "load_environment",
     "launcher_alive",
@@ -23,6 +24,7 @@ __all__ = [
     "reap",
     "reap_stale",
     "resolve_run_id",
+    "search_quote",
     "stale_runs",
     "store_uri",
 ]
@@ -314,7 +316,7 @@ def _experiment_page(uri: str, cwd: Path | None) -> str:
     return experiment_route(found) if found else f"#/experiments?{TRAINING_VIEW}"
 
 
-def _quote(value: str) -> str:
+def search_quote(value: str) -> str:
     return "'" + value.replace("'", "\\'") + "'"
 
 
@@ -356,18 +358,18 @@ def list_runs(
     else:
         clauses = [filter_string.strip()] if filter_string and filter_string.strip() else []  # MLflow has AND only
         if status:
-            clauses.append(f"attributes.status = {_quote(status.upper())}")
+            clauses.append(f"attributes.status = {search_quote(status.upper())}")
         if commit:
             clauses.append(
-                f"tags.`reprotrain.git.commit` = {_quote(commit)}"
+                f"tags.`reprotrain.git.commit` = {search_quote(commit)}"
                 if len(commit) == 40
-                else f"tags.`reprotrain.git.commit` LIKE {_quote(commit + '%')}"
+                else f"tags.`reprotrain.git.commit` LIKE {search_quote(commit + '%')}"
             )
         if sweep:
             sweep = resolve_run_id(sweep, tracker, cwd)
-            clauses.append(f"tags.`mlflow.parentRunId` = {_quote(sweep)}")
+            clauses.append(f"tags.`mlflow.parentRunId` = {search_quote(sweep)}")
         if data_path or data_hash:
-            views = _data_runs(tracker, experiment_id, clauses, data_path, data_hash, limit)
+            views = data_runs(tracker, experiment_id, clauses, data_path, data_hash, limit)
         elif order and order[0].startswith(("params.", "tags.")):
             # MLflow orders params and tags as strings (`10` before `9`): take every match, order them here
             views = tracker.search([experiment_id], " AND ".join(clauses), max_results=50000, order_by=order)
@@ -437,21 +439,21 @@ def _number(text: Any) -> float | None:
     return None if number != number else number  # NaN has no order
 
 
-def _data_runs(
+def data_runs(
     tracker: Any, experiment_id: str, clauses: list[str], path: str | None, digest: str | None, limit: int
 ) -> list[Any]:
     """Runs that read the data (an MLflow dataset input: its DVC hash is the digest) and runs whose
     pipeline made it (the `reprotrain.outputs` tag, `|path=hash|...`), newest first."""
     consumed = [*clauses]
     if path:
-        consumed.append(f"datasets.name = {_quote(path)}")
+        consumed.append(f"datasets.name = {search_quote(path)}")
     if digest:
-        consumed.append(f"datasets.digest = {_quote(digest[:36])}")
+        consumed.append(f"datasets.digest = {search_quote(digest[:36])}")
     readers = tracker.search([experiment_id], " AND ".join(consumed), max_results=limit)
     if path and digest:  # both on one dataset, not one each on two
         readers = [v for v in readers if (path, digest[:36]) in v.datasets]
     pattern = f"%|{path or '%'}={digest or ''}%"
-    made = [*clauses, f"tags.`reprotrain.outputs` LIKE {_quote(pattern)}"]
+    made = [*clauses, f"tags.`reprotrain.outputs` LIKE {search_quote(pattern)}"]
     makers = tracker.search([experiment_id], " AND ".join(made), max_results=limit)
     makers = [v for v in makers if _made(v.tags.get("reprotrain.outputs", ""), path, digest)]  # LIKE's _ is a wildcard
     cut = [*clauses, "tags.`reprotrain.outputs_truncated` = 'true'"]  # more outputs than the tag holds

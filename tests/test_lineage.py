@@ -29,9 +29,11 @@ stages:
 """
 
 TRAIN = """\
-import json, os
+import json, os, mlflow
 rows = [int(x) for x in open("prepared/rows.txt")]
 json.dump({"total": sum(rows)}, open(os.path.join(os.environ["REPROTRAIN_OUTPUT_DIR"], "metrics.json"), "w"))
+with mlflow.start_run():  # reprotrain's run: the model is logged from it
+    mlflow.create_external_model(name="chain-model")
 """
 
 
@@ -74,6 +76,7 @@ def test_the_lineage_of_a_two_step_chain(tmp_path):
     assert f"used by run {a[:12]}" in text and f"rerun {a2[:12]}" in text and "REPRODUCED" in text, text
     at_made = next(i for i, line in enumerate(lines) if f"made prepared @ {made[:12]}" in line)
     assert any(f"used by run {b[:12]}" in line for line in lines[at_made + 1 :]), text
+    assert "logged model chain-model  models:/m-" in text, text
 
     graph = run_cli("lineage", a, "--json", "--html", str(tmp_path / "a.html"), cwd=root)
     assert graph.code == 0, graph.describe()
@@ -81,6 +84,8 @@ def test_the_lineage_of_a_two_step_chain(tmp_path):
     edges = {(e["from"], e["to"], e["kind"]) for e in data["edges"]}
     assert (f"data/raw.csv@{raw}", a, "input") in edges and (a, f"prepared@{made}", "output") in edges
     assert (f"prepared@{made}", b, "input") in edges and (a, a2, "rerun") in edges
+    (b_node,) = [r for r in data["runs"] if r["run_id"] == b]
+    assert [m["name"] for m in b_node["models"]] == ["chain-model"]
     assert data["artifact"] == "reprotrain/lineage/lineage.html"
     assert "reprotrain/lineage/lineage.html" in artifact_paths(uri, a)
     page = (tmp_path / "a.html").read_text()

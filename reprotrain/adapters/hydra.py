@@ -128,14 +128,14 @@ def smoke_tokens(tokens: Sequence[str], smoke_overrides: Sequence[str]) -> tuple
         if key.startswith(_ELSEWHERE) or key in smoke_keys:
             continue
         if not override.is_sweep_override():
-            kept.append(override.input_line)
+            kept.append(str(override.input_line))
             continue
         try:
             first = next(iter(override.sweep_string_iterator()), None)
         except HydraException:
             first = None
         if first is None:
-            left.append(override.input_line)
+            left.append(str(override.input_line))
         else:
             kept.append(f"{override.get_key_element()}={first}")
     namespace = argparse.Namespace(**vars(args.namespace))

@@ -293,6 +293,9 @@ class HelperTracker:
     ) -> None:
         self._call("log_artifacts", run_id, Path(local_dir).resolve(), artifact_path, masker)
 
+    def logged_models(self, experiment_id: str, run_id: str) -> list[dict[str, str]]:
+        return list(self._call("logged_models", experiment_id, run_id))
+
     def search_all(self, filter_string: str, max_results: int = 1000, deleted: bool = False) -> list[RunView]:
         return list(self._call("search_all", filter_string, max_results, deleted))
 

@@ -515,6 +515,18 @@ class Tracker:
         with _mlflow_errors(f"artifact {path} of run {run_id}", self.uri):
             return Path(self.client.download_artifacts(run_id, path, os.fspath(dest)))
 
+    def logged_models(self, experiment_id: str, run_id: str) -> list[dict[str, str]]:
+        """The models a run logged (MLflow 3's logged models: `log_model`, autolog): each one's
+        ID, name and URI; none where the store or this MLflow has no logged models."""
+        search = getattr(self.client, "search_logged_models", None)
+        if search is None:
+            return []
+        try:
+            found = search([experiment_id], filter_string=f"source_run_id = '{run_id}'", max_results=100)
+        except Exception:  # a store without logged models (an older server): nothing to show
+            return []
+        return [{"model_id": str(m.model_id), "name": str(m.name or ""), "uri": f"models:/{m.model_id}"} for m in found]
+
     def read_json_artifact(self, run_id: str, path: str) -> Any:
         with _mlflow_errors(f"artifact {path} of run {run_id}", self.uri), tempfile.TemporaryDirectory() as tmp:
             local = self.client.download_artifacts(run_id, path, tmp)

@@ -28,6 +28,7 @@ class RunNode:
     smoke: bool = False
     inputs: list[str] = field(default_factory=list)  # data keys
     outputs: list[str] = field(default_factory=list)  # data keys
+    models: list[dict[str, str]] = field(default_factory=list)  # MLflow logged models: model_id, name, uri
 
 
 @dataclass
@@ -100,9 +101,12 @@ def tree_lines(graph: Graph, roots: Iterable[str]) -> list[str]:
         inner = prefix + ("   " if last else "│  ")
         reruns = graph.reruns(node.run_id)
         items: list[tuple[str, Any]] = [("rerun", r) for r in reruns] + [("made", k) for k in node.outputs]
+        items += [("model", m) for m in node.models]
         for i, (kind, item) in enumerate(items):
             end = i == len(items) - 1
-            if kind == "rerun":
+            if kind == "model":
+                lines.append(f"{inner}{'└─ ' if end else '├─ '}logged model {item['name']}  {item['uri']}")
+            elif kind == "rerun":
                 verdict = item.verdict.replace("-", " ").upper() if item.verdict else "not verified"
                 lines.append(f"{inner}{'└─ ' if end else '├─ '}rerun {item.run_id[:12]}  {item.status}  {verdict}")
             else:
@@ -164,13 +168,13 @@ def _layers(graph: Graph, roots: list[str]) -> dict[str, int]:
             if key not in column and not graph.makers(key) and key not in roots:
                 frontier.append((key, 0))
     while frontier:
-        node, depth = frontier.pop()
-        if column.get(node, -1) >= depth or depth > 64:
+        key, depth = frontier.pop()
+        if column.get(key, -1) >= depth or depth > 64:
             continue
-        column[node] = depth
-        frontier += [(n, depth + 1) for n in nexts.get(node, [])]
-    for node in [*graph.data, *graph.runs]:
-        column.setdefault(node, 0)
+        column[key] = depth
+        frontier += [(n, depth + 1) for n in nexts.get(key, [])]
+    for key in [*graph.data, *graph.runs]:
+        column.setdefault(key, 0)
     return column
 
 
