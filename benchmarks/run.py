@@ -326,6 +326,38 @@ def one_target(
         args.json.write_text(json.dumps(summary, indent=2))
 
 
+def smoke_main(args: argparse.Namespace, work: Path, env: dict[str, str]) -> int:
+    """What a smoke run adds to a sweep: the 8-job sweep (joblib, 2 workers) of the small project
+    with `--smoke` (one job here first, with `smoke_overrides`) against the same sweep without."""
+    small = projects.build(work / "small", env, 1, 5 * 1024 * 1024, 0)
+    project = work / "smoke-project"
+    if not project.is_dir():
+        projects.pipeline_copy(small, project, env)
+        toml = project / "pyproject.toml"
+        toml.write_text(toml.read_text() + 'smoke_overrides = ["lr=0.0"]\n')
+        projects.sh(project, "git", "commit", "-qam", "smoke overrides", env=env)
+    rt = str(BIN / "reprotrain")
+    sweep = [f"seed={','.join(str(i) for i in range(1, 9))}", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+    cases = {
+        c.name: c
+        for c in [
+            Case("sweep (8 jobs)", [rt, "run", "-m", *sweep], project),
+            Case("sweep --smoke (8 jobs + 1 smoke job)", [rt, "run", "--smoke", "-m", *sweep], project),
+        ]
+    }
+    measure(list(cases.values()), env, args.repeats)
+    print(f"\na smoke run before a sweep ({args.repeats} interleaved rounds, median [range])")
+    for case in cases.values():
+        print(row(case))
+    added = med(cases["sweep --smoke (8 jobs + 1 smoke job)"]) - med(cases["sweep (8 jobs)"])
+    ratio = med(cases["sweep --smoke (8 jobs + 1 smoke job)"]) / med(cases["sweep (8 jobs)"])
+    print(f"  {'the smoke run adds':<42} {added:7.2f} s  ({ratio:.2f}x the sweep)")
+    if args.json:
+        summary = {"cases": {n: {"median": med(c), "times": c.times} for n, c in cases.items()}, "added_s": added}
+        args.json.write_text(json.dumps({"smoke": summary}, indent=2))
+    return 0
+
+
 def schema_main(args: argparse.Namespace, work: Path, env: dict[str, str]) -> int:
     """The warm gate (`reprotrain check`, DVC's memo warm) of a project whose inputs are tables: a
     CSV of 200,000 rows and a directory of 300 partitioned CSV files, with their schemas read (and
@@ -522,6 +554,7 @@ def main() -> int:
     parser.add_argument("--slurm-only", action="store_true", help="only the 8-job sweep on a Slurm cluster")
     parser.add_argument("--rebuild-only", action="store_true", help="only rerun --rebuild-env against by hand")
     parser.add_argument("--schema-only", action="store_true", help="only the warm gate with schemas against without")
+    parser.add_argument("--smoke-only", action="store_true", help="only a sweep with a smoke run against without")
     args = parser.parse_args()
 
     work = args.workdir.resolve()
@@ -532,6 +565,8 @@ def main() -> int:
             return rebuild_main(args, work, env)
         if args.schema_only:
             return schema_main(args, work, env)
+        if args.smoke_only:
+            return smoke_main(args, work, env)
         return slurm_main(args, work, env) if args.slurm_only else tool_cases(args, work, env)
     finally:
         stop_helpers(work / "home")
