@@ -8,6 +8,7 @@ once (remembered by its hash); `diff` shows the change between two runs."""
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
@@ -37,11 +38,13 @@ def add_tables(root: Path) -> None:
     (data / "samples.csv").write_text(SAMPLES)
     pq.write_table(pa.table({"user": pa.array([1, 2], pa.int64()), "name": ["a", "b"]}), data / "users.parquet")
     (data / "events.jsonl").write_text('{"t": 1, "kind": "click", "tags": ["x"]}\n{"t": 2, "kind": "view"}\n')
+    (data / "export.tsv.gz").write_bytes(gzip.compress(b"day\tclicks\n2024-01-01\t3\n"))  # a gzipped export
     for year, rows in (("2023", "1,2\n3,4\n"), ("2024", "5,6\n")):
         part = data / "parts" / f"year={year}"
         part.mkdir(parents=True)
         (part / "p-0.csv").write_text("a,b\n" + rows)
     dvc(root, "add", "-q", "data/samples.csv", "data/users.parquet", "data/events.jsonl", "data/parts")
+    dvc(root, "add", "-q", "data/export.tsv.gz")
     commit_all(root, "tables")
 
 
@@ -88,6 +91,11 @@ def test_every_table_input_is_recorded_with_its_schema_and_in_mlflow(tables):
     ]
     assert schemas["data/users.parquet"]["rows"] == 2
     assert [c["type"] for c in schemas["data/events.jsonl"]["columns"]] == ["long", "string", "array"]
+    assert schemas["data/export.tsv.gz"] == {
+        "format": "tsv",
+        "columns": [{"name": "day", "type": "string"}, {"name": "clicks", "type": "long"}],
+        "rows": 1,
+    }
     parts = schemas["data/parts"]
     assert parts["format"] == "directory" and parts["files"] == 2
     assert parts["patterns"]["year=*/*.csv"]["rows"] == 3 and parts["patterns"]["year=*/*.csv"]["files"] == 2
@@ -113,6 +121,7 @@ def test_the_contract_refuses_a_changed_upstream_schema_until_accepted(tables):
     contract = yaml.safe_load((tables / "reprotrain-schema.yaml").read_text())
     assert contract["data/samples.csv"]["columns"] == {"id": "long", "score": "double", "label": "string"}
     tables_in = {"data/train.csv", "data/samples.csv", "data/users.parquet", "data/events.jsonl", "data/parts"}
+    tables_in.add("data/export.tsv.gz")
     assert set(contract) == tables_in
     contract["data/samples.csv"]["rows"]["min"] = 2  # the user bounds the row count
     (tables / "reprotrain-schema.yaml").write_text(yaml.safe_dump(contract, sort_keys=False))

@@ -9,6 +9,7 @@ out of it is not read, and the table is left without a schema."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -23,6 +24,7 @@ from reprotrain.core.schema import (
     ParquetError,
     csv_schema,
     directory_schema,
+    gzipped,
     jsonl_schema,
     parquet_footer_schema,
     parquet_footer_size,
@@ -77,24 +79,27 @@ def _inside(path: Path, top: str) -> Path | None:
     return Path(real) if os.path.isfile(real) else None
 
 
-def _lines(raw: io.BufferedReader) -> Iterator[str]:
+def _lines(raw: Any) -> Iterator[str]:
     text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
     yield from text
 
 
-def file_schema(path: Path, fmt: str) -> dict[str, Any] | None:
-    """The schema of one table file; None when it cannot be read as one (not UTF-8, broken)."""
+def file_schema(path: Path, fmt: str, compressed: bool = False) -> dict[str, Any] | None:
+    """The schema of one table file (``compressed``: gzipped); None when it cannot be read as one
+    (not UTF-8, broken)."""
+    import gzip
+
     try:
         size = path.stat().st_size
         if size > _LARGE:
             progress(f"reading the schema of {path.name} ({size // (1024 * 1024)} MB), once for this version")
-        with open(path, "rb") as raw:
+        with open(path, "rb") as plain, gzip.open(plain) if compressed else contextlib.nullcontext(plain) as raw:
             if fmt == "parquet":
                 return _parquet(raw, size)
             if fmt == "jsonl":
                 return jsonl_schema(json.loads(line) for line in _lines(raw) if line.strip())
             return csv_schema(csv.reader(_lines(raw), delimiter="\t" if fmt == "tsv" else ","), fmt)
-    except (OSError, ValueError, UnicodeDecodeError, csv.Error, RecursionError):
+    except (OSError, ValueError, UnicodeDecodeError, csv.Error, RecursionError, EOFError):
         return None
 
 
@@ -121,7 +126,7 @@ def _directory(path: Path, top: str) -> dict[str, Any] | None:
         source = entry.source if entry.kind == "file" else None
         if entry.kind == "link":  # DVC's symlink cache: a link to a file of the repository
             source = _inside(path / entry.rel, top)
-        files.append((entry.rel, file_schema(source, fmt) if source is not None else None))
+        files.append((entry.rel, file_schema(source, fmt, gzipped(entry.rel)) if source is not None else None))
     return directory_schema(files)
 
 
@@ -145,7 +150,7 @@ def schemas_of(git_root: Path, outputs: Sequence[DataOutput]) -> dict[str, dict[
                 source = _inside(path, top)
                 if source is None or fmt is None:
                     continue  # a link out of the repository: never read (nor remembered as no table)
-                schema = file_schema(source, fmt)
+                schema = file_schema(source, fmt, gzipped(output.path))
             _remember(digest, schema)
         if schema is not None:
             found[output.path] = schema

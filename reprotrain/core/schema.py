@@ -27,6 +27,7 @@ __all__ = [
     "contract_changes",
     "csv_schema",
     "directory_schema",
+    "gzipped",
     "jsonl_schema",
     "mlflow_profile",
     "mlflow_schema",
@@ -49,9 +50,23 @@ _FORMATS = {
 }
 
 
+def _suffix(path: str) -> str:
+    """The table suffix of a file name, its compression included (`.csv.gz`)."""
+    stem, suffix = posixpath.splitext(posixpath.basename(path).lower())
+    if suffix == ".gz":
+        inner = posixpath.splitext(stem)[1]
+        return inner + suffix if inner in (".csv", ".tsv", ".jsonl", ".ndjson") else suffix
+    return suffix
+
+
 def table_format(path: str) -> str | None:
-    """csv, tsv, parquet or jsonl by the file's suffix; None for any other file."""
-    return _FORMATS.get(posixpath.splitext(path)[1].lower())
+    """csv, tsv, parquet or jsonl by the file's suffix (CSV, TSV and JSON Lines also gzipped:
+    `.csv.gz`); None for any other file."""
+    return _FORMATS.get(_suffix(path).removesuffix(".gz"))
+
+
+def gzipped(path: str) -> bool:
+    return _suffix(path).endswith(".gz")
 
 
 # --- CSV / TSV and JSON Lines ---------------------------------------------------------------------
@@ -330,7 +345,7 @@ def pattern_of(relpath: str) -> str:
     `year=*`) and `*.SUFFIX`: `train/a.csv` -> `train/*.csv`, `year=2024/p-0.parquet` -> `year=*/*.parquet`."""
     parent, name = posixpath.split(relpath)
     parts = [_PARTITION.sub(r"\1=*", part) for part in parent.split("/") if part]
-    return posixpath.join(*parts, f"*{posixpath.splitext(name)[1].lower()}")
+    return posixpath.join(*parts, f"*{_suffix(name)}")
 
 
 def directory_schema(files: Iterable[tuple[str, dict[str, Any] | None]]) -> dict[str, Any] | None:

@@ -147,7 +147,10 @@ def file_metadata(elements: list[bytes], rows: int | None, extra: bytes = b"") -
         ("y.ndjson", "jsonl"),
         ("z.json", None),
         ("README", None),
-        ("data.csv.gz", None),
+        ("data.csv.gz", "csv"),  # gzipped CSV, TSV and JSON Lines are read too
+        ("d/e.JSONL.GZ", "jsonl"),
+        ("archive.tar.gz", None),
+        ("x.parquet.gz", None),
     ],
 )
 def test_table_format_by_suffix(path, fmt):
