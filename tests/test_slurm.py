@@ -281,3 +281,31 @@ def test_rerun_rebuild_env_of_a_slurm_sweep_runs_its_job_in_the_rebuilt_environm
     assert again.data.metrics["rtpin"] == 1.0 and again.data.tags["reprotrain.env.rebuilt"]
     assert packages_of(venv)["rtpin"] == "2.0"
     assert git_status(project) == ""
+
+
+def test_a_smoke_run_here_comes_before_the_sweep_on_slurm(project, slurm):
+    """`run --smoke` of a Slurm sweep: the smoke job runs here (no Slurm job), then every job of the
+    sweep on Slurm; a failing smoke run submits nothing."""
+    from helpers import all_runs, commit_all, write_pyproject
+
+    write_pyproject(project, entrypoint="python train.py", smoke_overrides=["sleep=0"])
+    commit_all(project, "smoke overrides")
+    env = cli_env(project, {"SLURM_CONF": slurm})
+    res = run_cli("run", "--smoke", "-m", "model.lr=0.1,0.2", *SLURM, cwd=project, env=env, timeout=600)
+    assert res.code == 0, res.describe()
+    uri = embedded_uri(project)
+    (smoke,) = [r for r in all_runs(uri) if r.data.tags.get("reprotrain.smoke") == "true"]
+    assert "engine_job" not in record_of(uri, smoke.info.run_id)["environment"], "the smoke job ran here"
+    jobs = [r for r in all_runs(uri) if r.data.tags.get("mlflow.parentRunId")]
+    assert len(jobs) == 2 and all(
+        record_of(uri, j.info.run_id)["environment"]["engine_job"]["engine"] == "slurm" for j in jobs
+    )
+
+    before = squeue(slurm)
+    failed = run_cli(
+        "run", "--smoke", "-m", "model.lr=0.1,0.2", "exit_code=5", *SLURM, cwd=project, env=env, timeout=600
+    )
+    assert failed.code == 5 and "nothing else was launched" in failed.err, failed.describe()
+    assert len([r for r in all_runs(uri) if r.data.tags.get("mlflow.parentRunId")]) == 2, "no new Slurm job"
+    assert squeue(slurm) == before
+    assert git_status(project) == ""
