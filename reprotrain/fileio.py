@@ -12,11 +12,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["NEVER_UPLOADED", "Entry", "walk_tree", "write_json"]
+__all__ = ["NEVER_UPLOADED", "Entry", "user_cache", "walk_tree", "write_json"]
 
 # directories never uploaded from an output dir, wherever they are in it: a repository, a DVC
 # cache and config, reprotrain's own state
 NEVER_UPLOADED = frozenset({".git", ".dvc", ".reprotrain"})
+
+
+def user_cache(name: str, variable: str | None = None) -> Path:
+    """reprotrain's cache directory ``name`` outside any project: ``$variable`` when set, else
+    `$XDG_CACHE_HOME/reprotrain/NAME` (default `~/.cache/reprotrain/NAME`)."""
+    given = os.environ.get(variable) if variable else None
+    if given:
+        return Path(given)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "reprotrain" / name
 
 
 def write_json(path: Path, value: Any, mode: int = 0o644, **dumps: Any) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 from reprotrain.core.rebuild import Problem, RebuildPlan, normalize, python_excluded, unserved, unserved_problems
 from reprotrain.core.secrets import Masker, secret_env_values, url_secrets
 from reprotrain.errors import ReprotrainError
+from reprotrain.fileio import user_cache
 from reprotrain.progress import progress
 
 __all__ = [
@@ -59,11 +60,7 @@ class Built:
 
 
 def cache_root() -> Path:
-    given = os.environ.get("REPROTRAIN_ENV_CACHE")
-    if given:
-        return Path(given)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "reprotrain" / "envs"
+    return user_cache("envs", "REPROTRAIN_ENV_CACHE")
 
 
 def python_version(executable: str) -> tuple[str, str] | None:

@@ -30,7 +30,7 @@ from reprotrain.core.schema import (
     parquet_footer_size,
     table_format,
 )
-from reprotrain.fileio import walk_tree, write_json
+from reprotrain.fileio import user_cache, walk_tree, write_json
 from reprotrain.progress import progress
 
 __all__ = ["cache_root", "file_schema", "load_contract", "schemas_of", "write_contract"]
@@ -40,11 +40,7 @@ _MAX_FOOTER = 64 * 1024 * 1024
 
 
 def cache_root() -> Path:
-    given = os.environ.get("REPROTRAIN_SCHEMA_CACHE")
-    if given:
-        return Path(given)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "reprotrain" / "schemas"
+    return user_cache("schemas", "REPROTRAIN_SCHEMA_CACHE")
 
 
 def _memo_path(digest: str) -> Path:
