@@ -562,7 +562,14 @@ def _lineage(target: str, depth: int, as_json: bool, html: Path | None) -> int:
     graph, roots, run_id = lineage(target, depth)
     if html is not None:
         html.write_text(to_html(graph, roots, f"lineage of {target}"), encoding="utf-8")
-    logged = log_picture(run_id, graph, roots) if run_id else None
+    logged = None
+    if run_id:  # best effort, after the lineage is in hand: a read-only store still gets it printed
+        try:
+            logged = log_picture(run_id, graph, roots)
+        except ReprotrainError as exc:
+            print(
+                f"reprotrain: warning: the picture could not be logged beside run {run_id[:12]}: {exc}", file=sys.stderr
+            )
     if as_json:
         print(_json(to_json(graph, roots) | ({"artifact": logged} if logged else {})))
         return 0

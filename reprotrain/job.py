@@ -276,15 +276,16 @@ class Job:
         check = self.session.check
         mask = self.masker
         executed = self.command if self.command is not None else self.entry.text
+        data = inputs_of(check.data, self.pipeline.plan, self.pipeline.prefix) if self.pipeline else check.data
         return RunRecord(
             run_id=self.run_id,
             pinned=check.pinned,
             problems=check.problems,
             git=check.git,
-            data=inputs_of(check.data, self.pipeline.plan, self.pipeline.prefix) if self.pipeline else check.data,
+            data=data,
             outputs=self.pipeline.outputs if self.pipeline else [],
             pipeline=self.pipeline.record() if self.pipeline else {},
-            schemas={o.path: check.schemas[o.path] for o in check.data if o.path in check.schemas},
+            schemas={o.path: check.schemas[o.path] for o in data if o.path in check.schemas},
             schema_changes=check.accepted,
             config_name=self.ctx.config_name,
             config_dir=self.session.settings.config_dir,

@@ -44,7 +44,7 @@ from reprotrain.core.pin import (
     not_pushed_problem,
     uncached_problems,
 )
-from reprotrain.core.pipeline import PipelinePlan
+from reprotrain.core.pipeline import PipelinePlan, inputs_of
 from reprotrain.core.record import PINNED_BY_GIT, DataOutput, GitInfo, data_digest, strip_credentials
 from reprotrain.core.ui import Original
 from reprotrain.errors import NotPinnedError, ReprotrainError, UsageError
@@ -231,11 +231,14 @@ def check_pins(
             data.is_dvc_repo,
         )
     )
-    # the tables' schemas: only of data exactly as committed (they are remembered by its hash)
+    # the tables' schemas: of the data DVC vouches for (they are remembered by its hash); a data
+    # problem of an output leaves it out, and the contract then says nothing of it either
     schemas: dict[str, Any] = {}
-    if not problems and project.settings.schemas:
-        schemas = tables.schemas_of(snap.root, outputs)
-        problems.extend(schema_problems(project, outputs, schemas))
+    if project.settings.schemas:
+        troubled = {p.path for p in problems if p.kind.startswith("data-")}
+        readable = [o for o in outputs if o.path not in troubled]
+        schemas = tables.schemas_of(snap.root, readable)
+        problems.extend(schema_problems(project, readable, schemas))
     git = GitInfo(snap.state.commit or "", snap.state.branch or "", snap.remote, os.fspath(snap.root))
     return PinCheck(problems, git, snap.root, outputs, schemas)
 
@@ -687,6 +690,10 @@ def launch(
         pipeline = _pipeline_plan(project, entry, check)
         if pipeline is not None:  # what the pipeline makes again is no reason to refuse it
             kept = [p for p in check.problems if not _recomputed(p, pipeline, project.root, check.git_root)]
+            rel = os.path.relpath(project.root.resolve(), check.git_root.resolve())
+            read = {o.path for o in inputs_of(check.data, pipeline, "" if rel == "." else rel + "/")}
+            # the contract is of the pipeline's inputs: a product of its stages is made anew
+            kept = [p for p in kept if not (p.kind == "schema-change" and p.path not in read)]
             check = replace(check, problems=kept)
         if options.accept_schema_change:  # run anyway, and say so in the record
             changed = [p for p in check.problems if p.kind == "schema-change"]

@@ -25,11 +25,16 @@ def _node(tracker: Any, view: Any) -> RunNode:
     return node
 
 
+_RECORDS: dict[str, Any] = {}  # the records read during one walk, by run ID
+
+
 def _record_node(tracker: Any, view: Any) -> RunNode:
-    try:
-        record = tracker.read_json_artifact(view.run_id, "reprotrain/record.json")
-    except ReprotrainError:
-        record = {}
+    if view.run_id not in _RECORDS:
+        try:
+            _RECORDS[view.run_id] = tracker.read_json_artifact(view.run_id, "reprotrain/record.json")
+        except ReprotrainError:
+            _RECORDS[view.run_id] = {}
+    record = _RECORDS[view.run_id]
     record = record if isinstance(record, dict) else {}
     inputs = [data_key(str(o.get("path")), str(o.get("hash"))) for o in record.get("data") or [] if isinstance(o, dict)]
     outputs = [
@@ -63,8 +68,8 @@ def _walk(tracker: Any, experiment_id: str, graph: Graph, start: list[str], dept
                 if len(graph.runs) >= MAX_RUNS:
                     graph.truncated = True
                     return
-                if view.run_id in graph.runs:
-                    continue
+                if view.run_id in graph.runs or view.tags.get("reprotrain.sweep") == "true":
+                    continue  # a sweep's parent: its jobs are the runs that used the data
                 node = _node(tracker, view)
                 graph.add_run(node)
                 _reruns(tracker, experiment_id, graph, node.run_id)
@@ -100,6 +105,7 @@ def lineage(target: str, depth: int = 6, cwd: Path | None = None) -> tuple[Graph
 
     if depth < 1:
         raise UsageError("--depth must be at least 1")
+    _RECORDS.clear()
     uri = store_uri(cwd)
     tracker = reader_for(uri)
     project = find_project(cwd)

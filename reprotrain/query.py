@@ -368,19 +368,23 @@ def list_runs(
         if sweep:
             sweep = resolve_run_id(sweep, tracker, cwd)
             clauses.append(f"tags.`mlflow.parentRunId` = {search_quote(sweep)}")
+        if smoke:
+            clauses.append("tags.`reprotrain.smoke` = 'true'")
+        # runs left out below (smoke runs, runs the code created) must not cut the listing short
+        fetch = limit + 200
         if data_path or data_hash:
-            views = data_runs(tracker, experiment_id, clauses, data_path, data_hash, limit)
+            views = data_runs(tracker, experiment_id, clauses, data_path, data_hash, fetch)
         elif order and order[0].startswith(("params.", "tags.")):
             # MLflow orders params and tags as strings (`10` before `9`): take every match, order them here
             views = tracker.search([experiment_id], " AND ".join(clauses), max_results=50000, order_by=order)
         else:
-            views = tracker.search([experiment_id], " AND ".join(clauses), max_results=limit, order_by=order)
+            views = tracker.search([experiment_id], " AND ".join(clauses), max_results=fetch, order_by=order)
     # runs the training code created itself are listed by `show` of the run they belong to
     views = [v for v in views if "reprotrain.opened_during" not in v.tags]
     views = [v for v in views if (v.tags.get("reprotrain.smoke") == "true") == smoke]
     if sort:
-        views = _sorted(views, order[0])[:limit]  # the same order for runs found by two searches (--data)
-    return [_row(v) for v in views]
+        views = _sorted(views, order[0])  # the same order for runs found by two searches (--data)
+    return [_row(v) for v in views[:limit]]
 
 
 _ATTRIBUTES = {"start_time", "end_time", "status", "run_name", "run_id"}

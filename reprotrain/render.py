@@ -509,6 +509,12 @@ def schema_text(report: Mapping[str, Any], accepted: bool = False) -> str:
             lines += [
                 f"  differs: {change}" for change in row.get("changes") or [] if change != "not in the schema contract"
             ]
+    for path in report.get("stale") or []:
+        lines.append(
+            f"{path}  in {report['contract']}, no longer a DVC-tracked input (`reprotrain schema accept` drops it)"
+        )
+    for path in report.get("removed") or []:
+        lines.append(f"{path}  dropped from the contract: no longer a DVC-tracked input")
     if not lines:
         lines.append("no DVC-tracked table (CSV/TSV, Parquet, JSON Lines, or a directory of them)")
     if accepted:

@@ -26,8 +26,9 @@ def _read(project: Project, paths: list[str]) -> tuple[Path, dict[str, Any], dic
     root = check.git_root
     outputs = check.data
     if paths:
-        wanted = {os.path.relpath(os.path.abspath(p), root) for p in paths}
         known = {o.path for o in outputs}
+        # a path as the shell sees it (relative to here), or as reprotrain prints it (to the repository's root)
+        wanted = {p if p in known else os.path.relpath(os.path.abspath(p), root) for p in paths}
         unknown = sorted(wanted - known)
         if unknown:
             raise UsageError(
@@ -56,7 +57,8 @@ def current(paths: list[str], cwd: Path | None = None) -> dict[str, Any]:
             continue
         changes = contract_changes(entry, schema) if contract is not None else []
         rows.append({"path": output.path, "schema": schema, "in_contract": entry is not None, "changes": changes})
-    return {"contract": CONTRACT_FILE if contract is not None else None, "inputs": rows}
+    stale = sorted(set(contract or {}) - {o.path for o in outputs}) if contract and not paths else []
+    return {"contract": CONTRACT_FILE if contract is not None else None, "inputs": rows, "stale": stale}
 
 
 def accept(paths: list[str], cwd: Path | None = None) -> dict[str, Any]:
@@ -71,6 +73,9 @@ def accept(paths: list[str], cwd: Path | None = None) -> dict[str, Any]:
             hint="tables are CSV/TSV, Parquet and JSON Lines files, and directories holding them",
         )
     entries = dict(contract or {})
+    gone = sorted(set(entries) - {o.path for o in outputs}) if not paths else []
+    for path in gone:  # accepting every table: an entry of an input no longer tracked goes
+        del entries[path]
     rows = []
     for output in chosen:
         before = entries.get(output.path)
@@ -85,4 +90,4 @@ def accept(paths: list[str], cwd: Path | None = None) -> dict[str, Any]:
             }
         )
     tables.write_contract(project.root / CONTRACT_FILE, entries)
-    return {"contract": CONTRACT_FILE, "inputs": rows, "written": str(project.root / CONTRACT_FILE)}
+    return {"contract": CONTRACT_FILE, "inputs": rows, "written": str(project.root / CONTRACT_FILE), "removed": gone}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -200,8 +201,6 @@ def test_a_directorys_new_partition_and_a_new_input_are_named(tables):
 def test_each_version_is_read_once(tables):
     """The schema of a content hash is remembered: a second gate reads the memo, not the file (the
     test writes a different schema into the memo and sees it reported)."""
-    import os
-
     first = cli(tables, "schema", "show", "data/samples.csv")
     assert "id long" in first.out, first.describe()
     cache = Path(os.environ["XDG_CACHE_HOME"]) / "reprotrain" / "schemas"
@@ -242,3 +241,47 @@ def test_schemas_false_reads_no_table_and_enforces_nothing(tables):
     assert res.code == 0, res.describe()
     (run,) = all_runs(embedded_uri(tables))
     assert "schemas" not in record_of(embedded_uri(tables), run.info.run_id)
+
+
+def test_hand_edits_stale_entries_and_a_shared_symlink_cache(tables, tmp_path):
+    """A contract entry edited into a wrong shape is named (exit 3, no traceback); an input no
+    longer tracked is listed by `schema show` and dropped by `schema accept`; tables checked out
+    as symlinks into a DVC cache outside the repository are read."""
+    cli(tables, "schema", "accept")
+    contract = yaml.safe_load((tables / "reprotrain-schema.yaml").read_text())
+    contract["data/samples.csv"]["rows"] = 1000
+    (tables / "reprotrain-schema.yaml").write_text(yaml.safe_dump(contract))
+    commit_all(tables, "a hand edit")
+    res = cli(tables, "check")
+    assert res.code == 3 and "data/samples.csv: rows must be a mapping (accepted, min, max), got 1000" in res.err, (
+        res.describe()
+    )
+    assert "Traceback" not in res.err
+    broken = cli(tables, "schema", "accept")
+    assert broken.code == 2 and "rows must be a mapping" in broken.err, broken.describe()
+    (tables / "reprotrain-schema.yaml").unlink()  # as the hint says: fix it, or remove it
+    assert cli(tables, "schema", "accept").code == 0
+    dvc(tables, "remove", "-q", "data/events.jsonl.dvc")
+    commit_all(tables, "events no longer tracked")
+    shown = cli(tables, "schema", "show")
+    assert "data/events.jsonl  in reprotrain-schema.yaml, no longer a DVC-tracked input" in shown.out, shown.describe()
+    dropped = cli(tables, "schema", "accept")
+    assert "data/events.jsonl  dropped from the contract" in dropped.out, dropped.describe()
+    assert "data/events.jsonl" not in yaml.safe_load((tables / "reprotrain-schema.yaml").read_text())
+    commit_all(tables, "contract without events")
+
+    shared = tmp_path / "shared-cache"
+    dvc(tables, "cache", "dir", str(shared))
+    dvc(tables, "config", "cache.type", "symlink")
+    import shutil
+
+    shutil.copytree(tables / ".dvc" / "cache", shared, dirs_exist_ok=True)
+    dvc(tables, "checkout", "-q", "--relink")
+    commit_all(tables, "a shared cache")
+    assert (tables / "data" / "samples.csv").is_symlink()
+    cache = Path(os.environ["XDG_CACHE_HOME"]) / "reprotrain" / "schemas"
+    shutil.rmtree(cache, ignore_errors=True)  # read afresh, through the links
+    res = cli(tables, "check")
+    assert res.code == 0, res.describe()
+    shown = cli(tables, "schema", "show", "data/samples.csv")
+    assert "csv, 3 rows: id long, score double, label string" in shown.out, shown.describe()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from reprotrain.core.secrets import url_secrets
 
-__all__ = ["default_remote", "default_remote_url", "remote_secrets"]
+__all__ = ["cache_dir_setting", "default_remote", "default_remote_url", "remote_secrets"]
 
 # DVC's remote options that hold a credential (s3, azure, gs, gdrive, ssh, http, webdav, oss, ...):
 # named one by one, since a rule by name would also mask `auth = basic` or `ask_password = true`
@@ -114,3 +114,15 @@ def default_remote_url(root: Path) -> str:
     if "://" not in url and not os.path.isabs(url):
         url = os.path.normpath(os.path.join(base, url))
     return strip_credentials(url)
+
+
+def cache_dir_setting(root: Path) -> str | None:
+    """The DVC cache directory the repository's config sets (`cache.dir`, resolved as DVC does:
+    relative to the config file's directory), or None for the default `.dvc/cache`."""
+    found = None
+    for path in _repo_config_files(root):
+        parser = _parsed(path)
+        if parser is not None and parser.has_option("cache", "dir"):
+            value = parser.get("cache", "dir").strip().strip("'\"")
+            found = os.path.normpath(os.path.join(path.parent, os.path.expanduser(value))) if value else None
+    return found

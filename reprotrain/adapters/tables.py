@@ -22,6 +22,7 @@ from reprotrain.core.record import DataOutput
 from reprotrain.core.schema import (
     SCHEMA_VERSION,
     ParquetError,
+    contract_error,
     csv_schema,
     directory_schema,
     gzipped,
@@ -37,6 +38,7 @@ __all__ = ["cache_root", "file_schema", "load_contract", "schemas_of", "write_co
 
 _LARGE = 64 * 1024 * 1024  # reading more than this says so
 _MAX_FOOTER = 64 * 1024 * 1024
+_MAX_FIELD = 1 << 30
 
 
 def cache_root() -> Path:
@@ -67,12 +69,22 @@ def _remember(digest: str, schema: dict[str, Any] | None) -> None:
         pass
 
 
-def _inside(path: Path, top: str) -> Path | None:
-    """``path`` resolved, when it is a regular file inside ``top`` (links out of it never followed)."""
+def _inside(path: Path, tops: tuple[str, ...]) -> Path | None:
+    """``path`` resolved, when it is a regular file inside one of ``tops`` (the repository, DVC's
+    cache): a link anywhere else is never followed."""
     real = os.path.realpath(path)
-    if not real.startswith(top + os.sep):
+    if not any(real.startswith(top + os.sep) for top in tops):
         return None
     return Path(real) if os.path.isfile(real) else None
+
+
+def _cache_dirs(git_root: Path) -> tuple[str, ...]:
+    """DVC's cache directory when configured outside the repository (`dvc cache dir`; a shared
+    cache with symlink links): its content-addressed files are what the links point at."""
+    from reprotrain.adapters.dvc_config import cache_dir_setting
+
+    found = cache_dir_setting(git_root)
+    return (os.path.realpath(found),) if found else ()
 
 
 def _lines(raw: Any) -> Iterator[str]:
@@ -94,8 +106,11 @@ def file_schema(path: Path, fmt: str, compressed: bool = False) -> dict[str, Any
                 return _parquet(raw, size)
             if fmt == "jsonl":
                 return jsonl_schema(json.loads(line) for line in _lines(raw) if line.strip())
+            csv.field_size_limit(_MAX_FIELD)  # a long text field is a field, not a broken file
             return csv_schema(csv.reader(_lines(raw), delimiter="\t" if fmt == "tsv" else ","), fmt)
-    except (OSError, ValueError, UnicodeDecodeError, csv.Error, RecursionError, EOFError):
+    except OSError:
+        raise  # the file could not be read now: nothing is remembered of it
+    except (ValueError, UnicodeDecodeError, csv.Error, RecursionError, EOFError):
         return None
 
 
@@ -113,7 +128,7 @@ def _parquet(raw: Any, size: int) -> dict[str, Any] | None:
         return None
 
 
-def _directory(path: Path, top: str) -> dict[str, Any] | None:
+def _directory(path: Path, tops: tuple[str, ...]) -> dict[str, Any] | None:
     files: list[tuple[str, dict[str, Any] | None]] = []
     for entry in walk_tree(path):
         fmt = table_format(entry.rel)
@@ -121,15 +136,16 @@ def _directory(path: Path, top: str) -> dict[str, Any] | None:
             continue
         source = entry.source if entry.kind == "file" else None
         if entry.kind == "link":  # DVC's symlink cache: a link to a file of the repository
-            source = _inside(path / entry.rel, top)
+            source = _inside(path / entry.rel, tops)
         files.append((entry.rel, file_schema(source, fmt, gzipped(entry.rel)) if source is not None else None))
+    # (an OSError reading one file goes up: the directory is not remembered, and is read next time)
     return directory_schema(files)
 
 
 def schemas_of(git_root: Path, outputs: Sequence[DataOutput]) -> dict[str, dict[str, Any]]:
     """The schema of every table among ``outputs`` (a CSV/TSV, Parquet or JSON Lines file, or a
     directory holding such files), by path; each read once per content hash."""
-    top = os.path.realpath(git_root)
+    tops: tuple[str, ...] | None = None  # where links may lead: looked up once a table is read
     found: dict[str, dict[str, Any]] = {}
     for output in outputs:
         is_dir = output.hash.endswith(".dir")
@@ -140,13 +156,17 @@ def schemas_of(git_root: Path, outputs: Sequence[DataOutput]) -> dict[str, dict[
         known, schema = _recall(digest)
         if not known:
             path = git_root / output.path
-            if is_dir:
-                schema = _directory(path, top) if path.is_dir() and not path.is_symlink() else None
-            else:
-                source = _inside(path, top)
-                if source is None or fmt is None:
-                    continue  # a link out of the repository: never read (nor remembered as no table)
-                schema = file_schema(source, fmt, gzipped(output.path))
+            tops = tops or (os.path.realpath(git_root), *_cache_dirs(git_root))
+            try:
+                if is_dir:
+                    schema = _directory(path, tops) if path.is_dir() and not path.is_symlink() else None
+                else:
+                    source = _inside(path, tops)
+                    if source is None or fmt is None:
+                        continue  # a link out of the repository: never read (nor remembered as no table)
+                    schema = file_schema(source, fmt, gzipped(output.path))
+            except OSError:
+                continue  # unreadable now (permissions, a flaky disk): no schema, nothing remembered
             _remember(digest, schema)
         if schema is not None:
             found[output.path] = schema
@@ -173,6 +193,9 @@ def load_contract(path: Path) -> tuple[dict[str, Any] | None, str]:
         return {}, ""
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         return None, "must map each input's path to its schema (columns, rows)"
+    wrong = contract_error(data)
+    if wrong:
+        return None, f"is not valid: {wrong}"
     return {str(k): v for k, v in data.items()}, ""
 
 

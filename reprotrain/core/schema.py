@@ -25,6 +25,7 @@ __all__ = [
     "ParquetError",
     "accepted_entry",
     "contract_changes",
+    "contract_error",
     "csv_schema",
     "directory_schema",
     "gzipped",
@@ -37,7 +38,7 @@ __all__ = [
     "table_format",
 ]
 
-SCHEMA_VERSION = 1  # of what is computed: a memo of another version is computed again
+SCHEMA_VERSION = 2  # of what is computed: a memo of another version is computed again
 SAMPLE_ROWS = 10_000  # rows whose values give the columns' types (every row is counted)
 CONTRACT_FILE = "reprotrain-schema.yaml"
 _FORMATS = {
@@ -102,8 +103,10 @@ def csv_schema(rows: Iterable[list[str]], fmt: str = "csv") -> dict[str, Any] | 
     has no header naming every column."""
     it = iter(rows)
     header = next(it, None)
-    if not header or any(not name.strip() for name in header):
+    if not header or not any(name.strip() for name in header):
         return None
+    # an unnamed column (pandas' index, `df.to_csv()`; a trailing comma) is named as pandas reads it
+    header = [name if name.strip() else f"Unnamed: {i}" for i, name in enumerate(header)]
     types: list[str | None] = [None] * len(header)
     count = 0
     for row in it:
@@ -338,14 +341,22 @@ def parquet_footer_size(tail: bytes) -> int:
 # --- directories ------------------------------------------------------------------------------------
 
 _PARTITION = re.compile(r"^([^=/]+)=[^/]*$")
+_DATED = re.compile(r"^[0-9][0-9._-]*$")  # `2024-06-02`, `20240602`, `0001`: one directory per day or shard
 
 
 def pattern_of(relpath: str) -> str:
     """The pattern a directory's file belongs to: its directories (a Hive partition `year=2024` as
     `year=*`) and `*.SUFFIX`: `train/a.csv` -> `train/*.csv`, `year=2024/p-0.parquet` -> `year=*/*.parquet`."""
     parent, name = posixpath.split(relpath)
-    parts = [_PARTITION.sub(r"\1=*", part) for part in parent.split("/") if part]
+    parts = ["*" if _DATED.match(part) else _PARTITION.sub(r"\1=*", part) for part in parent.split("/") if part]
     return posixpath.join(*parts, f"*{_suffix(name)}")
+
+
+def _shape(columns: list[dict[str, Any]], fmt: str) -> list[tuple[str, str]]:
+    """What makes two tables the same shape: their columns in order (JSON Lines: in any order,
+    since an object's keys have none)."""
+    shape = [(str(c["name"]), str(c["type"])) for c in columns]
+    return sorted(shape) if fmt == "jsonl" else shape
 
 
 def directory_schema(files: Iterable[tuple[str, dict[str, Any] | None]]) -> dict[str, Any] | None:
@@ -365,7 +376,7 @@ def directory_schema(files: Iterable[tuple[str, dict[str, Any] | None]]) -> dict
         pattern["rows"] += int(schema.get("rows") or 0)
         if "columns" not in pattern:
             pattern["columns"] = schema["columns"]
-        elif schema["columns"] != pattern["columns"]:
+        elif _shape(schema["columns"], schema["format"]) != _shape(pattern["columns"], pattern["format"]):
             pattern.setdefault("differing", []).append(relpath)
     if not total:
         return None
@@ -398,6 +409,8 @@ def _table_entry(schema: Mapping[str, Any], kept: Mapping[str, Any] | None) -> t
     for key in ("files",):
         if key in schema:
             entry[key] = schema[key]
+    if schema.get("differing"):  # files of another shape, accepted as they are
+        entry["differing"] = list(schema["differing"])
     return entry, notes
 
 
@@ -430,7 +443,8 @@ def _table_changes(prefix: str, entry: Mapping[str, Any], schema: Mapping[str, A
         if name in now and now[name] != kind
     ]
     common = [n for n in was if n in now]
-    if not changes and common != [n for n in now if n in was]:
+    ordered = schema.get("format") != "jsonl"  # an object's keys have no order
+    if not changes and ordered and common != [n for n in now if n in was]:
         changes.append(f"{prefix}columns reordered: {', '.join(now)}")
     rows = int(schema.get("rows") or 0)
     bounds = entry.get("rows") or {}
@@ -439,6 +453,42 @@ def _table_changes(prefix: str, entry: Mapping[str, Any], schema: Mapping[str, A
         declared = f"{low if low is not None else ''}..{high if high is not None else ''}"
         changes.append(f"{prefix}{rows} rows, outside the declared range {declared}")
     return changes
+
+
+def _bad_table(entry: Any, where: str) -> str:
+    if not isinstance(entry, dict):
+        return f"{where} must be a mapping (format, columns, rows)"
+    columns = entry.get("columns", {})
+    if not isinstance(columns, dict) or not all(isinstance(v, str) for v in columns.values()):
+        return f"{where}: columns must map each column's name to its type (id: long)"
+    rows = entry.get("rows", {})
+    if not isinstance(rows, dict):
+        return f"{where}: rows must be a mapping (accepted, min, max), got {rows!r}"
+    for key in ("accepted", "min", "max"):
+        value = rows.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            return f"{where}: rows.{key} must be a whole number, got {value!r}"
+    if "format" in entry and not isinstance(entry["format"], str):
+        return f"{where}: format must be a name (csv, tsv, parquet, jsonl, directory)"
+    return ""
+
+
+def contract_error(entries: Mapping[str, Any]) -> str:
+    """What is wrong with a contract's entries (a hand edit gone wrong), or ""."""
+    for path, entry in entries.items():
+        if isinstance(entry, dict) and entry.get("format") == "directory":
+            patterns = entry.get("patterns", {})
+            if not isinstance(patterns, dict):
+                return f"{path}: patterns must map each file pattern to its schema"
+            for name, pattern in patterns.items():
+                wrong = _bad_table(pattern, f"{path}: {name}")
+                if wrong:
+                    return wrong
+            continue
+        wrong = _bad_table(entry, path)
+        if wrong:
+            return wrong
+    return ""
 
 
 def contract_changes(entry: Mapping[str, Any] | None, schema: Mapping[str, Any] | None) -> list[str]:
@@ -462,8 +512,9 @@ def contract_changes(entry: Mapping[str, Any] | None, schema: Mapping[str, Any] 
             changes.append(f"files {name} removed")
         else:
             changes += _table_changes(f"{name}: ", was[name], now[name])
-            if now[name].get("differing"):
-                changes.append(f"{name}: files with other columns: {', '.join(now[name]['differing'][:3])}")
+            other = [f for f in now[name].get("differing") or [] if f not in (was[name].get("differing") or [])]
+            if other:
+                changes.append(f"{name}: files with other columns: {', '.join(other[:3])}")
     return changes
 
 

@@ -220,9 +220,17 @@ def test_csv_extra_values_do_not_retype_the_last_column():
     assert types_of(csv_schema([["a"], ["1", "text"], ["2", "more"]])) == [("a", "long")]
 
 
-@pytest.mark.parametrize("header", [[], ["a", ""], ["", "b"], ["a", "   "]])
-def test_csv_header_without_every_name_is_none(header):
+@pytest.mark.parametrize("header", [[], [""], ["", "  "]])
+def test_csv_header_without_any_name_is_none(header):
     assert csv_schema([header, ["1", "2"]]) is None
+
+
+@pytest.mark.parametrize(
+    ("header", "names"),
+    [(["a", ""], ["a", "Unnamed: 1"]), (["", "b"], ["Unnamed: 0", "b"]), (["a", "   "], ["a", "Unnamed: 1"])],
+)
+def test_csv_unnamed_columns_are_named_as_pandas_reads_them(header, names):
+    assert [c["name"] for c in (csv_schema([header, ["1", "2"]]) or {})["columns"]] == names
 
 
 def test_csv_no_rows_at_all_is_none():
@@ -1125,3 +1133,28 @@ def test_mlflow_profile_of_a_table_and_a_directory():
         "rows": 10,
         "tables": {"a/*.csv": "2 files, 4 rows", "b/*.parquet": "3 files, 6 rows"},
     }
+
+
+def test_review_cases_unnamed_columns_dated_directories_and_accepted_odd_files():
+    from reprotrain.core.schema import accepted_entry, contract_changes, csv_schema, directory_schema, pattern_of
+
+    pandas_index = csv_schema([["", "a", "b"], ["0", "1", "x"]])  # df.to_csv() with its index
+    assert pandas_index is not None and [c["name"] for c in pandas_index["columns"]] == ["Unnamed: 0", "a", "b"]
+    assert csv_schema([["", ""], ["1", "2"]]) is None
+    assert (
+        pattern_of("raw/2024-06-02/part.csv") == "raw/*/*.csv"
+        and pattern_of("shards/0001/x.parquet") == "shards/*/*.parquet"
+    )
+    one = {"format": "jsonl", "columns": [{"name": "a", "type": "long"}, {"name": "b", "type": "string"}], "rows": 1}
+    keys_moved = {
+        "format": "jsonl",
+        "columns": [{"name": "b", "type": "string"}, {"name": "a", "type": "long"}],
+        "rows": 1,
+    }
+    lacks_b = {"format": "jsonl", "columns": [{"name": "a", "type": "long"}], "rows": 1}
+    folder = directory_schema([("x/1.jsonl", one), ("x/2.jsonl", keys_moved), ("x/3.jsonl", lacks_b)])
+    assert folder is not None and folder["patterns"]["x/*.jsonl"]["differing"] == ["x/3.jsonl"], "key order is no shape"
+    entry, _ = accepted_entry(folder, None)
+    assert contract_changes(entry, folder) == [], "files of another shape, once accepted, are no change"
+    more = directory_schema([("x/1.jsonl", one), ("x/3.jsonl", lacks_b), ("x/4.jsonl", lacks_b)])
+    assert contract_changes(entry, more) == ["x/*.jsonl: files with other columns: x/4.jsonl"]
