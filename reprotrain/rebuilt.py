@@ -25,7 +25,7 @@ from reprotrain.adapters import envbuild, interpreter
 from reprotrain.adapters.process import variables_set
 from reprotrain.core.entrypoint import parse_entrypoint
 from reprotrain.core.pipeline import parse_repro
-from reprotrain.core.rebuild import Problem, cache_key, plan_rebuild
+from reprotrain.core.rebuild import Problem, cache_key, normalize, plan_rebuild
 from reprotrain.core.verify import env_drift
 from reprotrain.progress import progress
 
@@ -52,6 +52,7 @@ class Rebuilt:
     python: Path
     drift: Drift  # the rebuilt environment against the record: empty when it is the same
     reused: bool
+    launcher: bool = False  # it holds a reprotrain that can go on with the rerun (the recorded version)
 
 
 def _project_name(root: Path) -> str | None:
@@ -140,6 +141,10 @@ def rebuilt_environment(
             envbuild.install_from_worktree(built, directories, recorded, built.path.parent / f"{key}.log")
         if in_process(entrypoint):
             _check_launcher(built.python, entrypoint)
+            launcher = True
+        else:  # a command's environment with reprotrain in it: the recorded reprotrain reruns it too
+            recorded_names = {normalize(n) for n in recorded.get("packages") or {}}
+            launcher = "reprotrain" in recorded_names and not _launcher_problem(built.python)
         described = interpreter.describe_other(str(built.python)) or {}
         progress(f"the rerun runs in the rebuilt environment {built.path}")
         path = os.environ.get("PATH", "")
@@ -147,15 +152,15 @@ def rebuilt_environment(
         # PYTHONPATH stays: the original's code had it too
         activated = {"VIRTUAL_ENV": str(built.path), "CONDA_PREFIX": None, "PYTHONHOME": None}
         with variables_set({"PATH": os.pathsep.join([bin_dir, path]) if path else bin_dir, **activated}):
-            yield Rebuilt(key, built.path, built.python, drift_here(recorded, described), built.reused)
+            yield Rebuilt(key, built.path, built.python, drift_here(recorded, described), built.reused, launcher)
 
 
 _PROBE = "import reprotrain, reprotrain.rebuilt as r; print(reprotrain.__version__, r.REBUILT_VARIABLE)"
 
 
-def _check_launcher(python: Path, entrypoint: str) -> None:
-    """An in-process entrypoint's rerun goes on in the rebuilt environment's reprotrain: it must be
-    there, and know how to (reprotrain before reruns in a rebuilt environment does not)."""
+def _launcher_problem(python: Path) -> str:
+    """Why the reprotrain of the environment at ``python`` cannot go on with a rerun ("" when it can):
+    it is not there, or it is older than reruns in a rebuilt environment."""
     try:
         proc = subprocess.run(
             [str(python), "-I", "-c", _PROBE], capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL
@@ -164,11 +169,19 @@ def _check_launcher(python: Path, entrypoint: str) -> None:
     except (OSError, subprocess.SubprocessError) as exc:
         words, error = [], str(exc)
     if words[1:] == [REBUILT_VARIABLE]:
-        return
+        return ""
     if "No module named 'reprotrain'" in error:
-        has = "has no reprotrain (the record lists none, or it was left out)"
-    else:  # an older reprotrain has no reprotrain.rebuilt, or another REBUILT_VARIABLE
-        has = f"has a reprotrain{' ' + words[0] if words else ''} that cannot go on with a rerun there (too old)"
+        return "has no reprotrain (the record lists none, or it was left out)"
+    # an older reprotrain has no reprotrain.rebuilt, or another REBUILT_VARIABLE
+    return f"has a reprotrain{' ' + words[0] if words else ''} that cannot go on with a rerun there (too old)"
+
+
+def _check_launcher(python: Path, entrypoint: str) -> None:
+    """An in-process entrypoint's rerun goes on in the rebuilt environment's reprotrain: it must be
+    there, and know how to."""
+    has = _launcher_problem(python)
+    if not has:
+        return
     raise envbuild.CannotRebuild(
         [
             Problem(

@@ -48,7 +48,6 @@ from reprotrain.rebuilt import (
     REBUILT_VARIABLE,
     WORKTREE_VARIABLE,
     drift_here,
-    in_process,
     rebuilt_environment,
     rerun_inside,
 )
@@ -153,7 +152,7 @@ def rerun(run_id: str, overrides: list[str], options: RerunOptions, cwd: Path | 
                     options.force,
                 )
             )
-            if in_process(entrypoint):
+            if rebuilt.launcher:  # the recorded reprotrain goes on with the rerun, in the rebuilt environment
                 arguments = _arguments(options, [*overrides, *given_hydra])
                 return rerun_inside(rebuilt, run_id, arguments, cwd or Path.cwd(), worktree)
             drift = rebuilt.drift

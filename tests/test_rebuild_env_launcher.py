@@ -257,6 +257,26 @@ def test_a_callable_reruns_in_the_rebuilt_environments_reprotrain(launcher, proj
     assert_no_worktree_left(project)
 
 
+def test_a_command_run_from_reprotrains_own_venv_reruns_with_the_recorded_reprotrain(launcher, project, tmp_path):
+    """`python train.py` from the venv reprotrain itself is in: the record's environment holds
+    reprotrain, so the rerun goes on in the rebuilt environment's (the recorded version) too."""
+    from test_rebuild_env import ENVTRAIN_PY
+
+    venv, env, active = launcher
+    uv_install(venv, "rtpin==1.0", env=env)
+    (project / "envtrain.py").write_text(ENVTRAIN_PY)
+    write_pyproject(project, entrypoint="python envtrain.py")
+    commit_all(project, "a command that reads rtpin")
+    active = active | {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'store.db'}"}
+    run_id = launched(venv, project, active)
+    uri = store_of(project, active)
+    assert "reprotrain" in record_of(uri, run_id)["environment"]["packages"]
+    uv_install(venv, "rtpin==2.0", env=env)
+    check_reruns(venv, project, active, run_id, "rtpin", env_line=True)
+    (rebuilt,) = rebuilt_runs(uri, run_id)
+    assert rebuilt.data.tags["reprotrain.env.rebuilt"], "tagged by the rebuilt environment's reprotrain"
+
+
 def test_a_dvc_pipeline_reruns_in_the_rebuilt_environment(launcher, tmp_path):
     venv, env, active = launcher
     uv_install(venv, "rtpin==1.0", env=env)
