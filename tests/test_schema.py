@@ -66,7 +66,9 @@ def the_run(uri: str, before: set[str]):
 
 
 @pytest.fixture
-def tables(project):
+def tables(project, tmp_path, monkeypatch):
+    """The project with its tables; a schema memo of this test's own (one test edits its memo)."""
+    monkeypatch.setenv("REPROTRAIN_SCHEMA_CACHE", str(tmp_path / "schema-memo"))
     add_tables(project)
     return project
 
@@ -203,7 +205,7 @@ def test_each_version_is_read_once(tables):
     test writes a different schema into the memo and sees it reported)."""
     first = cli(tables, "schema", "show", "data/samples.csv")
     assert "id long" in first.out, first.describe()
-    cache = Path(os.environ["XDG_CACHE_HOME"]) / "reprotrain" / "schemas"
+    cache = Path(os.environ["REPROTRAIN_SCHEMA_CACHE"])
     out = yaml.safe_load((tables / "data" / "samples.csv.dvc").read_text())["outs"][0]
     (memo,) = cache.glob(f"v*/*/{out['md5']}.json")
     saved = json.loads(memo.read_text())
@@ -279,8 +281,7 @@ def test_hand_edits_stale_entries_and_a_shared_symlink_cache(tables, tmp_path):
     dvc(tables, "checkout", "-q", "--relink")
     commit_all(tables, "a shared cache")
     assert (tables / "data" / "samples.csv").is_symlink()
-    cache = Path(os.environ["XDG_CACHE_HOME"]) / "reprotrain" / "schemas"
-    shutil.rmtree(cache, ignore_errors=True)  # read afresh, through the links
+    shutil.rmtree(os.environ["REPROTRAIN_SCHEMA_CACHE"], ignore_errors=True)  # read afresh, through the links
     res = cli(tables, "check")
     assert res.code == 0, res.describe()
     shown = cli(tables, "schema", "show", "data/samples.csv")
