@@ -28,7 +28,7 @@ from reprotrain.fileio import write_json
 
 __all__ = ["Watch", "forget", "load", "save", "stamp"]
 
-VERSION = 2
+VERSION = 3  # 3: the outputs DVC does not cache (a pipeline's metrics files) are remembered too
 SETTLE_NS = 2_000_000_000
 Signature = list[Any]  # [relative path, inode, size, mtime_ns, ctime_ns], or [path, None] if absent
 
@@ -101,8 +101,18 @@ class Watch:
         )
 
 
-def save(memo: Path, commit: str, root: Path, relative_to: Path, watch: Watch, outputs: list[DataOutput]) -> None:
-    """Write the memo (atomically) if every watched file had settled before the check started."""
+def save(
+    memo: Path,
+    commit: str,
+    root: Path,
+    relative_to: Path,
+    watch: Watch,
+    outputs: list[DataOutput],
+    uncached: list[DataOutput],
+) -> None:
+    """Write the memo (atomically) if every watched file had settled before the check started.
+    ``uncached``: the stages' outputs DVC keeps no cache of (`cache: false`): git pins them, and
+    the gate asks git about them after the memo as after DVC's check."""
     if not commit or not watch.cache_dir or not memo.parent.is_dir() or not watch.settled():
         return  # (the state directory, which git ignores, is made by `run`, not here)
     oids = sorted(set(watch.oids))
@@ -119,6 +129,7 @@ def save(memo: Path, commit: str, root: Path, relative_to: Path, watch: Watch, o
         "oids": oids,
         "object_dirs": dirs,
         "outputs": [asdict(o) for o in outputs],
+        "uncached": [asdict(o) for o in uncached],
     }
     try:
         write_json(memo, data, separators=(",", ":"))
@@ -154,8 +165,9 @@ def forget(memo: Path) -> None:
         pass
 
 
-def load(memo: Path, commit: str, root: Path, relative_to: Path) -> list[DataOutput] | None:
-    """The pinned outputs if nothing DVC read has changed since the memo; None to check afresh."""
+def load(memo: Path, commit: str, root: Path, relative_to: Path) -> tuple[list[DataOutput], list[DataOutput]] | None:
+    """The pinned and the uncached outputs if nothing DVC read has changed since the memo; None
+    to check afresh."""
     try:
         data = json.loads(memo.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -176,6 +188,6 @@ def load(memo: Path, commit: str, root: Path, relative_to: Path) -> list[DataOut
                 return None
         elif not all(os.path.isfile(_object(files, oid)) for oid in data["oids"]):
             return None
-        return [DataOutput(**o) for o in data["outputs"]]
+        return [DataOutput(**o) for o in data["outputs"]], [DataOutput(**o) for o in data["uncached"]]
     except (KeyError, TypeError, ValueError):
         return None

@@ -95,7 +95,7 @@ def snapshot(
     if memo is not None and not verified:
         remembered = data_memo.load(memo, commit, path, relative_to)
         if remembered is not None:
-            return DataSnapshot(True, remembered, [])
+            return DataSnapshot(True, remembered[0], [], remembered[1])
     from dvc.exceptions import DvcException, NotDvcRepoError
     from dvc.repo import Repo
 
@@ -137,8 +137,9 @@ def snapshot(
                 outputs = sorted((o for o, _ in pinned), key=lambda o: o.path)
                 return DataSnapshot(True, outputs, [], uncached)
             hidden = _hidden_dvc_files(repo)
-            # the memo vouches only for what DVC pins alone: git must be asked about the rest
-            watch = _watch(repo) if memo is not None and not (uncached or external) else None
+            # the memo vouches for what DVC reads (an uncached output's stats too: git is asked
+            # about it after the memo as after this check); never for an external output
+            watch = _watch(repo) if memo is not None and not external else None
             problems = external_output_problems(external) + hidden_dvc_file_problems(hidden)
             # DVC's status cannot look at an external output (it asserts); the rest is checked
             problems.extend(dvc_status_problems(repo.status(), lock_stages) if not external else [])
@@ -170,7 +171,7 @@ def snapshot(
     outputs = sorted((o for o, _ in pinned), key=lambda o: o.path)
     if memo is not None:
         if watch is not None and not problems:
-            data_memo.save(memo, commit, path, relative_to, watch, outputs)
+            data_memo.save(memo, commit, path, relative_to, watch, outputs, uncached)
         else:
             data_memo.forget(memo)
     return DataSnapshot(True, outputs, problems, uncached)
