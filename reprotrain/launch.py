@@ -17,7 +17,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -678,6 +678,45 @@ def launch(
             hint='add entrypoint = "python train.py" (or "module:function") under [tool.reprotrain] in pyproject.toml',
         )
     entry = parse_entrypoint(project.settings.entrypoint)
+    with _pipeline_runner_ahead(project, entry, args, config_name):
+        return _launch_jobs(
+            project, tokens, args, config_name, entry, options, uri, experiment_id, lineage, argv0, replay
+        )
+
+
+def _pipeline_runner_ahead(
+    project: Project, entry: Entrypoint, args: hydra_adapter.HydraArgs, config_name: str
+) -> AbstractContextManager[None]:
+    """A `dvc repro` entrypoint's runner started now, when the first job runs in this process (a
+    run, or a sweep on Hydra's basic launcher): see pipeline.runner_started_ahead."""
+    from reprotrain.core.pipeline import parse_repro
+
+    try:
+        is_pipeline = parse_repro(entry.text) is not None
+    except ValueError:
+        is_pipeline = False  # refused with its message by _pipeline_plan
+    if not is_pipeline or (
+        args.multirun and hydra_adapter.launcher_choice(args, project.config_dir, config_name) not in (None, "basic")
+    ):
+        return nullcontext()
+    from reprotrain.pipeline import runner_started_ahead
+
+    return runner_started_ahead(project.root)
+
+
+def _launch_jobs(
+    project: Project,
+    tokens: list[str],
+    args: hydra_adapter.HydraArgs,
+    config_name: str,
+    entry: Entrypoint,
+    options: RunOptions,
+    uri: str | None,
+    experiment_id: str | None,
+    lineage: Lineage | None,
+    argv0: tuple[str, ...],
+    replay: Replay | None,
+) -> LaunchResult:
     uri = uri or tracking_uri(project)
     with _rare_collections():
         # MLflow is then imported by the helper, not here; none is started before the gate's

@@ -42,6 +42,7 @@ PHASES = {
     "terminate": "reprotrain.adapters.tracking:Tracker.terminate",
     "sweep-parent": "reprotrain.sweep:finish_parent",
     "restore": "reprotrain.adapters.dvc:restore",
+    "pipeline-compose": "reprotrain.pipeline:PipelineJob.compose",  # the runner started ahead waits
 }
 
 _SITE = '''\

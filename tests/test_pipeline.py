@@ -534,3 +534,102 @@ def test_a_dvc_project_in_a_subdirectory_with_stages_in_a_sub_dvc_yaml(tmp_path)
     assert (root / "sub" / "out.txt").read_text() == str(1275 * 3)
     assert "n_est: 3" in (root / "sub" / "dvc.lock").read_text()
     assert "Data and pipelines are up to date" in sh(root, str(DVC), "status")
+
+
+ENV_STAGE = """\
+import json, os, yaml
+yaml.safe_load(open("params.yaml"))["prepare"]
+seen = {k: os.environ.get(k) for k in ("REPROTRAIN_RUN_ID", "MLFLOW_RUN_ID", "PYTHONPATH", "RT_MARK")}
+if os.environ.get("PIPELINE_TRACE"):
+    open(os.environ["PIPELINE_TRACE"], "a").write(json.dumps(seen | {"cwd": os.getcwd()}) + "\\n")
+open("seen.txt", "w").write("seen")
+"""
+
+
+def test_stages_run_with_each_jobs_environment_whether_its_runner_was_started_ahead_or_not(tmp_path):
+    """The first job's runner is started while the launch sets the job up and gets the job's
+    environment over a pipe; a sweep's second job starts its own. Each stage sees its own run."""
+    files = {
+        "src/env.py": ENV_STAGE,
+        "dvc.yaml": "stages:\n  env:\n    cmd: python src/env.py\n    deps: [src/env.py]\n"
+        "    params: [prepare.scale]\n    outs: [seen.txt]\n",
+    }
+    root = new_pipeline(tmp_path / "envpipe", files, {"prepare": {"scale": 1}}, "dvc repro")
+    trace = tmp_path / "trace.txt"
+    res = run_cli(
+        "run", "-m", "prepare.scale=2,3", cwd=root, env=with_python({"PIPELINE_TRACE": str(trace), "RT_MARK": "m-1"})
+    )
+    assert res.code == 0, res.describe()
+    seen = [json.loads(line) for line in trace.read_text().splitlines()]
+    jobs = sorted((r for r in all_runs(embedded_uri(root)) if "mlflow.parentRunId" in r.data.tags), key=_started)
+    assert [s["REPROTRAIN_RUN_ID"] for s in seen] == [r.info.run_id for r in jobs], res.describe()
+    assert [s["MLFLOW_RUN_ID"] for s in seen] == [r.info.run_id for r in jobs]
+    for s in seen:
+        assert s["RT_MARK"] == "m-1"
+        assert "code_site" in (s["PYTHONPATH"] or ""), s  # the MLflow hook reaches the stages' Pythons
+        assert Path(s["cwd"]).is_relative_to(root / ".reprotrain" / "worktrees"), s
+    assert git_status(root) == ""
+    assert _runners_in(root) == []
+
+
+def _started(run) -> int:
+    return run.info.start_time
+
+
+def _runners_in(root: Path) -> list[int]:
+    """Pipeline runners (python -m reprotrain.adapters.dvc_runner) whose working directory is ``root``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            cwd = os.readlink(f"/proc/{entry}/cwd")
+        except OSError:
+            continue
+        if b"reprotrain.adapters.dvc_runner" in cmdline and Path(cwd) == root.resolve():
+            found.append(int(entry))
+    return found
+
+
+@pytest.mark.parametrize("how", ["refused", "killed"])
+def test_the_runner_started_ahead_never_outlives_its_launch(pipe, tmp_path, how):
+    """Refused by the gate (the runner was started before it), or SIGKILLed while the job is set
+    up and the runner waits for it: no runner is left, nothing ran."""
+    from fault_inject import at_phase
+    from helpers import wait_for
+
+    if how == "refused":
+        (pipe / "stray.txt").write_text("untracked\n")
+        res, ran = traced(pipe)
+        assert res.code == 3 and "stray.txt" in res.err, res.describe()
+    else:
+        res, ran = traced(pipe, extra=at_phase(tmp_path, "pipeline-compose", "kill"))
+        assert res.code in (-9, 137), res.describe()
+    assert ran == []
+    assert wait_for(lambda: _runners_in(pipe) == [], 10), f"runners left: {_runners_in(pipe)}"
+    assert worktrees(pipe) == [f"worktree {pipe.resolve()}"] or worktrees(pipe) == [f"worktree {pipe}"]
+    assert git_status(pipe) == ("?? stray.txt\n" if how == "refused" else "")
+
+
+def test_a_pipeline_projects_gate_is_vouched_for_by_the_memo(pipe, tmp_path):
+    """The stages' uncached outputs (metrics and plots files, which git keeps) are remembered with
+    the rest: an unchanged pipeline project's gate imports no DVC; one of them edited is refused."""
+    res, _ = traced(pipe)  # makes the state directory, where the memo lives
+    assert res.code == 0, res.describe()
+    import time
+
+    time.sleep(2.2)  # the memo keeps only files changed more than 2 s before the check
+    res = run_cli("check", "--json", cwd=pipe)
+    assert res.code == 0, res.describe()
+    assert (pipe / ".reprotrain" / "data-memo.json").is_file()
+    fake = tmp_path / "no-dvc"
+    (fake / "dvc").mkdir(parents=True)
+    (fake / "dvc" / "__init__.py").write_text("raise ImportError('the gate imported dvc')\n")
+    trusted = run_cli("check", "--json", cwd=pipe, env={"PYTHONPATH": str(fake)})
+    assert trusted.code == 0, trusted.describe()
+    assert json.loads(trusted.out)["data"] == json.loads(res.out)["data"]
+    assert any(d["path"] == "dvclive/metrics.json" for d in json.loads(res.out)["data"]), res.out
+    (pipe / "eval" / "scores.yaml").write_text("test: {above: 0}\n")
+    res = run_cli("check", cwd=pipe)
+    assert res.code == 3 and "eval/scores.yaml" in res.err + res.out, res.describe()

@@ -63,5 +63,60 @@ def main(spec_path: str) -> int:
     return code
 
 
+def waiting(request_fd: int) -> int:
+    """Started ahead of its job (process.Prestarted): import what `dvc repro` needs, then wait for
+    the request (one line of JSON: the spec file, the job's working directory and environment) on
+    the pipe ``request_fd``. An end of the pipe without a request: the job was not run, nothing is
+    done."""
+    _die_with_launcher(True)
+    import os
+
+    import dvc.repo  # noqa: F401  (what main() and `dvc repro` import, here while the job is set up)
+    from dvc.cli import parser  # noqa: F401
+
+    from reprotrain.adapters import dvc, dvc_pipeline  # noqa: F401
+
+    for name in ("dvc.repo.reproduce", "dvc.commands.repro", "dvc.repo.graph", "dvc.stage", "dvc.dvcfile"):
+        try:
+            __import__(name)
+        except ImportError:  # another DVC version's layout: imported by DVC itself when needed
+            pass
+    with os.fdopen(request_fd, "rb") as pipe:  # one line: a forked child of reprotrain's may hold the pipe open
+        text = pipe.readline()
+    if not text.strip():
+        return 0
+    request = json.loads(text)
+    _die_with_launcher(False)  # from now on the job's own: the watchdog stops it if reprotrain dies
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    return main(request["spec"])
+
+
+def _die_with_launcher(on: bool) -> None:
+    """While it waits, the process dies with the reprotrain that started it (killed by SIGKILL,
+    reprotrain would never send the request, and a child of its could hold the pipe open)."""
+    import os
+
+    if on:
+        from reprotrain.adapters.process import die_with_parent
+
+        die_with_parent(os.getppid())
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, 0, 0, 0, 0)  # PR_SET_PDEATHSIG: off
+    except (OSError, AttributeError):
+        pass
+
+
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1]))
+    if sys.argv[1] == "--wait":
+        exit_code = waiting(int(sys.argv[2]))
+    else:
+        exit_code = main(sys.argv[1])
+    import gc
+
+    gc.freeze()  # DVC's objects are not walked once more on the way out (≈0.1 s; as cli.entry does)
+    raise SystemExit(exit_code)

@@ -20,6 +20,7 @@ from typing import Any, BinaryIO
 
 __all__ = [
     "Outcome",
+    "Prestarted",
     "defer_signals",
     "deferred",
     "die_with_parent",
@@ -283,6 +284,70 @@ def _stop_leftovers(pgid: int, grace: float = 2.0) -> None:
     _killpg(pgid, signal.SIGKILL)
 
 
+def _stdin() -> int | None:
+    """The code's stdin: the terminal when reprotrain has one (a prompt works), else nothing."""
+    return subprocess.DEVNULL if not sys.stdin or not sys.stdin.isatty() else None
+
+
+class Prestarted:
+    """A process started before its job is ready, so that its interpreter starts and its imports
+    run while reprotrain sets the job up: in a session of its own, with the stdin, stdout and
+    stderr run_command gives a command, it waits for its request on a pipe (``REQUEST_FD`` is
+    passed as its last argument). ``run_command(..., prestarted=p, request=b"...")`` sends the
+    request and runs it as it runs a command; unused, ``close()`` kills it (it has only imported).
+    The request goes through the pipe, never a file: it may hold the job's secrets."""
+
+    def __init__(self, argv: list[str], cwd: Path) -> None:
+        read, self._write = os.pipe()  # both ends close on exec: only the child gets ``read``
+        try:
+            self.proc: subprocess.Popen[bytes] | None = subprocess.Popen(
+                [*argv, str(read)],
+                cwd=cwd,
+                stdin=_stdin(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                pass_fds=(read,),
+            )
+        except OSError:
+            self.proc = None
+        finally:
+            os.close(read)
+        self.owner = os.getpid()  # a forked child of reprotrain's must not adopt it
+
+    def adopt(self, request: bytes) -> subprocess.Popen[bytes] | None:
+        """The process, its request sent; None if it is gone (then the command is started as usual)."""
+        proc, self.proc = self.proc, None
+        if proc is None or os.getpid() != self.owner or proc.poll() is not None:
+            self._reap(proc)
+            return None
+        try:
+            with os.fdopen(self._write, "wb", closefd=True) as pipe:
+                self._write = -1
+                pipe.write(request)
+        except OSError:  # it died meanwhile
+            self._reap(proc)
+            return None
+        return proc
+
+    def close(self) -> None:
+        proc, self.proc = self.proc, None
+        self._reap(proc)
+
+    def _reap(self, proc: subprocess.Popen[bytes] | None) -> None:
+        if self._write >= 0:
+            os.close(self._write)
+            self._write = -1
+        if proc is None or os.getpid() != self.owner:
+            return
+        if proc.poll() is None:
+            _killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
 def run_command(
     command: str,
     cwd: Path,
@@ -290,8 +355,12 @@ def run_command(
     log_path: Path,
     timeout: float | None = None,
     tail_size: int = 0,
+    prestarted: Prestarted | None = None,
+    request: bytes = b"",
 ) -> Outcome:
-    """Run ``command`` with /bin/sh in its own process group; tee its output into ``log_path``."""
+    """Run ``command`` with /bin/sh in its own process group; tee its output into ``log_path``.
+    With ``prestarted``: that process is sent ``request`` instead, if it is still there (what it
+    runs must be what ``command`` runs, with ``env`` and ``cwd`` taken from the request)."""
     sys.stdout.flush()
     sys.stderr.flush()
     received: list[int] = []
@@ -310,11 +379,12 @@ def run_command(
         received.extend(take_deferred())  # a sweep stopped while this job was being set up
         if received:
             return _outcome(0, received, False, None)
-        proc = subprocess.Popen(
+        adopted = prestarted.adopt(request) if prestarted is not None else None
+        proc = adopted or subprocess.Popen(
             ["/bin/sh", "-c", command],
             cwd=cwd,
             env=dict(env),
-            stdin=subprocess.DEVNULL if not sys.stdin or not sys.stdin.isatty() else None,
+            stdin=_stdin(),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,  # signals reach it only through us, so we know why it stopped
@@ -331,10 +401,11 @@ def run_command(
         watchdog = _watchdog(proc.pid)
         timed_out = False
         deadline = time.monotonic() + timeout if timeout else None
+        exited = _ExitWaiter(proc)
         try:
             while True:
                 try:
-                    code = proc.wait(timeout=0.2)
+                    code = exited(0.2)
                     break
                 except subprocess.TimeoutExpired:
                     now = time.monotonic()
@@ -349,11 +420,36 @@ def run_command(
             else:
                 _stop_leftovers(proc.pid)
         finally:
+            exited.close()
             _release(watchdog)
             held = not tee.join()
         if held:
             print(_HELD, file=sys.stderr)
     return _outcome(code, received, timed_out, timeout).with_tail(bytes(tee.tail))
+
+
+class _ExitWaiter:
+    """``waiter(seconds)``: the process's exit code, or TimeoutExpired. On Linux it wakes the moment
+    the process exits (a pidfd in select); Popen.wait(timeout) polls, up to 50 ms late."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.proc = proc
+        try:
+            self.fd: int | None = os.pidfd_open(proc.pid)  # type: ignore[attr-defined,unused-ignore]
+        except (AttributeError, OSError):  # not Linux, or a kernel before 5.3
+            self.fd = None
+
+    def __call__(self, seconds: float) -> int:
+        if self.fd is not None:
+            readable, _, _ = select.select([self.fd], [], [], seconds)
+            if not readable:
+                raise subprocess.TimeoutExpired(self.proc.args, seconds)
+        return self.proc.wait(timeout=seconds)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
 # Started beside every command: it holds a pipe only reprotrain writes to. If reprotrain dies
