@@ -326,6 +326,31 @@ def one_target(
         args.json.write_text(json.dumps(summary, indent=2))
 
 
+def pipeline_main(args: argparse.Namespace, work: Path, env: dict[str, str]) -> int:
+    """Only the three-stage pipeline's cases (as the small suite times them): reprotrain's overhead
+    over `dvc repro --force` against `dvc exp run`'s, per round too."""
+    cases = {c.name: c for c in pipeline_cases(work, env)}
+    measure(list(cases.values()), env, args.repeats)
+    print(f"\npipeline ({args.repeats} interleaved rounds, median [range])")
+    for case in cases.values():
+        print(row(case))
+    base = med(cases["pipeline: dvc repro --force"])
+    rt_over = med(cases["pipeline: reprotrain run"]) - base
+    exp_over = med(cases["pipeline: dvc exp run"]) - base
+    print(f"  overheads over dvc repro --force: reprotrain run {rt_over:.3f} s, dvc exp run {exp_over:.3f} s")
+    paired = [
+        (r - b) / (e - b)
+        for r, e, b in zip(
+            cases["pipeline: reprotrain run"].times,
+            cases["pipeline: dvc exp run"].times,
+            cases["pipeline: dvc repro --force"].times,
+        )
+    ]
+    print("  per round: " + ", ".join(f"{x:.2f}" for x in paired))
+    one_target(args, "pipeline", cases, "pipeline: run overhead / dvc exp run overhead", rt_over / exp_over, 0.3)
+    return 0
+
+
 def smoke_main(args: argparse.Namespace, work: Path, env: dict[str, str]) -> int:
     """What a smoke run adds to a sweep: the 8-job sweep (joblib, 2 workers) of the small project
     with `--smoke` (one job here first, with `smoke_overrides`) against the same sweep without."""
@@ -555,6 +580,7 @@ def main() -> int:
     parser.add_argument("--rebuild-only", action="store_true", help="only rerun --rebuild-env against by hand")
     parser.add_argument("--schema-only", action="store_true", help="only the warm gate with schemas against without")
     parser.add_argument("--smoke-only", action="store_true", help="only a sweep with a smoke run against without")
+    parser.add_argument("--pipeline-only", action="store_true", help="only the DVC pipeline against dvc exp run")
     args = parser.parse_args()
 
     work = args.workdir.resolve()
@@ -567,6 +593,8 @@ def main() -> int:
             return schema_main(args, work, env)
         if args.smoke_only:
             return smoke_main(args, work, env)
+        if args.pipeline_only:
+            return pipeline_main(args, work, env)
         return slurm_main(args, work, env) if args.slurm_only else tool_cases(args, work, env)
     finally:
         stop_helpers(work / "home")
