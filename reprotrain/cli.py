@@ -557,25 +557,19 @@ def _schema(command: str, paths: list[str], as_json: bool) -> int:
 
 def _lineage(target: str, depth: int, as_json: bool, html: Path | None) -> int:
     from reprotrain.core.lineage import to_html, to_json, tree_lines
-    from reprotrain.lineage import lineage, log_picture
+    from reprotrain.lineage import lineage
 
-    graph, roots, run_id = lineage(target, depth)
+    found = lineage(target, depth)
     if html is not None:
-        html.write_text(to_html(graph, roots, f"lineage of {target}"), encoding="utf-8")
-    logged = None
-    if run_id:  # best effort, after the lineage is in hand: a read-only store still gets it printed
-        try:
-            logged = log_picture(run_id, graph, roots)
-        except ReprotrainError as exc:
-            print(
-                f"reprotrain: warning: the picture could not be logged beside run {run_id[:12]}: {exc}", file=sys.stderr
-            )
+        html.write_text(to_html(found.graph, found.roots, f"lineage of {target}"), encoding="utf-8")
+    if found.warning:
+        print(f"reprotrain: warning: {found.warning}", file=sys.stderr)
     if as_json:
-        print(_json(to_json(graph, roots) | ({"artifact": logged} if logged else {})))
+        print(_json(to_json(found.graph, found.roots) | ({"artifact": found.logged} if found.logged else {})))
         return 0
-    print("\n".join(tree_lines(graph, roots)))
-    if logged and run_id:
-        print(f"(the picture is logged beside run {run_id[:12]}: {logged})", file=sys.stderr)
+    print("\n".join(tree_lines(found.graph, found.roots)))
+    if found.logged and found.run_id:
+        print(f"(the picture is logged beside run {found.run_id[:12]}: {found.logged})", file=sys.stderr)
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -444,10 +445,19 @@ def _number(text: Any) -> float | None:
 
 
 def data_runs(
-    tracker: Any, experiment_id: str, clauses: list[str], path: str | None, digest: str | None, limit: int
+    tracker: Any,
+    experiment_id: str,
+    clauses: list[str],
+    path: str | None,
+    digest: str | None,
+    limit: int,
+    read_record: Callable[[str], Any] | None = None,
 ) -> list[Any]:
     """Runs that read the data (an MLflow dataset input: its DVC hash is the digest) and runs whose
-    pipeline made it (the `reprotrain.outputs` tag, `|path=hash|...`), newest first."""
+    pipeline made it (the `reprotrain.outputs` tag, `|path=hash|...`), newest first. A run with
+    more outputs than its tag holds is asked its record (``read_record``: run ID -> the record,
+    {} when unreadable; by default read from the store)."""
+    read = read_record or (lambda run_id: _read_record(tracker, run_id))
     consumed = [*clauses]
     if path:
         consumed.append(f"datasets.name = {search_quote(path)}")
@@ -462,19 +472,22 @@ def data_runs(
     makers = [v for v in makers if _made(v.tags.get("reprotrain.outputs", ""), path, digest)]  # LIKE's _ is a wildcard
     cut = [*clauses, "tags.`reprotrain.outputs_truncated` = 'true'"]  # more outputs than the tag holds
     for view in tracker.search([experiment_id], " AND ".join(cut), max_results=limit):
-        if view.run_id not in {v.run_id for v in makers} and _made(_record_outputs(tracker, view.run_id), path, digest):
+        if view.run_id not in {v.run_id for v in makers} and _made(_record_outputs(read(view.run_id)), path, digest):
             makers.append(view)
     seen = {v.run_id for v in readers}
     views = readers + [v for v in makers if v.run_id not in seen]
     return sorted(views, key=lambda v: v.start_time or 0, reverse=True)[:limit]
 
 
-def _record_outputs(tracker: Any, run_id: str) -> str:
-    """Every output of a run's record, in the tag's `|path=hash|` form."""
+def _read_record(tracker: Any, run_id: str) -> Any:
     try:
-        record = tracker.read_json_artifact(run_id, "reprotrain/record.json")
+        return tracker.read_json_artifact(run_id, "reprotrain/record.json")
     except ReprotrainError:
-        return ""
+        return {}
+
+
+def _record_outputs(record: Any) -> str:
+    """Every output of a run's record, in the tag's `|path=hash|` form."""
     outputs = record.get("outputs", []) if isinstance(record, dict) else []
     return "|" + "".join(f"{o.get('path')}={o.get('hash')}|" for o in outputs if isinstance(o, dict))
 

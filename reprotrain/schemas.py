@@ -42,7 +42,11 @@ def _read(project: Project, paths: list[str]) -> tuple[Path, dict[str, Any], dic
     contract, wrong = tables.load_contract(project.root / CONTRACT_FILE)
     if wrong:
         raise UsageError(f"{CONTRACT_FILE} {wrong}", hint="fix it, or remove it and run `reprotrain schema accept`")
-    return root, tables.schemas_of(root, outputs), contract, outputs
+    # the gate read them already (unless `schemas = false`): only the rest is read here
+    chosen = {o.path for o in outputs}
+    schemas = {path: schema for path, schema in check.schemas.items() if path in chosen}
+    rest = [o for o in outputs if o.path not in check.schemas]
+    return root, schemas | (tables.schemas_of(root, rest) if rest else {}), contract, outputs
 
 
 def current(paths: list[str], cwd: Path | None = None) -> dict[str, Any]:
