@@ -96,6 +96,9 @@ def bench_env(home: Path) -> dict[str, str]:
     )
     for key in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID"):
         env.pop(key, None)
+    # as installed: pip compiles a package's .pyc files (and DVC's, MLflow's are); an editable
+    # checkout gets reprotrain's in the warm-up round, unless a CI-style environment forbids it
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     for key in [k for k in env if k.startswith("REPROTRAIN_")]:
         env.pop(key)
     env["XDG_RUNTIME_DIR"] = str(home / "run")  # the store helpers of this benchmark only

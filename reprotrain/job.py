@@ -403,7 +403,7 @@ class Job:
             self.window_ms = (started, int(time.time() * 1000))
         if self.session.check.pinned:
             _warn_repository_changes(self.root)
-        if self.function is None:
+        if self.function is None and self.pipeline is None:  # a pipeline runs in reprotrain's Python (its runner)
             self._code_environment()
         if outcome.stderr_tail:
             try:

@@ -701,7 +701,7 @@ def _pipeline_runner_ahead(
         return nullcontext()
     from reprotrain.pipeline import runner_started_ahead
 
-    return runner_started_ahead(project.root)
+    return runner_started_ahead()
 
 
 def _launch_jobs(

@@ -51,13 +51,15 @@ _prestarted: list[Prestarted] = []  # the runner started ahead of this process's
 
 
 @contextmanager
-def runner_started_ahead(root: Path) -> Iterator[None]:
+def runner_started_ahead() -> Iterator[None]:
     """For the block (a launch whose first job runs in this process), the pipeline runner is
     started now: its Python starts and imports DVC (≈0.3 s) while the gate, Hydra and the job's
     set-up run here. The first job takes it; one not taken is killed when the block ends."""
-    runner = Prestarted([sys.executable, "-m", "reprotrain.adapters.dvc_runner", "--wait"], root)
-    _prestarted.append(runner)
+    # started in `/`: `python -m` puts its start directory first on sys.path, and the runner puts
+    # the job's worktree there once it has its request (as a runner started for the job has it)
+    runner = Prestarted([sys.executable, "-m", "reprotrain.adapters.dvc_runner", "--wait", str(os.getpid())], Path("/"))
     try:
+        _prestarted.append(runner)
         yield
     finally:
         if runner in _prestarted:  # not taken

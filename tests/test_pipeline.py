@@ -540,19 +540,32 @@ ENV_STAGE = """\
 import json, os, yaml
 yaml.safe_load(open("params.yaml"))["prepare"]
 seen = {k: os.environ.get(k) for k in ("REPROTRAIN_RUN_ID", "MLFLOW_RUN_ID", "PYTHONPATH", "RT_MARK")}
+pid, runner = os.getppid(), None
+while pid > 1 and runner is None:  # the pipeline runner this stage runs under: started ahead (--wait) or not
+    cmdline = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\\0")
+    if b"reprotrain.adapters.dvc_runner" in cmdline:
+        runner = "ahead" if b"--wait" in cmdline else "for the job"
+    pid = int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+seen["runner"] = runner
 if os.environ.get("PIPELINE_TRACE"):
     open(os.environ["PIPELINE_TRACE"], "a").write(json.dumps(seen | {"cwd": os.getcwd()}) + "\\n")
 open("seen.txt", "w").write("seen")
 """
 
 
+OTHER_PYTHON = "/usr/bin/python3"
+
+
+@pytest.mark.skipif(not os.path.exists(OTHER_PYTHON), reason="needs a second Python at /usr/bin/python3")
 def test_stages_run_with_each_jobs_environment_whether_its_runner_was_started_ahead_or_not(tmp_path):
     """The first job's runner is started while the launch sets the job up and gets the job's
     environment over a pipe; a sweep's second job starts its own. Each stage sees its own run."""
     files = {
         "src/env.py": ENV_STAGE,
-        "dvc.yaml": "stages:\n  env:\n    cmd: python src/env.py\n    deps: [src/env.py]\n"
-        "    params: [prepare.scale]\n    outs: [seen.txt]\n",
+        # another Python first (the hook notes it): the record still describes reprotrain's, whose
+        # Python the pipeline's runner is
+        "dvc.yaml": f"stages:\n  env:\n    cmd: {OTHER_PYTHON} -c pass && python src/env.py\n"
+        "    deps: [src/env.py]\n    params: [prepare.scale]\n    outs: [seen.txt]\n",
     }
     root = new_pipeline(tmp_path / "envpipe", files, {"prepare": {"scale": 1}}, "dvc repro")
     trace = tmp_path / "trace.txt"
@@ -564,6 +577,9 @@ def test_stages_run_with_each_jobs_environment_whether_its_runner_was_started_ah
     jobs = sorted((r for r in all_runs(embedded_uri(root)) if "mlflow.parentRunId" in r.data.tags), key=_started)
     assert [s["REPROTRAIN_RUN_ID"] for s in seen] == [r.info.run_id for r in jobs], res.describe()
     assert [s["MLFLOW_RUN_ID"] for s in seen] == [r.info.run_id for r in jobs]
+    assert [s["runner"] for s in seen] == ["ahead", "for the job"], seen
+    for run in jobs:
+        assert record_of(embedded_uri(root), run.info.run_id)["environment"]["executable"] == str(VENV_BIN / "python")
     for s in seen:
         assert s["RT_MARK"] == "m-1"
         assert "code_site" in (s["PYTHONPATH"] or ""), s  # the MLflow hook reaches the stages' Pythons
@@ -595,7 +611,8 @@ def _runners_in(root: Path) -> list[int]:
 @pytest.mark.parametrize("how", ["refused", "killed"])
 def test_the_runner_started_ahead_never_outlives_its_launch(pipe, tmp_path, how):
     """Refused by the gate (the runner was started before it), or SIGKILLed while the job is set
-    up and the runner waits for it: no runner is left, nothing ran."""
+    up and the runner waits for it: no runner is left, nothing ran. (A runner also ends when the
+    pipe's end closes: tests/test_prestarted.py shows it is killed when nothing closes it.)"""
     from fault_inject import at_phase
     from helpers import wait_for
 

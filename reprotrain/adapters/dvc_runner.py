@@ -63,13 +63,14 @@ def main(spec_path: str) -> int:
     return code
 
 
-def waiting(request_fd: int) -> int:
+def waiting(launcher: int, request_fd: int) -> int:
     """Started ahead of its job (process.Prestarted): import what `dvc repro` needs, then wait for
     the request (one line of JSON: the spec file, the job's working directory and environment) on
     the pipe ``request_fd``. An end of the pipe without a request: the job was not run, nothing is
     done."""
-    _die_with_launcher(True)
     import os
+
+    _die_with_launcher(launcher)
 
     import dvc.repo  # noqa: F401  (what main() and `dvc repro` import, here while the job is set up)
     from dvc.cli import parser  # noqa: F401
@@ -86,22 +87,22 @@ def waiting(request_fd: int) -> int:
     if not text.strip():
         return 0
     request = json.loads(text)
-    _die_with_launcher(False)  # from now on the job's own: the watchdog stops it if reprotrain dies
+    _die_with_launcher(None)  # from now on the job's own: the watchdog stops it if reprotrain dies
     os.chdir(request["cwd"])
+    sys.path[0] = request["cwd"]  # as `python -m` started there would have it
     os.environ.clear()
     os.environ.update(request["env"])
     return main(request["spec"])
 
 
-def _die_with_launcher(on: bool) -> None:
-    """While it waits, the process dies with the reprotrain that started it (killed by SIGKILL,
-    reprotrain would never send the request, and a child of its could hold the pipe open)."""
-    import os
-
-    if on:
+def _die_with_launcher(launcher: int | None) -> None:
+    """While it waits, the process dies with the reprotrain that started it, ``launcher`` (killed
+    by SIGKILL, reprotrain would never send the request, and a child of its could hold the pipe
+    open); None: no longer."""
+    if launcher is not None:
         from reprotrain.adapters.process import die_with_parent
 
-        die_with_parent(os.getppid())
+        die_with_parent(launcher)
         return
     try:
         import ctypes
@@ -112,8 +113,8 @@ def _die_with_launcher(on: bool) -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "--wait":
-        exit_code = waiting(int(sys.argv[2]))
+    if sys.argv[1] == "--wait":  # --wait LAUNCHER_PID REQUEST_FD
+        exit_code = waiting(int(sys.argv[2]), int(sys.argv[3]))
     else:
         exit_code = main(sys.argv[1])
     import gc

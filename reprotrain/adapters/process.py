@@ -298,9 +298,11 @@ class Prestarted:
     The request goes through the pipe, never a file: it may hold the job's secrets."""
 
     def __init__(self, argv: list[str], cwd: Path) -> None:
+        self.owner = os.getpid()  # a forked child of reprotrain's must not adopt it
+        self.proc: subprocess.Popen[bytes] | None = None
         read, self._write = os.pipe()  # both ends close on exec: only the child gets ``read``
         try:
-            self.proc: subprocess.Popen[bytes] | None = subprocess.Popen(
+            self.proc = subprocess.Popen(
                 [*argv, str(read)],
                 cwd=cwd,
                 stdin=_stdin(),
@@ -310,10 +312,12 @@ class Prestarted:
                 pass_fds=(read,),
             )
         except OSError:
-            self.proc = None
+            pass  # then the command is started as usual
+        except BaseException:  # Ctrl-C while it starts
+            self.close()
+            raise
         finally:
             os.close(read)
-        self.owner = os.getpid()  # a forked child of reprotrain's must not adopt it
 
     def adopt(self, request: bytes) -> subprocess.Popen[bytes] | None:
         """The process, its request sent; None if it is gone (then the command is started as usual)."""
@@ -430,7 +434,8 @@ def run_command(
 
 class _ExitWaiter:
     """``waiter(seconds)``: the process's exit code, or TimeoutExpired. On Linux it wakes the moment
-    the process exits (a pidfd in select); Popen.wait(timeout) polls, up to 50 ms late."""
+    the process exits (a pidfd, polled: select() fails for a descriptor above 1023); Popen.wait
+    with a timeout polls, up to 50 ms late."""
 
     def __init__(self, proc: subprocess.Popen[bytes]) -> None:
         self.proc = proc
@@ -441,8 +446,9 @@ class _ExitWaiter:
 
     def __call__(self, seconds: float) -> int:
         if self.fd is not None:
-            readable, _, _ = select.select([self.fd], [], [], seconds)
-            if not readable:
+            poller = select.poll()
+            poller.register(self.fd, select.POLLIN)
+            if not poller.poll(seconds * 1000):
                 raise subprocess.TimeoutExpired(self.proc.args, seconds)
         return self.proc.wait(timeout=seconds)
 
