@@ -42,3 +42,50 @@ def test_env_of_a_sweep_or_an_unknown_run_is_one_line(project):
     assert sweep.code == 2 and "is a sweep" in sweep.err and "reprotrain env JOB_RUN_ID" in sweep.err, sweep.describe()
     missing = run_cli("env", "0" * 32, cwd=project)
     assert missing.code != 0 and len(missing.err.strip().splitlines()) == 1, missing.describe()
+
+
+def _distribution(site, version: str) -> None:
+    """What an installer leaves for a distribution: its `.dist-info` with METADATA (others removed)."""
+    import shutil
+
+    for old in site.glob("rtprobe-*.dist-info"):
+        shutil.rmtree(old)
+    info = site / f"rtprobe-{version}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: rtprobe\nVersion: {version}\n")
+
+
+def _recorded(project, site) -> str:
+    import time
+
+    time.sleep(2.2)  # a distribution changed within 2 s is read, never remembered
+    res = run_cli("run", cwd=project, env={"PYTHONPATH": str(site)})
+    assert res.code == 0, res.describe()
+    return json.loads(run_cli("env", "last", "--json", cwd=project).out)["environment"]["packages"]["rtprobe"]
+
+
+def test_the_environment_is_remembered_until_a_distribution_changes(project, tmp_path):
+    """The launch remembers the distributions (reading every METADATA costs ≈0.1 s) by the stats of
+    their metadata: proven by editing the memo, which the next launch then records; an upgrade, and
+    a same-size edit of METADATA with its mtime put back, are read again."""
+    import os
+    from pathlib import Path
+
+    site = tmp_path / "site"
+    _distribution(site, "1.0")
+    assert _recorded(project, site) == "1.0"
+    memos = list((Path(os.environ["XDG_CACHE_HOME"]) / "reprotrain" / "environments").glob("*.json"))
+    assert len(memos) == 1, memos
+    memo = json.loads(memos[0].read_text())
+    assert memo["packages"]["rtprobe"] == "1.0"
+    memo["packages"]["rtprobe"] = "9.9"
+    memos[0].write_text(json.dumps(memo))
+    assert _recorded(project, site) == "9.9", "the memo was not used"
+
+    _distribution(site, "2.0")  # an upgrade: another .dist-info
+    assert _recorded(project, site) == "2.0"
+    metadata = site / "rtprobe-2.0.dist-info" / "METADATA"
+    stat = metadata.stat()
+    metadata.write_text(metadata.read_text().replace("2.0", "2.1"))  # same size
+    os.utime(metadata, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # its mtime put back: its ctime tells
+    assert _recorded(project, site) == "2.1"
