@@ -5,6 +5,7 @@ with the package indexes in use and no credential."""
 from __future__ import annotations
 
 import json
+import time
 
 from helpers import git_status, run_cli
 from packaging.requirements import Requirement
@@ -56,8 +57,6 @@ def _distribution(site, version: str) -> None:
 
 
 def _recorded(project, site) -> str:
-    import time
-
     time.sleep(2.2)  # a distribution changed within 2 s is read, never remembered
     res = run_cli("run", cwd=project, env={"PYTHONPATH": str(site)})
     assert res.code == 0, res.describe()
@@ -89,3 +88,39 @@ def test_the_environment_is_remembered_until_a_distribution_changes(project, tmp
     metadata.write_text(metadata.read_text().replace("2.0", "2.1"))  # same size
     os.utime(metadata, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # its mtime put back: its ctime tells
     assert _recorded(project, site) == "2.1"
+
+
+def test_a_damaged_environment_memo_a_token_url_and_a_shadowed_distribution(project, tmp_path):
+    """A memo with the right signature but content of the wrong shape is read afresh; a source URL's
+    query string (a presigned URL's signature) is in neither the record nor the memo, which only its
+    user may read; of one distribution twice on sys.path, the one Python imports is recorded."""
+    import os
+    import stat
+    from pathlib import Path
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    _distribution(first, "2.0")
+    _distribution(second, "1.0")
+    info = first / "rtprobe-2.0.dist-info"
+    (info / "direct_url.json").write_text(
+        json.dumps({"url": "https://files.example/rtprobe-2.0.whl?X-Amz-Signature=SeKrEt012345", "archive_info": {}})
+    )
+    path = f"{first}{os.pathsep}{second}"
+    time.sleep(2.2)
+    res = run_cli("run", cwd=project, env={"PYTHONPATH": path})
+    assert res.code == 0, res.describe()
+    environment = json.loads(run_cli("env", "last", "--json", cwd=project).out)["environment"]
+    assert environment["packages"]["rtprobe"] == "2.0", "the first on sys.path is the one imported"
+    assert environment["sources"]["rtprobe"]["url"] == "https://files.example/rtprobe-2.0.whl"
+    cache = Path(os.environ["XDG_CACHE_HOME"]) / "reprotrain" / "environments"
+    (memo,) = cache.glob("*.json")
+    assert "SeKrEt" not in memo.read_text()
+    assert stat.S_IMODE(memo.stat().st_mode) == 0o600 and stat.S_IMODE(cache.stat().st_mode) == 0o700
+
+    damaged = json.loads(memo.read_text())
+    damaged["packages"] = ["rtprobe"]
+    memo.write_text(json.dumps(damaged))
+    res = run_cli("run", cwd=project, env={"PYTHONPATH": path})
+    assert res.code == 0, res.describe()
+    again = json.loads(run_cli("env", "last", "--json", cwd=project).out)["environment"]
+    assert again["packages"] == environment["packages"]

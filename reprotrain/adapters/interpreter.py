@@ -38,12 +38,15 @@ def describe(memo: str | None = None) -> dict[str, Any]:
 
 
 def _read_distributions() -> tuple[dict[str, str], dict[str, Any]]:
+    """Every distribution's version and source; of two with one name, the first on sys.path (the
+    one Python imports, and importlib.metadata.version() reports)."""
     from importlib import metadata
 
-    packages, sources = {}, {}
+    packages: dict[str, str] = {}
+    sources: dict[str, Any] = {}
     for dist in metadata.distributions():
         name = dist.metadata["Name"]
-        if name:
+        if name and name.lower() not in packages:
             packages[name.lower()] = dist.version
             source = _source(dist.read_text("direct_url.json"))
             if source:
@@ -51,73 +54,126 @@ def _read_distributions() -> tuple[dict[str, str], dict[str, Any]]:
     return packages, sources
 
 
-_MEMO_VERSION = 1
+_MEMO_VERSION = 2
 _SETTLE_NS = 2_000_000_000  # a file changed this recently is not trusted by its stats
+_METADATA_DIRS = (".dist-info", ".egg-info")
+# finders whose distributions are the sys.path entries' (the backport's is added by importing it)
+_PATH_FINDERS = {
+    ("_frozen_importlib_external", "PathFinder"),
+    ("importlib.metadata", "MetadataPathFinder"),
+    ("importlib_metadata", "MetadataPathFinder"),
+}
+
+
+def _stamp(path: str) -> list[Any] | None:
+    st = os.stat(path)
+    return [path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
 
 def _signature() -> list[Any] | None:
-    """What installing, removing or upgrading a distribution changes: every sys.path entry and
-    every `*.dist-info`/`*.egg-info` in one (its inode and mtime, its METADATA's and
-    direct_url.json's inode, size, mtime and ctime, which no one can set back). None when one
-    changed too recently to be trusted."""
+    """What installing, removing, upgrading or editing a distribution changes: sys.path and each
+    of its entries, each `*.dist-info`/`*.egg-info` there (an egg's `EGG-INFO`) and its METADATA
+    (or PKG-INFO) and direct_url.json: device, inode, size, mtime and ctime (which no one can set
+    back). None (read them all) when one changed within 2 s, when an entry is on a read-only file
+    system (an image's: its stamps are the image builder's, alike in two images), or when a finder
+    other than Python's own lists distributions."""
+    for finder in sys.meta_path:
+        kind = finder if isinstance(finder, type) else type(finder)
+        if hasattr(finder, "find_distributions") and (kind.__module__, kind.__qualname__) not in _PATH_FINDERS:
+            return None
     limit = time.time_ns() - _SETTLE_NS
-    signature: list[Any] = [sys.executable, sys.prefix, list(sys.path)]
+    here = os.path.abspath(__file__)  # another reprotrain (an editable checkout changed) reads afresh
+    signature: list[Any] = [sys.executable, sys.prefix, list(sys.path), _stamp(here)]
     for entry in sys.path:
+        top = entry or os.curdir
         try:
-            st = os.stat(entry or os.curdir)
+            stamp = _stamp(top)
+            readonly = bool(os.statvfs(top).f_flag & os.ST_RDONLY)
         except OSError:
             signature.append([entry, None])
             continue
-        signature.append([entry, st.st_ino, st.st_mtime_ns, st.st_ctime_ns])
-        if st.st_ctime_ns >= limit:
+        if readonly or stamp is None or stamp[5] >= limit:
             return None
-        if not os.path.isdir(entry or os.curdir):
+        signature.append(stamp)
+        if not os.path.isdir(top):
             continue
         try:
-            listed = sorted(e.name for e in os.scandir(entry or os.curdir))
+            names = sorted(e.name for e in os.scandir(top) if e.name.lower().endswith(_METADATA_DIRS))
         except OSError:
             return None
-        for name in listed:
-            if not name.endswith((".dist-info", ".egg-info")):
-                continue
-            path = os.path.join(entry or os.curdir, name)
-            for file in (path, *(os.path.join(path, f) for f in ("METADATA", "PKG-INFO", "direct_url.json"))):
+        if top.lower().endswith(".egg"):
+            names.append("EGG-INFO")
+        for name in names:
+            path = os.path.join(top, name)
+            for file in (path, os.path.join(path, "METADATA"), os.path.join(path, "PKG-INFO")):
                 try:
-                    st = os.stat(file)
+                    stamp = _stamp(file)
                 except OSError:
                     continue
-                if st.st_ctime_ns >= limit:
+                if stamp is None or stamp[5] >= limit:
                     return None
-                signature.append([file, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns])
+                signature.append(stamp)
+                if file != path:
+                    break  # METADATA, else PKG-INFO
+            try:
+                stamp = _stamp(os.path.join(path, "direct_url.json"))
+            except OSError:
+                continue
+            if stamp is None or stamp[5] >= limit:
+                return None
+            signature.append(stamp)
     return signature
 
 
+def _valid(packages: Any, sources: Any) -> bool:
+    """A memo's content as _read_distributions makes it (a damaged or foreign one is read afresh)."""
+    if not isinstance(packages, dict) or not isinstance(sources, dict):
+        return False
+    if not all(isinstance(k, str) and isinstance(v, str) and v.split() == [v] for k, v in packages.items()):
+        return False  # a version with a blank in it would be an installer option
+    return all(isinstance(k, str) and isinstance(v, dict) and k in packages for k, v in sources.items())
+
+
 def _distributions(memo: str | None) -> tuple[dict[str, str], dict[str, Any]]:
-    """The installed distributions' versions and sources. With ``memo``, remembered by their
-    metadata's stats: reading every METADATA costs ≈0.1 s, the stats a few milliseconds."""
+    """The installed distributions' versions and sources. With ``memo`` (a file of this user's
+    only), remembered by their metadata's stats: reading every METADATA costs ≈0.1 s, the stats a
+    few milliseconds."""
     if memo is None:
         return _read_distributions()
     signature = _signature()
     if signature is not None:
         try:
-            with open(memo, encoding="utf-8") as fh:
-                data = json.load(fh)
-            if data.get("version") == _MEMO_VERSION and data.get("signature") == signature:
+            fd = os.open(memo, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            with os.fdopen(fd, encoding="utf-8") as fh:
+                data = json.load(fh) if os.fstat(fh.fileno()).st_uid == os.getuid() else {}
+            same = data.get("version") == _MEMO_VERSION and data.get("signature") == signature
+            if same and _valid(data.get("packages"), data.get("sources")):
                 return data["packages"], data["sources"]
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            pass  # none yet, or damaged
+        except (OSError, ValueError, AttributeError):
+            pass  # none yet, damaged, or another user's
     packages, sources = _read_distributions()
     if signature is not None:
-        try:
-            os.makedirs(os.path.dirname(memo), exist_ok=True)
-            tmp = f"{memo}.{os.getpid()}.tmp"
-            with open(tmp, "w", encoding="utf-8") as fh:
-                remembered = {"version": _MEMO_VERSION, "signature": signature, "packages": packages}
-                json.dump(remembered | {"sources": sources}, fh)
-            os.replace(tmp, memo)
-        except OSError:
-            pass  # only an optimisation
+        _remember(memo, {"version": _MEMO_VERSION, "signature": signature, "packages": packages, "sources": sources})
     return packages, sources
+
+
+def _remember(memo: str, data: dict[str, Any]) -> None:
+    import tempfile
+
+    try:
+        os.makedirs(os.path.dirname(memo), mode=0o700, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(memo), prefix=".environment-", suffix=".tmp")  # 0600
+    except OSError:
+        return  # only an optimisation
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh)
+        os.replace(tmp, memo)
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
 
 
 # what a rebuild of the environment needs (not where it ran: host, executable)
@@ -139,6 +195,9 @@ def _no_credentials(url: str) -> str:
         parts = urlsplit(url)
     except ValueError:
         return url
+    if parts.query:  # `?X-Amz-Signature=...`, `?token=...`: a presigned or token URL's secret
+        parts = parts._replace(query="")
+        url = urlunsplit(parts)
     if "@" not in parts.netloc:
         return url
     user, host = parts.netloc.rsplit("@", 1)
