@@ -324,13 +324,18 @@ def _check_warnings(project: Project, check: PinCheck) -> list[dict[str, str]]:
 
 def environment() -> dict[str, Any]:
     """This interpreter's environment (adapters/interpreter), its distributions remembered in the
-    user's cache by the stats of their metadata, per interpreter."""
+    user's cache by the stats of their metadata."""
+    return interpreter.describe(str(environment_memo()))
+
+
+def environment_memo() -> Path:
+    """Where this interpreter's distributions are remembered (one file per interpreter)."""
     import hashlib
 
     from reprotrain.fileio import user_cache
 
     key = hashlib.sha256(f"{sys.executable}\0{sys.prefix}".encode()).hexdigest()[:24]
-    return interpreter.describe(str(user_cache("environments") / f"{key}.json"))
+    return user_cache("environments") / f"{key}.json"
 
 
 def tracking_uri(project: Project) -> str:

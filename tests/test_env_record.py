@@ -10,6 +10,8 @@ import time
 from helpers import git_status, run_cli
 from packaging.requirements import Requirement
 
+from reprotrain.launch import environment_memo
+
 
 def test_env_prints_the_runs_environment_as_a_requirements_file(project):
     env = {"PIP_INDEX_URL": "https://alice:pw12345678@idx.example/simple"}
@@ -68,17 +70,15 @@ def test_the_environment_is_remembered_until_a_distribution_changes(project, tmp
     their metadata: proven by editing the memo, which the next launch then records; an upgrade, and
     a same-size edit of METADATA with its mtime put back, are read again."""
     import os
-    from pathlib import Path
 
     site = tmp_path / "site"
     _distribution(site, "1.0")
     assert _recorded(project, site) == "1.0"
-    memos = list((Path(os.environ["XDG_CACHE_HOME"]) / "reprotrain" / "environments").glob("*.json"))
-    assert len(memos) == 1, memos
-    memo = json.loads(memos[0].read_text())
+    path = environment_memo()  # the console script's Python is this one
+    memo = json.loads(path.read_text())
     assert memo["packages"]["rtprobe"] == "1.0"
     memo["packages"]["rtprobe"] = "9.9"
-    memos[0].write_text(json.dumps(memo))
+    path.write_text(json.dumps(memo))
     assert _recorded(project, site) == "9.9", "the memo was not used"
 
     _distribution(site, "2.0")  # an upgrade: another .dist-info
@@ -96,7 +96,6 @@ def test_a_damaged_environment_memo_a_token_url_and_a_shadowed_distribution(proj
     user may read; of one distribution twice on sys.path, the one Python imports is recorded."""
     import os
     import stat
-    from pathlib import Path
 
     first, second = tmp_path / "first", tmp_path / "second"
     _distribution(first, "2.0")
@@ -112,8 +111,8 @@ def test_a_damaged_environment_memo_a_token_url_and_a_shadowed_distribution(proj
     environment = json.loads(run_cli("env", "last", "--json", cwd=project).out)["environment"]
     assert environment["packages"]["rtprobe"] == "2.0", "the first on sys.path is the one imported"
     assert environment["sources"]["rtprobe"]["url"] == "https://files.example/rtprobe-2.0.whl"
-    cache = Path(os.environ["XDG_CACHE_HOME"]) / "reprotrain" / "environments"
-    (memo,) = cache.glob("*.json")
+    memo = environment_memo()
+    cache = memo.parent
     assert "SeKrEt" not in memo.read_text()
     assert stat.S_IMODE(memo.stat().st_mode) == 0o600 and stat.S_IMODE(cache.stat().st_mode) == 0o700
 
