@@ -70,7 +70,11 @@ def waiting(launcher: int, request_fd: int) -> int:
     done."""
     import os
 
-    _die_with_launcher(launcher)
+    from reprotrain.adapters.process import die_with_parent
+
+    # while it waits it dies with the reprotrain that started it: killed by SIGKILL, that one would
+    # never send the request, and a child of its could hold the pipe open
+    die_with_parent(launcher)
 
     import dvc.repo  # noqa: F401  (what main() and `dvc repro` import, here while the job is set up)
     from dvc.cli import parser  # noqa: F401
@@ -87,29 +91,12 @@ def waiting(launcher: int, request_fd: int) -> int:
     if not text.strip():
         return 0
     request = json.loads(text)
-    _die_with_launcher(None)  # from now on the job's own: the watchdog stops it if reprotrain dies
+    die_with_parent(None)  # from now on the job's own: the watchdog stops it if reprotrain dies
     os.chdir(request["cwd"])
     sys.path[0] = request["cwd"]  # as `python -m` started there would have it
     os.environ.clear()
     os.environ.update(request["env"])
     return main(request["spec"])
-
-
-def _die_with_launcher(launcher: int | None) -> None:
-    """While it waits, the process dies with the reprotrain that started it, ``launcher`` (killed
-    by SIGKILL, reprotrain would never send the request, and a child of its could hold the pipe
-    open); None: no longer."""
-    if launcher is not None:
-        from reprotrain.adapters.process import die_with_parent
-
-        die_with_parent(launcher)
-        return
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, 0, 0, 0, 0)  # PR_SET_PDEATHSIG: off
-    except (OSError, AttributeError):
-        pass
 
 
 if __name__ == "__main__":

@@ -507,17 +507,18 @@ def _release(watchdog: subprocess.Popen[bytes] | None) -> None:
         watchdog.wait()
 
 
-def die_with_parent(parent: int, sig: int = signal.SIGKILL) -> None:
+def die_with_parent(parent: int | None, sig: int = signal.SIGKILL) -> None:
     """In a child process (a fork of reprotrain's): have the kernel send ``sig`` when the parent
-    dies, so no helper process outlives a reprotrain that was killed (Linux only; a no-op elsewhere)."""
+    dies, so no helper process outlives a reprotrain that was killed (Linux only; a no-op elsewhere).
+    ``parent`` None: no longer (the signal is turned off)."""
     try:
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, sig, 0, 0, 0)  # PR_SET_PDEATHSIG
+        libc.prctl(1, 0 if parent is None else sig, 0, 0, 0)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         return
-    if os.getppid() != parent:  # the parent died before the call
+    if parent is not None and os.getppid() != parent:  # the parent died before the call
         os.kill(os.getpid(), sig)
 
 
