@@ -403,7 +403,9 @@ class Job:
             self.window_ms = (started, int(time.time() * 1000))
         if self.session.check.pinned:
             _warn_repository_changes(self.root)
-        if self.function is None and self.pipeline is None:  # a pipeline runs in reprotrain's Python (its runner)
+        if self.pipeline is not None:  # a pipeline runs in reprotrain's Python (its runner)
+            self._warn_other_pythons()
+        elif self.function is None:
             self._code_environment()
         if outcome.stderr_tail:
             try:
@@ -427,6 +429,22 @@ class Job:
             )
             return
         self.environment = described | ({"engine_job": self.engine_job} if self.engine_job else {})
+
+    def _warn_other_pythons(self) -> None:
+        """One line when a pipeline's stages ran a Python other than reprotrain's (whose
+        environment a pipeline run records: its runner's), naming each."""
+        others = dict.fromkeys(
+            str(noted.get("python") or noted["prefix"])
+            for noted in code_hook.pythons(self.private / "links.jsonl")
+            if not interpreter.same_environment(str(noted["prefix"]))
+        )
+        if others:
+            print(
+                f"reprotrain: warning: the pipeline's stages ran {', '.join(others)}, not reprotrain's Python "
+                f"({sys.executable}): the run records reprotrain's environment only, so a rerun rebuilds that one "
+                "(fix: run the stages with `python` from reprotrain's environment)",
+                file=sys.stderr,
+            )
 
     def _finish(self, staging: Path, private: Path, outcome: Outcome) -> None:
         """Log what the job left and set the final status, whatever the code did to the run; on

@@ -194,6 +194,7 @@ def test_run_computes_the_composed_config_records_outputs_and_reruns_every_stage
     res, ran = traced(pipe, "+experiment=more")
     assert res.code == 0, res.describe()
     assert ran == ["train", "evaluate"], "the override reached params.yaml: train and what follows ran, prepare did not"
+    assert "not reprotrain's Python" not in res.err, "the stages' `python` is reprotrain's"
     assert git_status(pipe) == "", "the working copy is untouched"
     assert {rel: (pipe / rel).read_bytes() for rel in before} == before
     assert len(worktrees(pipe)) == 1, "the pipeline's worktree is removed"
@@ -578,6 +579,8 @@ def test_stages_run_with_each_jobs_environment_whether_its_runner_was_started_ah
     assert [s["REPROTRAIN_RUN_ID"] for s in seen] == [r.info.run_id for r in jobs], res.describe()
     assert [s["MLFLOW_RUN_ID"] for s in seen] == [r.info.run_id for r in jobs]
     assert [s["runner"] for s in seen] == ["ahead", "for the job"], seen
+    other = f"the pipeline's stages ran {OTHER_PYTHON}, not reprotrain's Python ({VENV_BIN / 'python'})"
+    assert res.err.count(other) == 2, res.describe()  # one line per job, naming the other Python once
     for run in jobs:
         assert record_of(embedded_uri(root), run.info.run_id)["environment"]["executable"] == str(VENV_BIN / "python")
     for s in seen:

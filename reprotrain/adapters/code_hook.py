@@ -18,6 +18,7 @@ __all__ = [
     "first_python",
     "hook_environment",
     "in_process",
+    "pythons",
     "read_notes",
     "same_store",
     "store_key",
@@ -69,6 +70,11 @@ def first_python(path: Path) -> dict[str, Any] | None:
     """The Python that first started in the job's processes (`executable`, `prefix`), if noted."""
     found = in_process().first_python(str(path))
     return dict(found) if found else None
+
+
+def pythons(path: Path) -> list[dict[str, Any]]:
+    """Every Python that started in the job's processes (`python`, `prefix`), in order."""
+    return [dict(found) for found in in_process().pythons(str(path))]
 
 
 def store_key(uri: str) -> str:

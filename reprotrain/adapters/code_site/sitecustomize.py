@@ -279,8 +279,15 @@ def read_notes(path: str | None) -> tuple[list[dict[str, Any]], bool]:
 
 def first_python(path: str | None) -> dict[str, Any] | None:
     """The first Python process of the job that noted itself (executable and prefix)."""
+    found = pythons(path)
+    return found[0] if found else None
+
+
+def pythons(path: str | None) -> list[dict[str, Any]]:
+    """Every Python process of the job that noted itself (executable and prefix), in order."""
+    found: list[dict[str, Any]] = []
     if not path:
-        return None
+        return found
     try:
         with open(path, encoding="utf-8") as fh:
             for line in fh:
@@ -289,10 +296,10 @@ def first_python(path: str | None) -> dict[str, Any] | None:
                 except ValueError:
                     continue
                 if isinstance(entry, dict) and isinstance(entry.get("prefix"), str):
-                    return entry
+                    found.append(entry)
     except OSError:
-        return None
-    return None
+        pass
+    return found
 
 
 # --------------------------------------------------------------------------- import hook
