@@ -9,6 +9,7 @@ is put first on PYTHONPATH, so a gate that needs DVC fails and one that trusts t
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 import pytest
@@ -56,11 +57,22 @@ def test_just_written_files_are_not_memoised(project):
     run_ok(project)
     (project / MEMO).unlink(missing_ok=True)
     target = project / TRACKED_DATA_FILE
-    # changed "just now" as the check sees it: the memo could not tell a second write in the same
-    # tick. Dated ahead, since a loaded machine can take longer than the settle time to start `check`
-    ahead = time.time_ns() + 60 * 10**9
-    os.utime(target, ns=(ahead, ahead))
-    res = check(project)
+    # changed "just now" as the check sees it (its ctime within the settle time of the check's
+    # start): the memo could not tell a second write in the same tick. The file is touched until
+    # the check is done, since a loaded machine can take longer than the settle time to start it
+    done = threading.Event()
+
+    def touch() -> None:
+        while not done.wait(0.05):
+            os.utime(target)
+
+    toucher = threading.Thread(target=touch, daemon=True)
+    toucher.start()
+    try:
+        res = check(project)
+    finally:
+        done.set()
+        toucher.join()
     assert res.code == 0, res.describe()
     assert not (project / MEMO).exists()
 

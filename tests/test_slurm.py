@@ -21,10 +21,13 @@ from helpers import cli_env, embedded_uri, git_status, record_of, run_cli, start
 from team_services import setup_sweep_project, split_sweep
 
 TOOLS = ("munged", "mungekey", "slurmctld", "slurmd", "slurmdbd", "sinfo", "sacct", "mariadbd", "mariadb-install-db")
-pytestmark = pytest.mark.skipif(
-    any(shutil.which(t) is None and not Path("/usr/sbin", t).exists() for t in TOOLS),
-    reason="Slurm is not installed (.ci/run installs slurm-wlm, slurmdbd, munge and mariadb-server)",
-)
+pytestmark = [
+    pytest.mark.store_helper,  # on, as a user has it: no job may start one (tests/conftest.py)
+    pytest.mark.skipif(
+        any(shutil.which(t) is None and not Path("/usr/sbin", t).exists() for t in TOOLS),
+        reason="Slurm is not installed (.ci/run installs slurm-wlm, slurmdbd, munge and mariadb-server)",
+    ),
+]
 
 REPO = Path(__file__).resolve().parent.parent
 SLURM = ["hydra/launcher=submitit_slurm", "hydra.launcher.partition=debug", "hydra.launcher.timeout_min=10"]
@@ -158,9 +161,24 @@ def sweep_of(project: Path, seed: int):
     return parent, job
 
 
-def test_a_cancelled_job_a_stopped_and_a_killed_launcher_leave_no_run_that_stays_running(project, slurm, tmp_path):
+def job_logs(project: Path, job: str) -> str:
+    """The tails of a Slurm job's submitit logs (for an assertion's message)."""
+    base = job.split("_")[0]
+    found = [p for p in project.rglob("*_log.*") if base in str(p.relative_to(project))]
+    tails = [f"== {p}\n{p.read_text(errors='replace')[-3000:]}" for p in sorted(found)]
+    return "\n".join(tails) or f"no log of job {job}"
+
+
+def ended_run(project: Path, seed: int, job: str) -> str:
+    """The job's run's status once it is no longer RUNNING (60 s at most), with its logs if it is not FINISHED."""
     from helpers import wait_for
 
+    wait_for(lambda: sweep_of(project, seed)[1].info.status != "RUNNING", 60)
+    status = sweep_of(project, seed)[1].info.status
+    return status if status == "FINISHED" else f"{status}\n{job_logs(project, job)}"
+
+
+def test_a_cancelled_job_a_stopped_and_a_killed_launcher_leave_no_run_that_stays_running(project, slurm, tmp_path):
     # scancel of the job: its run is KILLED (the code got SIGTERM), the launcher exits 1, the sweep FAILED
     proc, job = running_sweep(project, slurm, 1, tmp_path / "cancel.log")
     try:
@@ -184,7 +202,7 @@ def test_a_cancelled_job_a_stopped_and_a_killed_launcher_leave_no_run_that_stays
         stop(proc)
     assert sweep_of(project, 2)[0].info.status == "KILLED"
     assert sacct(slurm, job)[0] == "COMPLETED"
-    assert wait_for(lambda: sweep_of(project, 2)[1].info.status == "FINISHED", 60)
+    assert ended_run(project, 2, job) == "FINISHED"
 
     # SIGKILL to the launcher: the sweep stays RUNNING, and `runs --stale` finds it, `--reap` ends it
     proc, job = running_sweep(project, slurm, 3, tmp_path / "kill.log")
@@ -199,7 +217,7 @@ def test_a_cancelled_job_a_stopped_and_a_killed_launcher_leave_no_run_that_stays
     reaped = run_cli("runs", "--reap", cwd=project)
     assert reaped.code == 0 and parent.info.run_id in reaped.out, reaped.describe()
     assert sacct(slurm, job)[0] == "COMPLETED"
-    assert wait_for(lambda: sweep_of(project, 3)[1].info.status == "FINISHED", 60)
+    assert ended_run(project, 3, job) == "FINISHED"
     assert sweep_of(project, 3)[0].info.status == "KILLED"
 
 
