@@ -82,3 +82,28 @@ def template_project(tmp_path_factory) -> Path:
 def project(template_project, tmp_path) -> Path:
     """A private, clean copy of the template project (a git + DVC repo)."""
     return helpers.copy_project(template_project, tmp_path / "demo")
+
+
+# The modules whose tests take longest (20-60 s each on two cores), run first: the two workers
+# then end on short tests together instead of one waiting for the other's last long test.
+_LONG_FIRST = (
+    "test_slurm.py",
+    "test_rebuild_env_launcher.py",
+    "test_faults.py",
+    "test_leaks.py",
+    "test_launchers.py",
+    "test_mlflow_verify.py",
+    "test_pipeline.py",
+    "test_lineage.py",
+    "test_env_record.py",
+    "test_store_faults.py",
+    "test_inspect.py",
+    "test_phase_faults.py",
+)
+
+
+def pytest_collection_modifyitems(items):
+    """Long modules first (stable: each module's tests keep their order, so module-scoped
+    fixtures are set up once per worker as before)."""
+    rank = {name: n for n, name in enumerate(_LONG_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
