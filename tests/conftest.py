@@ -55,21 +55,10 @@ def isolated_environment(tmp_path_factory):
     runtime = Path(tempfile.mkdtemp(prefix="rt-run-"))
     mp.setenv("XDG_RUNTIME_DIR", str(runtime))
     mp.setenv("REPROTRAIN_STORE_HELPER_IDLE", "20")
-    # Off except in the modules marked `store_helper` (the autouse fixture below): every test's
-    # store is new, so a helper (about 3 s of CPU to start) would serve a launch or two and go idle;
-    # on the suite's two cores that was a sixth of its time. Those modules run it as a user does.
-    mp.setenv("REPROTRAIN_STORE_HELPER", "0")
     yield
     mp.undo()
     helpers.stop_store_helpers(runtime)
     shutil.rmtree(runtime, ignore_errors=True)
-
-
-@pytest.fixture(autouse=True)
-def _store_helper_when_marked(request, monkeypatch):
-    """The store helper is on (the default a user has) in the tests marked `store_helper`."""
-    if request.node.get_closest_marker("store_helper") is not None:
-        monkeypatch.delenv("REPROTRAIN_STORE_HELPER", raising=False)
 
 
 @pytest.fixture(scope="session")

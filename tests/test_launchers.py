@@ -24,8 +24,6 @@ from helpers import (
 )
 from team_services import LEAKY_FILE, LEAKY_MODULE, expected_loss, setup_sweep_project, split_sweep
 
-pytestmark = pytest.mark.store_helper  # on, as a user has it (tests/conftest.py)
-
 LAUNCHERS = {
     "basic": [],
     "joblib": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],

@@ -13,8 +13,6 @@ from fault_helpers import assert_one_line_error, kill_pid, setup_fault_project, 
 from fault_inject import at_phase, fill, small_fs
 from helpers import all_runs, copy_project, embedded_uri, git_status, pid_alive, run_cli, wait_for
 
-pytestmark = pytest.mark.store_helper  # on, as a user has it (tests/conftest.py)
-
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_a_launcher_stopped_during_the_gate_leaves_no_process_and_writes_nothing(project, tmp_path, sig):

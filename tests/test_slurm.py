@@ -21,13 +21,10 @@ from helpers import cli_env, embedded_uri, git_status, record_of, run_cli, start
 from team_services import setup_sweep_project, split_sweep
 
 TOOLS = ("munged", "mungekey", "slurmctld", "slurmd", "slurmdbd", "sinfo", "sacct", "mariadbd", "mariadb-install-db")
-pytestmark = [
-    pytest.mark.store_helper,  # on, as a user has it: no job may start one (tests/conftest.py)
-    pytest.mark.skipif(
-        any(shutil.which(t) is None and not Path("/usr/sbin", t).exists() for t in TOOLS),
-        reason="Slurm is not installed (.ci/run installs slurm-wlm, slurmdbd, munge and mariadb-server)",
-    ),
-]
+pytestmark = pytest.mark.skipif(
+    any(shutil.which(t) is None and not Path("/usr/sbin", t).exists() for t in TOOLS),
+    reason="Slurm is not installed (.ci/run installs slurm-wlm, slurmdbd, munge and mariadb-server)",
+)
 
 REPO = Path(__file__).resolve().parent.parent
 SLURM = ["hydra/launcher=submitit_slurm", "hydra.launcher.partition=debug", "hydra.launcher.timeout_min=10"]

@@ -21,8 +21,6 @@ import pytest
 from fault_helpers import assert_one_line_error, setup_fault_project, statuses
 from helpers import embedded_uri, run_cli, store_helpers, wait_for
 
-pytestmark = pytest.mark.store_helper  # on, as a user has it (tests/conftest.py)
-
 NO_HANG = 60  # seconds: a refusal is quick, whatever the helper does
 
 

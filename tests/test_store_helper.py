@@ -32,8 +32,6 @@ from helpers import (
     wait_for_file,
 )
 
-pytestmark = pytest.mark.store_helper  # on, as a user has it (tests/conftest.py)
-
 PROBE_PY = '''\
 import json
 import os

@@ -27,8 +27,6 @@ from helpers import (
 )
 from team_services import expected_loss, setup_sweep_project, split_sweep
 
-pytestmark = pytest.mark.store_helper  # on, as a user has it (tests/conftest.py)
-
 DATA_PATHS = {"data/train.csv", "data/images"}
 
 
