@@ -795,6 +795,7 @@ def _launch_jobs(
     argv = hydra_adapter.build_argv(args, _output_overrides(project, args, config_name, entry.job_name))
     if replay is not None:
         argv += _replay_overrides(session_dir, replay)
+    keep_session = False
     try:
         try:
             with _stopped_by_signals(args.multirun):
@@ -802,6 +803,11 @@ def _launch_jobs(
         except _Stopped as stop:  # a sweep stopped between jobs or while workers ran them
             code = 128 + stop.signum
             print(f"reprotrain: sweep stopped by {signal.Signals(stop.signum).name}", file=sys.stderr)
+            # a cluster's jobs run on without this process: each still reads its config from the
+            # session (its code may not have started yet), so the session stays for them
+            from reprotrain.core.cluster import runs_elsewhere
+
+            keep_session = runs_elsewhere(launcher)
         results = _job_results(session_dir)
         exit_code = code or next((r["exit_code"] for r in results if r.get("exit_code")), 0)
         parent = sweep_parent_id(session)
@@ -815,7 +821,8 @@ def _launch_jobs(
             )
         return LaunchResult(exit_code, results, parent)
     finally:
-        shutil.rmtree(session_dir, ignore_errors=True)
+        if not keep_session:
+            shutil.rmtree(session_dir, ignore_errors=True)
 
 
 # what a worktree of the commit would not have: a pipeline runs there, so it cannot run these
