@@ -558,11 +558,11 @@ def helper_peak_mb(project: Path) -> float | None:
 
 
 def stop_helpers(home: Path) -> None:
-    """Stop the store helpers this benchmark's launches started (their pid files are under its own
+    """Stop the store helpers and warm processes this benchmark's launches started (their pid files are under its own
     XDG_RUNTIME_DIR), by PID, rather than leave them to exit when idle."""
     import signal
 
-    for pidfile in (home / "run").glob("reprotrain-*/store-*.pid"):
+    for pidfile in [*(home / "run").glob("reprotrain-*/store-*.pid"), *(home / "run").glob("reprotrain-*/warm-*.pid")]:
         try:
             os.kill(int(pidfile.read_text().split("\n")[0]), signal.SIGTERM)
         except (OSError, ValueError):

@@ -7,6 +7,7 @@ afterwards; its dvc.lock and params.yaml are kept with the run (`reprotrain/pipe
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shlex
@@ -20,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reprotrain.adapters import dvc_pipeline
+from reprotrain.adapters import dvc_pipeline, warm
 from reprotrain.adapters import git as git_adapter
 from reprotrain.adapters.process import Outcome, Prestarted, run_command
 from reprotrain.core.config import config_differences
@@ -57,7 +58,12 @@ def runner_started_ahead() -> Iterator[None]:
     set-up run here. The first job takes it; one not taken is killed when the block ends."""
     # started in `/`: `python -m` puts its start directory first on sys.path, and the runner puts
     # the job's worktree there once it has its request (as a runner started for the job has it)
-    runner = Prestarted([sys.executable, "-m", "reprotrain.adapters.dvc_runner", "--wait", str(os.getpid())], Path("/"))
+    launcher = os.getpid()
+    runner = Prestarted(
+        [sys.executable, "-m", "reprotrain.adapters.dvc_runner", "--wait", str(launcher)],
+        Path("/"),
+        fork=functools.partial(_forked_runner, launcher) if warm.forked_here() else None,
+    )
     try:
         _prestarted.append(runner)
         yield
@@ -65,6 +71,14 @@ def runner_started_ahead() -> Iterator[None]:
         if runner in _prestarted:  # not taken
             _prestarted.remove(runner)
         runner.close()
+
+
+def _forked_runner(launcher: int, request_fd: int) -> int:
+    """The runner as `python -m reprotrain.adapters.dvc_runner --wait` runs it, in a fork of a warm
+    launch (DVC is imported already)."""
+    from reprotrain.adapters import dvc_runner
+
+    return dvc_runner.waiting(launcher, request_fd)
 
 
 def plan_for(root: Path, state: Path, commit: str, targets: tuple[str, ...], flags: tuple[str, ...]) -> PipelinePlan:

@@ -55,6 +55,7 @@ def isolated_environment(tmp_path_factory):
     runtime = Path(tempfile.mkdtemp(prefix="rt-run-"))
     mp.setenv("XDG_RUNTIME_DIR", str(runtime))
     mp.setenv("REPROTRAIN_STORE_HELPER_IDLE", "20")
+    mp.setenv("REPROTRAIN_WARM_IDLE", "20")  # warm processes (reprotrain/adapters/warm.py) as short
     yield
     mp.undo()
     helpers.stop_store_helpers(runtime)

@@ -546,7 +546,14 @@ def store_helpers(runtime: Path) -> dict[int, str]:
 
 
 def stop_store_helpers(runtime: Path) -> None:
-    for pid in store_helpers(runtime):
+    """The store helpers and warm processes (reprotrain/adapters/warm.py) under ``runtime``, by PID."""
+    pids = list(store_helpers(runtime))
+    for pidfile in runtime.glob("reprotrain-*/warm-*.pid"):
+        try:
+            pids.append(int(pidfile.read_text().split()[0]))
+        except (OSError, ValueError, IndexError):
+            continue
+    for pid in pids:
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:

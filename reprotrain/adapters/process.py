@@ -13,18 +13,20 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 __all__ = [
+    "Forked",
     "Outcome",
     "Prestarted",
     "defer_signals",
     "deferred",
     "die_with_parent",
     "load_callable",
+    "reopen_streams",
     "run_callable",
     "run_command",
     "signal_handlers",
@@ -297,20 +299,23 @@ class Prestarted:
     request and runs it as it runs a command; unused, ``close()`` kills it (it has only imported).
     The request goes through the pipe, never a file: it may hold the job's secrets."""
 
-    def __init__(self, argv: list[str], cwd: Path) -> None:
+    def __init__(self, argv: list[str], cwd: Path, fork: Callable[[int], int] | None = None) -> None:
         self.owner = os.getpid()  # a forked child of reprotrain's must not adopt it
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: subprocess.Popen[bytes] | Forked | None = None
         read, self._write = os.pipe()  # both ends close on exec: only the child gets ``read``
         try:
-            self.proc = subprocess.Popen(
-                [*argv, str(read)],
-                cwd=cwd,
-                stdin=_stdin(),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-                pass_fds=(read,),
-            )
+            if fork is not None and threading.active_count() == 1:
+                self.proc = Forked(fork, read, cwd)  # what argv would import is imported here already
+            else:
+                self.proc = subprocess.Popen(
+                    [*argv, str(read)],
+                    cwd=cwd,
+                    stdin=_stdin(),
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    start_new_session=True,
+                    pass_fds=(read,),
+                )
         except OSError:
             pass  # then the command is started as usual
         except BaseException:  # Ctrl-C while it starts
@@ -319,7 +324,7 @@ class Prestarted:
         finally:
             os.close(read)
 
-    def adopt(self, request: bytes) -> subprocess.Popen[bytes] | None:
+    def adopt(self, request: bytes) -> subprocess.Popen[bytes] | Forked | None:
         """The process, its request sent; None if it is gone (then the command is started as usual)."""
         proc, self.proc = self.proc, None
         if proc is None or os.getpid() != self.owner or proc.poll() is not None:
@@ -338,7 +343,7 @@ class Prestarted:
         proc, self.proc = self.proc, None
         self._reap(proc)
 
-    def _reap(self, proc: subprocess.Popen[bytes] | None) -> None:
+    def _reap(self, proc: subprocess.Popen[bytes] | Forked | None) -> None:
         if self._write >= 0:
             os.close(self._write)
             self._write = -1
@@ -350,6 +355,99 @@ class Prestarted:
         for stream in (proc.stdout, proc.stderr):
             if stream is not None:
                 stream.close()
+
+
+class Forked:
+    """A child forked from this process (single-threaded, its modules imported) that calls
+    ``target(request_fd)`` and exits with what it returns, as Prestarted's started process would:
+    in a session of its own, the code's stdin, stdout and stderr into pipes, every other file
+    descriptor of this process closed. What Popen offers run_command: pid, stdout, stderr, poll(),
+    wait(), args."""
+
+    def __init__(self, target: Callable[[int], int], request_fd: int, cwd: Path) -> None:
+        stdin = _stdin()
+        out_read, out_write = os.pipe()
+        err_read, err_write = os.pipe()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        launcher = os.getpid()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover  (the child: it never returns)
+            code = 1
+            try:
+                os.setsid()
+                if stdin == subprocess.DEVNULL:
+                    null = os.open(os.devnull, os.O_RDONLY)
+                    os.dup2(null, 0)
+                    os.close(null)
+                os.dup2(out_write, 1)
+                os.dup2(err_write, 2)
+                os.closerange(3, request_fd)
+                os.closerange(request_fd + 1, 1 << 20)
+                os.chdir(cwd)
+                for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # as a new process has them
+                    signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
+                reopen_streams()
+                _DEFERRED.clear()
+                code = target(request_fd)
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                with suppress(Exception):
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                os._exit(code)
+        os.close(out_write)
+        os.close(err_write)
+        self.pid = pid
+        self.args = ["(forked)", str(launcher)]
+        self.returncode: int | None = None
+        self.stdout: Any = os.fdopen(out_read, "rb")
+        self.stderr: Any = os.fdopen(err_read, "rb")
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped elsewhere: its code is lost
+                pid, status = self.pid, 1 << 8
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(self.args, timeout or 0)
+            time.sleep(0.005)
+        assert self.returncode is not None
+        return self.returncode
+
+
+def reopen_streams() -> None:
+    """sys.stdin, sys.stdout and sys.stderr made again on file descriptors 0, 1 and 2 (after
+    dup2() onto them in a forked child) as a new interpreter makes them: the same encoding and
+    errors; stdout line-buffered on a terminal, stderr always; write-through under -u or
+    PYTHONUNBUFFERED."""
+    import io
+
+    unbuffered = bool(getattr(sys.__stdout__, "write_through", False))
+    for name, fd in (("stdin", 0), ("stdout", 1), ("stderr", 2)):
+        old = getattr(sys, f"__{name}__", None) or getattr(sys, name)
+        raw = io.FileIO(fd, "r" if fd == 0 else "w", closefd=False)
+        buffered: Any = io.BufferedReader(raw) if fd == 0 else io.BufferedWriter(raw)
+        stream = io.TextIOWrapper(
+            buffered,
+            encoding=getattr(old, "encoding", None) or "utf-8",
+            errors=getattr(old, "errors", None) or "strict",
+            line_buffering=fd == 2 or (fd == 1 and raw.isatty()),
+            write_through=unbuffered and fd != 0,
+        )
+        setattr(sys, name, stream)
+        setattr(sys, f"__{name}__", stream)
 
 
 def run_command(
@@ -437,7 +535,7 @@ class _ExitWaiter:
     the process exits (a pidfd, polled: select() fails for a descriptor above 1023); Popen.wait
     with a timeout polls, up to 50 ms late."""
 
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes] | Forked) -> None:
         self.proc = proc
         try:
             self.fd: int | None = os.pidfd_open(proc.pid)  # type: ignore[attr-defined,unused-ignore]

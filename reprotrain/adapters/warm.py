@@ -1,0 +1,592 @@
+"""Warm launches: `reprotrain run` forked from a process that already has reprotrain, Hydra and
+DVC imported, instead of a new interpreter importing them (≈0.3-0.5 s of every launch, and of the
+pipeline runner's start).
+
+- The warm process (``python -m reprotrain.adapters.warm``) runs no user code and holds no
+  project: it imports modules, then waits on a Unix socket in a directory only this user can
+  open. For each launch it forks a child that takes the client's working directory (as a file
+  descriptor), standard streams (passed over the socket), environment, umask and arguments, and
+  runs `reprotrain run` there as the console script would, in a session of its own; the exit
+  status goes back to the client, which exits with it.
+- One warm process per launch context, named by everything a fork could not take over from the
+  client: the interpreter, its flags and sys.path, the installed code (reprotrain's files and the
+  directories on sys.path, by their modification times), the whole environment, the user and
+  groups, resource limits, cgroup, namespaces, CPU affinity and priority. A client finds only the
+  warm process of its exact context; any change starts another, and the old one goes idle.
+- Started by a launch that finds none (that launch runs as usual, in its own interpreter); it
+  exits after ``REPROTRAIN_WARM_IDLE`` seconds (600) without a launch running or starting, or as
+  soon as its socket is removed or replaced. ``REPROTRAIN_WARM=0`` turns warm launches off.
+- The client passes on SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 to the launch; if the
+  client dies, the launch gets SIGTERM (a stopped launch, recorded as such). A launch whose
+  entrypoint is a Python callable (it runs in reprotrain's own process) is never warm: the client
+  is told so before anything is done, and starts its own interpreter.
+- Any failure to reach the warm process, or a launch it does not start within
+  ``_START_SECONDS``, falls back to the usual launch; a launch is started only after the client
+  has confirmed that it is waiting for it, so a launch never runs twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import stat
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["forked_here", "launch", "private_dir"]
+
+SWITCH = "REPROTRAIN_WARM"
+IDLE = "REPROTRAIN_WARM_IDLE"
+_CONNECT_SECONDS = 2.0
+_START_SECONDS = 10.0  # the child's "go": its fork and reading the project's settings
+_FORWARDED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
+# variables a shell sets per command or per directory, read by nothing a warm process imports
+_IGNORED_VARIABLES = frozenset({"PWD", "OLDPWD", "_", "SHLVL"})
+# what a launch imports (and the pipeline runner it forks): imported once in the warm process
+_PRELOAD = (
+    "reprotrain.cli",
+    "reprotrain.launch",
+    "reprotrain.job",
+    "reprotrain.pipeline",
+    "reprotrain.sweep",
+    "reprotrain.adapters.hydra",
+    "reprotrain.adapters.dvc",
+    "reprotrain.adapters.dvc_pipeline",
+    "reprotrain.adapters.dvc_runner",
+    "reprotrain.adapters.data_memo",
+    "git",
+    "omegaconf",
+    "hydra",
+    "hydra._internal.hydra",
+    "hydra._internal.utils",
+    "hydra._internal.config_loader_impl",
+    "hydra.core.global_hydra",
+    "dvc.repo",
+    "dvc.cli.parser",
+    "dvc.repo.reproduce",
+    "dvc.commands.repro",
+    "dvc.repo.graph",
+    "dvc.stage",
+    "dvc.dvcfile",
+)
+
+_forked_here = False  # True in a launch forked by the warm process
+
+
+def forked_here() -> bool:
+    """Whether this process is a launch forked by a warm process (its modules are imported)."""
+    return _forked_here
+
+
+def _enabled() -> bool:
+    return os.environ.get(SWITCH, "1").strip().lower() not in {"0", "off", "false", "no"}
+
+
+def private_dir() -> Path:
+    """This user's directory for reprotrain's sockets and pid files (0700, owned by the user)."""
+    base = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()) / f"reprotrain-{os.getuid()}"
+    base.mkdir(mode=0o700, exist_ok=True)
+    info = base.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise OSError(f"{base} is not a private directory of this user")
+    return base
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return fh.read()
+    except OSError:
+        return ""
+
+
+def _code_stamp(path: list[str]) -> list[Any]:
+    """When the code a fork would run last changed: reprotrain's own files (an install edited in
+    place keeps its version) and every directory on sys.path (installing or removing a package
+    changes its directory)."""
+    base = Path(__file__).resolve().parent.parent
+    own = max((p.stat().st_mtime_ns for p in base.rglob("*.py")), default=0)
+    dirs = []
+    for entry in path:
+        try:
+            dirs.append(os.stat(entry or ".").st_mtime_ns)
+        except OSError:
+            dirs.append(0)
+    return [own, dirs]
+
+
+def _identity(path: list[str]) -> str:
+    """The name of this process's launch context (see the module's docstring)."""
+    import resource
+
+    limits = [resource.getrlimit(getattr(resource, n)) for n in sorted(dir(resource)) if n.startswith("RLIMIT_")]
+    try:
+        namespaces = sorted(os.readlink(f"/proc/self/ns/{n}") for n in os.listdir("/proc/self/ns"))
+    except OSError:
+        namespaces = []
+    try:
+        affinity = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        affinity = []
+    env = sorted((k, v) for k, v in os.environ.items() if k not in _IGNORED_VARIABLES)
+    parts = [
+        sys.executable,
+        sys.version,
+        path,
+        list(sys.flags),
+        subprocess._args_from_interpreter_flags(),  # type: ignore[attr-defined]
+        os.getuid(),
+        os.getgid(),
+        sorted(os.getgroups()),
+        limits,
+        _read("/proc/self/cgroup"),
+        namespaces,
+        affinity,
+        os.getpriority(os.PRIO_PROCESS, 0),
+        env,
+        _code_stamp(path),
+    ]
+    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:24]
+
+
+class _Paths:
+    def __init__(self, name: str) -> None:
+        base = private_dir()
+        self.socket = base / f"warm-{name}.sock"
+        self.lock = base / f"warm-{name}.lock"
+        self.log = base / f"warm-{name}.log"
+        self.pid = base / f"warm-{name}.pid"
+
+
+# --------------------------------------------------------------------------- the client
+
+
+def launch(argv: list[str]) -> int | None:
+    """Run the launch ``argv`` (the console script's sys.argv) in a fork of this context's warm
+    process and return its exit code; None if there is none (one is then started for the next
+    launch) or it declined: the caller launches as usual."""
+    if _forked_here or not _enabled() or not hasattr(socket, "send_fds") or not sys.platform.startswith("linux"):
+        return None
+    try:
+        paths = _Paths(_identity(list(sys.path)))
+    except OSError:
+        return None
+    try:
+        sock = _connect(paths.socket)
+    except OSError:
+        _start(paths)
+        return None
+    with sock:
+        return _talk(sock, argv)
+
+
+def _connect(path: Path) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(_CONNECT_SECONDS)
+        sock.connect(os.fspath(path))
+        uid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[1]
+        if uid != os.getuid():
+            raise OSError("the warm process is another user's")
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _recv_exact(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise EOFError
+        data += chunk
+    return data
+
+
+def _talk(sock: socket.socket, argv: list[str]) -> int | None:
+    umask = os.umask(0)
+    os.umask(umask)
+    ignored = [name for name in _FORWARDED if signal.getsignal(getattr(signal, name)) == signal.SIG_IGN]  # nohup
+    body = json.dumps({"argv": argv, "env": dict(os.environ), "umask": umask, "ignored": ignored}).encode()
+    try:
+        for fd in (0, 1, 2):
+            os.fstat(fd)
+        cwd = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return None  # a closed standard stream, or no working directory: the usual launch says so
+    try:
+        socket.send_fds(sock, [struct.pack("!Q", len(body))], [0, 1, 2, cwd])
+        sock.sendall(body)
+        sock.settimeout(_START_SECONDS)
+        kind = _recv_exact(sock, 1)
+    except (OSError, EOFError):
+        return None  # the launch was not started: it never will be (it waits for our "A")
+    finally:
+        os.close(cwd)
+    if kind != b"G":
+        return None  # declined ("D"), or the child died before it began ("X"): nothing was run
+    try:
+        (pid,) = struct.unpack("!i", _recv_exact(sock, 4))
+    except (OSError, EOFError):
+        return None
+    previous: dict[int, Any] = {}
+
+    def forward(signum: int, _frame: Any) -> None:
+        try:
+            os.kill(pid, signum)
+        except OSError:
+            pass
+
+    for name in _FORWARDED:
+        if name not in ignored:  # what this process ignores, the launch ignores too
+            signum = getattr(signal, name)
+            previous[signum] = signal.signal(signum, forward)
+    try:
+        sock.sendall(b"A")  # from here on, the launch is the child's
+        sock.settimeout(None)
+        try:
+            kind = _recv_exact(sock, 1)
+            (status,) = struct.unpack("!i", _recv_exact(sock, 4))
+        except (OSError, EOFError):
+            return _lost(pid)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    code = os.waitstatus_to_exitcode(status)
+    if code < 0:  # killed by a signal: so is this process, as the shell would report it
+        sys.stdout.flush()
+        sys.stderr.flush()
+        signal.signal(-code, signal.SIG_DFL)
+        os.kill(os.getpid(), -code)
+        return 128 - code
+    return code
+
+
+def _lost(pid: int) -> int:
+    """The warm process went away while its launch runs: wait for the launch to end; its exit
+    code is gone with the warm process."""
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        except PermissionError:
+            break
+        time.sleep(0.2)
+    print(
+        "reprotrain: error: the warm process ended during this launch: its exit code is lost\n"
+        "  hint: `reprotrain show last` says how the run ended",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def _start(paths: _Paths) -> None:
+    """Start this context's warm process in the background, unless one is starting."""
+    try:
+        import fcntl
+
+        with open(paths.lock, "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return  # starting or running (it holds the lock for its lifetime)
+            fcntl.flock(lock, fcntl.LOCK_UN)
+        name = paths.socket.name[len("warm-") : -len(".sock")]
+        with open(paths.log, "ab") as log:
+            flags = subprocess._args_from_interpreter_flags()  # type: ignore[attr-defined]
+            subprocess.Popen(
+                [sys.executable, *flags, "-m", __name__, name, json.dumps(sys.path)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                cwd="/",
+                start_new_session=True,
+                close_fds=True,
+            )
+    except OSError:
+        pass
+
+
+# --------------------------------------------------------------------------- the warm process
+
+
+class _Task:
+    """What a forked child does: the client's launch."""
+
+    def __init__(self, conn: socket.socket, request: dict[str, Any], fds: list[int]) -> None:
+        self.conn = conn
+        self.request = request
+        self.fds = fds
+
+
+def serve(name: str, path: list[str]) -> _Task | None:
+    """Serve launches until idle (None), or, in a forked child, return its task."""
+    import fcntl
+    import gc
+    import importlib
+    import selectors
+    import threading
+
+    sys.path[:] = path
+    if _identity(path) != name:  # started for another context (a flag or a limit not passed on)
+        print(f"warm: not the context {name}: not serving", file=sys.stderr)
+        return None
+    paths = _Paths(name)
+    lock = open(paths.lock, "a")  # noqa: SIM115  (held, with its flock, until this process exits)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return None
+    for module in _PRELOAD:
+        try:
+            importlib.import_module(module)
+        except Exception:  # another version's layout: the launch imports what it needs itself
+            pass
+    if threading.active_count() != 1:  # a fork copies one thread only
+        print("warm: an import started a thread: not serving", file=sys.stderr)
+        return None
+    gc.collect()
+    gc.freeze()  # the forks share these pages instead of each collection touching them
+
+    tmp = paths.socket.with_name(f"{paths.socket.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(os.fspath(tmp))
+    listener.listen(64)
+    os.replace(tmp, paths.socket)
+    bound = paths.socket.stat().st_ino
+    paths.pid.write_text(f"{os.getpid()}\n", encoding="utf-8")
+    wake_read, wake_write = os.pipe()
+    os.set_blocking(wake_write, False)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.set_wakeup_fd(wake_write)
+    selector = selectors.DefaultSelector()
+    selector.register(listener, selectors.EVENT_READ, "accept")
+    selector.register(wake_read, selectors.EVENT_READ, "wake")
+    children: dict[int, tuple[socket.socket, int | None, int]] = {}  # pid -> conn, client's pidfd, client pid
+    idle = float(os.environ.get(IDLE) or 600)
+    last = time.monotonic()
+
+    def shared() -> list[Any]:
+        """What a forked child closes: everything of the warm process's own."""
+        held: list[Any] = [listener, lock, selector, wake_read, wake_write]
+        for conn, pidfd, _ in children.values():
+            held.append(conn)
+            if pidfd is not None:
+                held.append(pidfd)
+        return held
+
+    while True:
+        for key, _ in selector.select(timeout=min(2.0, idle / 4)):
+            if key.data == "accept":
+                task = _accept(listener, shared, children, selector)
+                if task is not None:
+                    return task  # in the child
+                last = time.monotonic()
+            elif key.data == "wake":
+                try:
+                    os.read(wake_read, 512)
+                except BlockingIOError:
+                    pass
+                _reap(children, selector)
+                last = time.monotonic()
+            else:  # a client's pidfd: the client died while its launch runs
+                pid = key.data
+                with _suppress():
+                    os.kill(pid, signal.SIGTERM)
+                entry = children.get(pid)
+                if entry is not None and entry[1] is not None:
+                    selector.unregister(entry[1])
+                    os.close(entry[1])
+                    children[pid] = (entry[0], None, entry[2])
+        try:
+            ours = paths.socket.stat().st_ino == bound
+        except OSError:
+            ours = False
+        if not ours or (not children and time.monotonic() - last > idle):
+            if ours:
+                paths.socket.unlink(missing_ok=True)
+                paths.pid.unlink(missing_ok=True)
+            listener.close()
+            if not children:
+                return None
+            selector.unregister(listener)
+            ours = False
+            while children:  # the launches running still get their exit status
+                for key, _ in selector.select(timeout=2.0):
+                    if key.data == "wake":
+                        with _suppress():
+                            os.read(wake_read, 512)
+                        _reap(children, selector)
+            return None
+
+
+class _suppress:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> bool:
+        return exc[0] is not None and issubclass(exc[0], OSError)
+
+
+def _accept(listener: socket.socket, shared: Any, children: dict[int, Any], selector: Any) -> _Task | None:
+    import selectors
+
+    try:
+        conn, _ = listener.accept()
+    except OSError:
+        return None
+    try:
+        conn.settimeout(_CONNECT_SECONDS)
+        client_pid, uid, _gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+        if uid != os.getuid() or client_pid in children:  # a launch of ours never launches through us
+            raise OSError("another user, or one of this process's own launches")
+        header, fds, _flags, _addr = socket.recv_fds(conn, 8, 4)
+        if len(header) != 8 or len(fds) != 4:
+            for fd in fds:
+                os.close(fd)
+            raise OSError("a bad request")
+        try:
+            (size,) = struct.unpack("!Q", header)
+            request = json.loads(_recv_exact(conn, size))
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
+            raise
+    except (OSError, EOFError, ValueError):
+        conn.close()
+        return None
+    inherited = shared()
+    pid = os.fork()
+    if pid == 0:
+        for held in inherited:
+            with _suppress():
+                if isinstance(held, int):
+                    os.close(held)
+                else:
+                    held.close()
+        return _Task(conn, request, fds)
+    for fd in fds:
+        os.close(fd)
+    pidfd: int | None
+    try:
+        pidfd = os.pidfd_open(client_pid)  # type: ignore[attr-defined,unused-ignore]
+    except (AttributeError, OSError):
+        pidfd = None
+    if pidfd is not None:
+        selector.register(pidfd, selectors.EVENT_READ, pid)
+    children[pid] = (conn, pidfd, client_pid)
+    return None
+
+
+def _reap(children: dict[int, Any], selector: Any) -> None:
+    while children:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        entry = children.pop(pid, None)
+        if entry is None:
+            continue
+        conn, pidfd, _ = entry
+        if pidfd is not None:
+            selector.unregister(pidfd)
+            os.close(pidfd)
+        with _suppress():
+            conn.settimeout(_CONNECT_SECONDS)
+            conn.sendall(b"X" + struct.pack("!i", status))
+        conn.close()
+
+
+# --------------------------------------------------------------------------- a forked launch
+
+
+def _become(task: _Task) -> bool:
+    """Take over the client's context; True once the client has confirmed it waits for this
+    launch (False: declined or abandoned, nothing was done)."""
+    import types
+
+    from reprotrain.adapters.process import reopen_streams
+
+    os.setsid()
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    request, (stdin, stdout, stderr, cwd) = task.request, task.fds
+    for name in _FORWARDED:  # as the client's interpreter has them: Python's own, or ignored (nohup)
+        default = signal.default_int_handler if name == "SIGINT" else signal.SIG_DFL
+        signal.signal(getattr(signal, name), signal.SIG_IGN if name in request.get("ignored", ()) else default)
+    os.fchdir(cwd)
+    os.close(cwd)
+    os.umask(int(request["umask"]))
+    os.environ.clear()
+    os.environ.update(request["env"])
+    for fd, target in ((stdin, 0), (stdout, 1), (stderr, 2)):
+        os.dup2(fd, target)
+        os.close(fd)
+    reopen_streams()
+    sys.argv = list(request["argv"])
+    main = types.ModuleType("__main__")
+    main.__file__ = sys.argv[0]
+    sys.modules["__main__"] = main
+    conn = task.conn
+    conn.settimeout(_START_SECONDS)
+    try:
+        if not _warm_suits(sys.argv[1:]):
+            conn.sendall(b"D")
+            return False
+        conn.sendall(b"G" + struct.pack("!i", os.getpid()))
+        return _recv_exact(conn, 1) == b"A"
+    except (OSError, EOFError):
+        return False
+    finally:
+        conn.close()
+
+
+def _warm_suits(tokens: list[str]) -> bool:
+    """A launch whose entrypoint is a Python callable runs it in reprotrain's own process: that
+    process is a fresh interpreter, as always (never a fork that shares this one's hash seed)."""
+    from reprotrain.core.entrypoint import parse_entrypoint
+    from reprotrain.settings import find_project
+
+    try:
+        project = find_project(Path.cwd())
+    except Exception:  # the launch says what is wrong
+        return True
+    return not parse_entrypoint(project.settings.entrypoint or "").is_callable
+
+
+def _run_task(task: _Task) -> None:
+    global _forked_here
+    _forked_here = True  # before anything else: a forked launch never asks a warm process itself
+    if not _become(task):
+        os._exit(0)
+    from reprotrain.cli import entry
+
+    entry()  # raises SystemExit: this process ends as the console script's does
+
+
+def _main(argv: list[str]) -> None:
+    found = serve(argv[0], json.loads(argv[1]))
+    if found is None:
+        raise SystemExit(0)
+    _run_task(found)
+
+
+if __name__ == "__main__":
+    # the module as reprotrain's code imports it (never this __main__ copy): its _forked_here is
+    # the one cli.entry() sees in a forked launch
+    from reprotrain.adapters import warm as _imported
+
+    _imported._main(sys.argv[1:])
