@@ -217,6 +217,12 @@ def pipeline_cases(work: Path, env: dict[str, str]) -> list[Case]:
             env=path,
         ),
         Case("pipeline: reprotrain run", [str(BIN / "reprotrain"), "run", "prepare.scale=3"], project, env=path),
+        Case(
+            "pipeline: reprotrain run, warm off",
+            [str(BIN / "reprotrain"), "run", "prepare.scale=3"],
+            project,
+            env=path | {"REPROTRAIN_WARM": "0"},
+        ),
     ]
 
 
@@ -338,6 +344,8 @@ def pipeline_main(args: argparse.Namespace, work: Path, env: dict[str, str]) -> 
     rt_over = med(cases["pipeline: reprotrain run"]) - base
     exp_over = med(cases["pipeline: dvc exp run"]) - base
     print(f"  overheads over dvc repro --force: reprotrain run {rt_over:.3f} s, dvc exp run {exp_over:.3f} s")
+    cold = med(cases["pipeline: reprotrain run, warm off"]) - base
+    print(f"  reprotrain run without its warm process (REPROTRAIN_WARM=0): overhead {cold:.3f} s")
     paired = [
         (r - b) / (e - b) if e > b else float("nan")  # a round where `dvc exp run` cost nothing over the baseline
         for r, e, b in zip(

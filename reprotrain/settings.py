@@ -17,7 +17,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-__all__ = ["STATE_DIR", "Project", "Settings", "find_project"]
+__all__ = ["STATE_DIR", "Project", "Settings", "entrypoint_setting", "find_project"]
 
 STATE_DIR = ".reprotrain"
 
@@ -186,6 +186,24 @@ def find_project(start: Path | None = None) -> Project:
         f"no reprotrain project at {here}: no [tool.reprotrain] in a pyproject.toml and no git repository",
         hint="cd into your project, or add a [tool.reprotrain] table to its pyproject.toml",
     )
+
+
+def entrypoint_setting(start: Path | None = None) -> str | None:
+    """The ``entrypoint`` setting of the project containing ``start``, read as find_project finds
+    it but without naming the project (which may ask git); None when there is none or the
+    settings cannot be read (the command that needs them says why)."""
+    here = (start or Path.cwd()).resolve()
+    try:
+        for directory in (here, *here.parents):
+            found = _settings_at(directory)
+            if found is not None:
+                value = found[1].get("entrypoint")
+                return value if isinstance(value, str) else None
+            if (directory / ".git").exists():
+                return None
+    except (UsageError, OSError):
+        return None
+    return None
 
 
 def default_name(directory: Path) -> str:

@@ -12,13 +12,16 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
 import yaml
 from helpers import (
+    REPROTRAIN,
     all_runs,
+    cli_env,
     commit_all,
     configure,
     embedded_uri,
@@ -86,7 +89,10 @@ write(os.environ["WARM_ANCESTRY"])
 if os.path.exists(os.environ["WARM_ANCESTRY"] + ".sleep"):
     with open(os.environ["WARM_PIDFILE"], "w") as fh:
         fh.write(str(os.getpid()))
-    time.sleep(60)
+    for _ in range(600):  # until the test says "wake" (or a minute)
+        if os.path.exists(os.environ["WARM_ANCESTRY"] + ".wake"):
+            break
+        time.sleep(0.1)
 sys.exit(int(os.environ.get("WARM_EXIT", "0")))
 """
 
@@ -150,7 +156,11 @@ def runs_in_order(project: Path) -> list:
     return sorted(all_runs(embedded_uri(project)), key=lambda r: r.info.start_time)
 
 
-def until_warm(runtime: Path) -> int:
+def until_warm(runtime: Path, project: Path, env: dict[str, str]) -> int:
+    """The warm process the context's second launch starts (here `run --cfg job`: any `run` counts;
+    the first launch of a context starts none)."""
+    shown = run_cli("run", "--cfg", "job", cwd=project, env=env)
+    assert shown.code == 0, shown.describe()
     assert wait_for(lambda: bool(warm_pids(runtime)), 60), "no warm process was started"
     (pid,) = warm_pids(runtime)
     assert wait_for(lambda: any(runtime.glob("reprotrain-*/warm-*.sock")), 30)
@@ -176,8 +186,9 @@ def test_a_pipeline_launch_is_forked_warm_and_records_what_a_cold_one_does(tmp_p
     env = warm_env(runtime, tmp_path)
     cold = run_cli("run", "prepare.scale=2", cwd=project, env=env)
     assert cold.code == 0, cold.describe()
-    assert warm_ancestor(tmp_path) is None, "the first launch starts the warm process and runs as usual"
-    warm_pid = until_warm(runtime)
+    assert warm_ancestor(tmp_path) is None, "the first launch runs as usual"
+    assert not warm_pids(runtime), "a context's first launch starts no warm process"
+    warm_pid = until_warm(runtime, project, env)
 
     warm = run_cli("run", "prepare.scale=3", cwd=project, env=env)
     assert warm.code == 0, warm.describe()
@@ -203,7 +214,7 @@ def test_exit_codes_and_the_context_that_names_a_warm_process(project, tmp_path,
     script_project(project)
     env = warm_env(runtime, tmp_path, WARM_EXIT="3")
     cold = run_cli("run", cwd=project, env=env)
-    warm_pid = until_warm(runtime)
+    warm_pid = until_warm(runtime, project, env)
     warm = run_cli("run", cwd=project, env=env)
     assert warm_ancestor(tmp_path) == warm_pid
     assert (warm.code, cold.code) == (3, 3), warm.describe()
@@ -221,11 +232,11 @@ def test_exit_codes_and_the_context_that_names_a_warm_process(project, tmp_path,
 def test_a_callable_entrypoint_is_never_run_warm(project, tmp_path, runtime):
     script_project(project, entrypoint="warm_callable:main")
     env = warm_env(runtime, tmp_path)
-    assert run_cli("run", cwd=project, env=env).code == 0
-    until_warm(runtime)
-    again = run_cli("run", cwd=project, env=env)
-    assert again.code == 0, again.describe()
-    assert warm_ancestor(tmp_path) is None, "a callable runs in a fresh interpreter of its own"
+    for _ in range(3):
+        res = run_cli("run", cwd=project, env=env)
+        assert res.code == 0, res.describe()
+        assert warm_ancestor(tmp_path) is None, "a callable runs in a fresh interpreter of its own"
+    assert not list(runtime.glob("reprotrain-*/warm-*")), "and its launches start no warm process"
 
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["INT", "TERM"])
@@ -233,7 +244,7 @@ def test_a_signal_to_the_client_stops_the_warm_launch(project, tmp_path, runtime
     script_project(project)
     env = warm_env(runtime, tmp_path)
     assert run_cli("run", cwd=project, env=env).code == 0
-    warm_pid = until_warm(runtime)
+    warm_pid = until_warm(runtime, project, env)
     pidfile, log = tmp_path / "train.pid", tmp_path / "cli.log"
     (tmp_path / "ancestry.json.sleep").touch()
     proc = start_cli(project, "run", log=log, env=env)
@@ -257,7 +268,7 @@ def test_a_killed_client_stops_its_warm_launch(project, tmp_path, runtime):
     script_project(project)
     env = warm_env(runtime, tmp_path)
     assert run_cli("run", cwd=project, env=env).code == 0
-    warm_pid = until_warm(runtime)
+    warm_pid = until_warm(runtime, project, env)
     pidfile, log = tmp_path / "train.pid", tmp_path / "cli.log"
     (tmp_path / "ancestry.json.sleep").touch()
     proc = start_cli(project, "run", log=log, env=env)
@@ -281,6 +292,7 @@ def test_the_warm_process_goes_when_idle_or_when_its_socket_goes(project, tmp_pa
     script_project(project)
     env = warm_env(runtime, tmp_path, REPROTRAIN_WARM_IDLE="4")
     assert run_cli("run", cwd=project, env=env).code == 0
+    assert run_cli("run", cwd=project, env=env).code == 0
     assert wait_for(lambda: any(runtime.glob("reprotrain-*/warm-*.log")), 30), "a warm process was started"
     # it may have gone idle already (it started with the launch): either way none is left soon
     assert wait_for(lambda: not warm_pids(runtime), 30), "an idle warm process exits"
@@ -288,7 +300,7 @@ def test_the_warm_process_goes_when_idle_or_when_its_socket_goes(project, tmp_pa
 
     env = warm_env(runtime, tmp_path)
     assert run_cli("run", cwd=project, env=env).code == 0
-    warm_pid = until_warm(runtime)
+    warm_pid = until_warm(runtime, project, env)
     for sock in runtime.glob("reprotrain-*/warm-*.sock"):
         sock.unlink()
     assert wait_for(lambda: not pid_alive(warm_pid), 30), "a warm process whose socket is gone exits"
@@ -299,9 +311,76 @@ def test_a_params_file_is_untouched_by_a_warm_pipeline_launch(tmp_path, runtime)
     env = warm_env(runtime, tmp_path)
     before = (project / "params.yaml").read_text()
     assert run_cli("run", cwd=project, env=env).code == 0
-    until_warm(runtime)
+    until_warm(runtime, project, env)
     res = run_cli("run", "prepare.scale=5", cwd=project, env=env)
     assert res.code == 0, res.describe()
     assert (project / "params.yaml").read_text() == before
     assert yaml.safe_load(before) == {"prepare": {"scale": 1}}
     assert git_status(project) == ""
+
+
+def test_a_stopped_warm_process_delays_one_launch_and_runs_nothing(project, tmp_path, runtime):
+    script_project(project)
+    env = warm_env(runtime, tmp_path)
+    assert run_cli("run", cwd=project, env=env).code == 0
+    warm_pid = until_warm(runtime, project, env)
+    os.kill(warm_pid, signal.SIGSTOP)
+    try:
+        res = run_cli("run", cwd=project, env=env)
+        assert res.code == 0, res.describe()
+        assert warm_ancestor(tmp_path) is None, "run as usual"
+        assert not list(runtime.glob("reprotrain-*/warm-*.sock")), "the stopped warm process's socket is removed"
+        again = run_cli("run", cwd=project, env=env)
+        assert again.code == 0, again.describe()
+    finally:
+        os.kill(warm_pid, signal.SIGCONT)
+    assert wait_for(lambda: not pid_alive(warm_pid), 30), "resumed, it finds its socket gone and exits"
+    assert len(runs_in_order(project)) == 3, "the request it got while stopped launched nothing"
+
+
+def test_a_signal_the_client_ignores_the_warm_launch_ignores(project, tmp_path, runtime):
+    script_project(project)
+    env = warm_env(runtime, tmp_path)
+    assert run_cli("run", cwd=project, env=env).code == 0
+    warm_pid = until_warm(runtime, project, env)
+    (tmp_path / "ancestry.json.sleep").touch()
+    log = tmp_path / "cli.log"
+    with log.open("w") as out:  # as `nohup reprotrain run` starts it
+        proc = subprocess.Popen(
+            [str(REPROTRAIN), "run"],
+            cwd=project,
+            env=cli_env(project, env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),
+        )
+    try:
+        wait_for_file(tmp_path / "train.pid", proc, log)
+        assert warm_ancestor(tmp_path) == warm_pid
+        os.kill(proc.pid, signal.SIGHUP)
+        (tmp_path / "ancestry.json.wake").touch()
+        assert proc.wait(timeout=90) == 0, log.read_text()[-3000:]
+    finally:
+        stop(proc)
+    assert runs_in_order(project)[-1].info.status == "FINISHED"
+
+
+def test_a_launch_outlives_its_warm_process(project, tmp_path, runtime):
+    script_project(project)
+    env = warm_env(runtime, tmp_path)
+    assert run_cli("run", cwd=project, env=env).code == 0
+    warm_pid = until_warm(runtime, project, env)
+    (tmp_path / "ancestry.json.sleep").touch()
+    log = tmp_path / "cli.log"
+    proc = start_cli(project, "run", log=log, env=env)
+    try:
+        wait_for_file(tmp_path / "train.pid", proc, log)
+        assert warm_ancestor(tmp_path) == warm_pid
+        os.kill(warm_pid, signal.SIGKILL)
+        (tmp_path / "ancestry.json.wake").touch()
+        assert proc.wait(timeout=90) == 1, log.read_text()[-3000:]
+    finally:
+        stop(proc)
+    assert "the warm process ended during this launch" in log.read_text()
+    assert wait_for(lambda: runs_in_order(project)[-1].info.status == "FINISHED", 30)

@@ -13,9 +13,10 @@ pipeline runner's start).
   directories on sys.path, by their modification times), the whole environment, the user and
   groups, resource limits, cgroup, namespaces, CPU affinity and priority. A client finds only the
   warm process of its exact context; any change starts another, and the old one goes idle.
-- Started by a launch that finds none (that launch runs as usual, in its own interpreter); it
-  exits after ``REPROTRAIN_WARM_IDLE`` seconds (600) without a launch running or starting, or as
-  soon as its socket is removed or replaced. ``REPROTRAIN_WARM=0`` turns warm launches off.
+- Started by the second launch of a context (within a day) that finds none (that launch runs as
+  usual, in its own interpreter): a one-off launch costs no warm process. It exits after
+  ``REPROTRAIN_WARM_IDLE`` seconds (600) without a launch running or starting, or as soon as its
+  socket is removed or replaced. ``REPROTRAIN_WARM=0`` turns warm launches off.
 - The client passes on SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 to the launch; if the
   client dies, the launch gets SIGTERM (a stopped launch, recorded as such). A launch whose
   entrypoint is a Python callable (it runs in reprotrain's own process) is never warm: the client
@@ -38,6 +39,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +49,8 @@ __all__ = ["forked_here", "launch", "private_dir"]
 SWITCH = "REPROTRAIN_WARM"
 IDLE = "REPROTRAIN_WARM_IDLE"
 _CONNECT_SECONDS = 2.0
-_START_SECONDS = 10.0  # the child's "go": its fork and reading the project's settings
+_SEEN_SECONDS = 86400  # a context's first launch in a day starts no warm process: the second does
+_START_SECONDS = 5.0  # the child's "go": its fork and reading the project's settings
 _FORWARDED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
 # variables a shell sets per command or per directory, read by nothing a warm process imports
 _IGNORED_VARIABLES = frozenset({"PWD", "OLDPWD", "_", "SHLVL"})
@@ -164,6 +168,8 @@ class _Paths:
         self.lock = base / f"warm-{name}.lock"
         self.log = base / f"warm-{name}.log"
         self.pid = base / f"warm-{name}.pid"
+        self.refused = base / f"warm-{name}.refused"  # it could not serve this context: not started again
+        self.seen = base / f"warm-{name}.seen"  # a launch ran in this context (the next starts one)
 
 
 # --------------------------------------------------------------------------- the client
@@ -175,17 +181,20 @@ def launch(argv: list[str]) -> int | None:
     launch) or it declined: the caller launches as usual."""
     if _forked_here or not _enabled() or not hasattr(socket, "send_fds") or not sys.platform.startswith("linux"):
         return None
+    if not _warm_suits():  # nor is a warm process started for it
+        return None
     try:
         paths = _Paths(_identity(list(sys.path)))
     except OSError:
         return None
     try:
+        bound = paths.socket.stat().st_ino
         sock = _connect(paths.socket)
     except OSError:
         _start(paths)
         return None
     with sock:
-        return _talk(sock, argv)
+        return _talk(sock, argv, lambda: _forget(paths.socket, bound))
 
 
 def _connect(path: Path) -> socket.socket:
@@ -212,7 +221,7 @@ def _recv_exact(sock: socket.socket, size: int) -> bytes:
     return data
 
 
-def _talk(sock: socket.socket, argv: list[str]) -> int | None:
+def _talk(sock: socket.socket, argv: list[str], forget: Callable[[], None]) -> int | None:
     umask = os.umask(0)
     os.umask(umask)
     ignored = [name for name in _FORWARDED if signal.getsignal(getattr(signal, name)) == signal.SIG_IGN]  # nohup
@@ -224,12 +233,19 @@ def _talk(sock: socket.socket, argv: list[str]) -> int | None:
     except OSError:
         return None  # a closed standard stream, or no working directory: the usual launch says so
     try:
-        socket.send_fds(sock, [struct.pack("!Q", len(body))], [0, 1, 2, cwd])
-        sock.sendall(body)
+        sock.sendall(struct.pack("!Q", len(body)) + body)
         sock.settimeout(_START_SECONDS)
+        # the streams go only to a warm process that answered: passed to a stopped one, they would
+        # stay open in its queue after this process ends (a caller reading them would never see EOF)
+        if _recv_exact(sock, 1) != b"R":
+            return None
+        socket.send_fds(sock, [b"F"], [0, 1, 2, cwd])
         kind = _recv_exact(sock, 1)
-    except (OSError, EOFError):
+    except TimeoutError:  # stopped or hung: its socket is removed, so no launch waits on it again
+        forget()
         return None  # the launch was not started: it never will be (it waits for our "A")
+    except (OSError, EOFError):
+        return None
     finally:
         os.close(cwd)
     if kind != b"G":
@@ -271,15 +287,23 @@ def _talk(sock: socket.socket, argv: list[str]) -> int | None:
     return code
 
 
+def _forget(path: Path, bound: int) -> None:
+    """Remove the socket at ``path`` if it is still the one connected to (inode ``bound``): that
+    warm process exits when it next wakes, and later launches do not wait for it."""
+    with suppress(OSError):
+        if path.stat().st_ino == bound:
+            path.unlink()
+
+
 def _lost(pid: int) -> int:
-    """The warm process went away while its launch runs: wait for the launch to end; its exit
-    code is gone with the warm process."""
+    """The warm process went away while its launch runs: wait for the launch to end (an orphan,
+    maybe a zombie nobody reaps); its exit code is gone with the warm process."""
     while True:
         try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            break
-        except PermissionError:
+            with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+                if fh.read().rsplit(")", 1)[1].split()[0] in {"Z", "X"}:
+                    break
+        except (OSError, IndexError):
             break
         time.sleep(0.2)
     print(
@@ -291,7 +315,18 @@ def _lost(pid: int) -> int:
 
 
 def _start(paths: _Paths) -> None:
-    """Start this context's warm process in the background, unless one is starting."""
+    """Start this context's warm process in the background, unless this is the context's first
+    launch today (a one-off launch, or a script's, costs no warm process), one is starting, or
+    one could not serve this context before."""
+    if paths.refused.exists():
+        return
+    try:
+        if time.time() - paths.seen.stat().st_mtime > _SEEN_SECONDS:
+            raise FileNotFoundError
+    except OSError:
+        with suppress(OSError):
+            paths.seen.touch()
+        return
     try:
         import fcntl
 
@@ -338,10 +373,11 @@ def serve(name: str, path: list[str]) -> _Task | None:
     import threading
 
     sys.path[:] = path
+    paths = _Paths(name)
     if _identity(path) != name:  # started for another context (a flag or a limit not passed on)
         print(f"warm: not the context {name}: not serving", file=sys.stderr)
+        paths.refused.touch()
         return None
-    paths = _Paths(name)
     lock = open(paths.lock, "a")  # noqa: SIM115  (held, with its flock, until this process exits)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -354,6 +390,7 @@ def serve(name: str, path: list[str]) -> _Task | None:
             pass
     if threading.active_count() != 1:  # a fork copies one thread only
         print("warm: an import started a thread: not serving", file=sys.stderr)
+        paths.refused.touch()
         return None
     gc.collect()
     gc.freeze()  # the forks share these pages instead of each collection touching them
@@ -402,7 +439,7 @@ def serve(name: str, path: list[str]) -> _Task | None:
                 last = time.monotonic()
             else:  # a client's pidfd: the client died while its launch runs
                 pid = key.data
-                with _suppress():
+                with suppress(OSError):
                     os.kill(pid, signal.SIGTERM)
                 entry = children.get(pid)
                 if entry is not None and entry[1] is not None:
@@ -425,18 +462,10 @@ def serve(name: str, path: list[str]) -> _Task | None:
             while children:  # the launches running still get their exit status
                 for key, _ in selector.select(timeout=2.0):
                     if key.data == "wake":
-                        with _suppress():
+                        with suppress(OSError):
                             os.read(wake_read, 512)
                         _reap(children, selector)
             return None
-
-
-class _suppress:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> bool:
-        return exc[0] is not None and issubclass(exc[0], OSError)
 
 
 def _accept(listener: socket.socket, shared: Any, children: dict[int, Any], selector: Any) -> _Task | None:
@@ -451,18 +480,14 @@ def _accept(listener: socket.socket, shared: Any, children: dict[int, Any], sele
         client_pid, uid, _gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
         if uid != os.getuid() or client_pid in children:  # a launch of ours never launches through us
             raise OSError("another user, or one of this process's own launches")
-        header, fds, _flags, _addr = socket.recv_fds(conn, 8, 4)
-        if len(header) != 8 or len(fds) != 4:
+        (size,) = struct.unpack("!Q", _recv_exact(conn, 8))
+        request = json.loads(_recv_exact(conn, size))
+        conn.sendall(b"R")
+        marker, fds, _flags, _addr = socket.recv_fds(conn, 1, 4)
+        if marker != b"F" or len(fds) != 4:
             for fd in fds:
                 os.close(fd)
             raise OSError("a bad request")
-        try:
-            (size,) = struct.unpack("!Q", header)
-            request = json.loads(_recv_exact(conn, size))
-        except BaseException:
-            for fd in fds:
-                os.close(fd)
-            raise
     except (OSError, EOFError, ValueError):
         conn.close()
         return None
@@ -470,7 +495,7 @@ def _accept(listener: socket.socket, shared: Any, children: dict[int, Any], sele
     pid = os.fork()
     if pid == 0:
         for held in inherited:
-            with _suppress():
+            with suppress(OSError):
                 if isinstance(held, int):
                     os.close(held)
                 else:
@@ -504,7 +529,7 @@ def _reap(children: dict[int, Any], selector: Any) -> None:
         if pidfd is not None:
             selector.unregister(pidfd)
             os.close(pidfd)
-        with _suppress():
+        with suppress(OSError):
             conn.settimeout(_CONNECT_SECONDS)
             conn.sendall(b"X" + struct.pack("!i", status))
         conn.close()
@@ -543,7 +568,7 @@ def _become(task: _Task) -> bool:
     conn = task.conn
     conn.settimeout(_START_SECONDS)
     try:
-        if not _warm_suits(sys.argv[1:]):
+        if not _warm_suits():
             conn.sendall(b"D")
             return False
         conn.sendall(b"G" + struct.pack("!i", os.getpid()))
@@ -554,17 +579,13 @@ def _become(task: _Task) -> bool:
         conn.close()
 
 
-def _warm_suits(tokens: list[str]) -> bool:
+def _warm_suits() -> bool:
     """A launch whose entrypoint is a Python callable runs it in reprotrain's own process: that
     process is a fresh interpreter, as always (never a fork that shares this one's hash seed)."""
     from reprotrain.core.entrypoint import parse_entrypoint
-    from reprotrain.settings import find_project
+    from reprotrain.settings import entrypoint_setting
 
-    try:
-        project = find_project(Path.cwd())
-    except Exception:  # the launch says what is wrong
-        return True
-    return not parse_entrypoint(project.settings.entrypoint or "").is_callable
+    return not parse_entrypoint(entrypoint_setting() or "").is_callable
 
 
 def _run_task(task: _Task) -> None:
