@@ -239,8 +239,9 @@ def test_a_callable_entrypoint_is_never_run_warm(project, tmp_path, runtime):
     assert not list(runtime.glob("reprotrain-*/warm-*")), "and its launches start no warm process"
 
 
-@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["INT", "TERM"])
-def test_a_signal_to_the_client_stops_the_warm_launch(project, tmp_path, runtime, sig, code):
+def signal_warm_launch(project: Path, tmp_path: Path, runtime: Path, sig: int, wait: float) -> tuple[int, int]:
+    """A warm launch whose training sleeps; ``sig`` to its client once the training runs; waits
+    until the training is gone. Returns (the client's exit code, the warm process's PID)."""
     script_project(project)
     env = warm_env(runtime, tmp_path)
     assert run_cli("run", cwd=project, env=env).code == 0
@@ -253,36 +254,25 @@ def test_a_signal_to_the_client_stops_the_warm_launch(project, tmp_path, runtime
         child = int(wait_for_file(pidfile, proc, log))
         assert warm_ancestor(tmp_path) == warm_pid
         os.kill(proc.pid, sig)
-        assert proc.wait(timeout=90) == code, log.read_text()[-3000:]
-        assert wait_for(lambda: not pid_alive(child), 15), "the training outlived the stopped launch"
+        code = proc.wait(timeout=90)
+        assert wait_for(lambda: not pid_alive(child), wait), "the training outlived the stopped launch"
     finally:
         stop(proc)
         if child is not None and pid_alive(child):
             os.kill(child, signal.SIGKILL)
-    output = log.read_text()
+    return code, warm_pid
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["INT", "TERM"])
+def test_a_signal_to_the_client_stops_the_warm_launch(project, tmp_path, runtime, sig, code):
+    assert signal_warm_launch(project, tmp_path, runtime, sig, 15)[0] == code
+    output = (tmp_path / "cli.log").read_text()
     assert f"KILLED (stopped by {signal.Signals(sig).name}), exit {code}" in output, output[-3000:]
     assert runs_in_order(project)[-1].info.status == "KILLED"
 
 
 def test_a_killed_client_stops_its_warm_launch(project, tmp_path, runtime):
-    script_project(project)
-    env = warm_env(runtime, tmp_path)
-    assert run_cli("run", cwd=project, env=env).code == 0
-    warm_pid = until_warm(runtime, project, env)
-    pidfile, log = tmp_path / "train.pid", tmp_path / "cli.log"
-    (tmp_path / "ancestry.json.sleep").touch()
-    proc = start_cli(project, "run", log=log, env=env)
-    child = None
-    try:
-        child = int(wait_for_file(pidfile, proc, log))
-        assert warm_ancestor(tmp_path) == warm_pid
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-        assert wait_for(lambda: not pid_alive(child), 30), "the training outlived its killed client"
-    finally:
-        stop(proc)
-        if child is not None and pid_alive(child):
-            os.kill(child, signal.SIGKILL)
+    _, warm_pid = signal_warm_launch(project, tmp_path, runtime, signal.SIGKILL, 30)
     assert wait_for(lambda: runs_in_order(project)[-1].info.status == "KILLED", 30), runs_in_order(project)[-1]
     assert "stopped by SIGTERM" in runs_in_order(project)[-1].data.tags["reprotrain.status_reason"]
     assert pid_alive(warm_pid), "the warm process serves on"
