@@ -348,7 +348,10 @@ def test_a_signal_the_client_ignores_the_warm_launch_ignores(project, tmp_path, 
     try:
         wait_for_file(tmp_path / "train.pid", proc, log)
         assert warm_ancestor(tmp_path) == warm_pid
+        chain = [pid for pid, _ in json.loads((tmp_path / "ancestry.json").read_text())]
+        forked = chain[chain.index(warm_pid) - 1]  # the launch itself, the warm process's child
         os.kill(proc.pid, signal.SIGHUP)
+        os.kill(forked, signal.SIGHUP)  # as a launch under nohup, it ignores SIGHUP whoever sends it
         (tmp_path / "ancestry.json.wake").touch()
         assert proc.wait(timeout=90) == 0, log.read_text()[-3000:]
     finally:
