@@ -170,40 +170,41 @@ def _settings_at(directory: Path) -> tuple[Path, Mapping[str, Any], str | None] 
     return None
 
 
-def find_project(start: Path | None = None) -> Project:
-    """The project containing ``start``: the nearest directory with reprotrain settings, else the
-    git repository's root (every setting then takes its default)."""
+def _nearest(start: Path | None) -> tuple[Path, tuple[Path, Mapping[str, Any], str | None] | None]:
+    """The directory of the project containing ``start`` and its settings (None: a git
+    repository's root without settings); NoProjectError if there is neither."""
     here = (start or Path.cwd()).resolve()
     for directory in (here, *here.parents):
         found = _settings_at(directory)
-        if found is not None:
-            path, table, name = found
-            settings = Settings.from_mapping(table, str(path))
-            return Project(directory, name or default_name(directory), settings, path)
-        if (directory / ".git").exists():
-            return Project(directory, default_name(directory))
+        if found is not None or (directory / ".git").exists():
+            return directory, found
     raise NoProjectError(
         f"no reprotrain project at {here}: no [tool.reprotrain] in a pyproject.toml and no git repository",
         hint="cd into your project, or add a [tool.reprotrain] table to its pyproject.toml",
     )
 
 
+def find_project(start: Path | None = None) -> Project:
+    """The project containing ``start``: the nearest directory with reprotrain settings, else the
+    git repository's root (every setting then takes its default)."""
+    directory, found = _nearest(start)
+    if found is None:
+        return Project(directory, default_name(directory))
+    path, table, name = found
+    settings = Settings.from_mapping(table, str(path))
+    return Project(directory, name or default_name(directory), settings, path)
+
+
 def entrypoint_setting(start: Path | None = None) -> str | None:
-    """The ``entrypoint`` setting of the project containing ``start``, read as find_project finds
+    """The ``entrypoint`` setting of the project containing ``start``, found as find_project finds
     it but without naming the project (which may ask git); None when there is none or the
     settings cannot be read (the command that needs them says why)."""
-    here = (start or Path.cwd()).resolve()
     try:
-        for directory in (here, *here.parents):
-            found = _settings_at(directory)
-            if found is not None:
-                value = found[1].get("entrypoint")
-                return value if isinstance(value, str) else None
-            if (directory / ".git").exists():
-                return None
+        found = _nearest(start)[1]
     except (UsageError, OSError):
         return None
-    return None
+    value = found[1].get("entrypoint") if found is not None else None
+    return value if isinstance(value, str) else None
 
 
 def default_name(directory: Path) -> str:

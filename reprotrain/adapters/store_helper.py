@@ -24,10 +24,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import stat
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -36,6 +34,7 @@ from typing import Any
 
 from reprotrain import __version__
 from reprotrain.adapters.tracking import RunView, Tracker, sqlite_file
+from reprotrain.adapters.warm import private_dir
 from reprotrain.core.record import DataOutput
 from reprotrain.core.secrets import Masker
 from reprotrain.errors import ReprotrainError
@@ -74,11 +73,7 @@ def _enabled() -> bool:
 
 class _Paths:
     def __init__(self, uri: str) -> None:
-        base = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()) / f"reprotrain-{os.getuid()}"
-        base.mkdir(mode=0o700, exist_ok=True)
-        info = base.lstat()
-        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
-            raise OSError(f"{base} is not a private directory of this user")
+        base = private_dir()
         self.name = hashlib.sha256(json.dumps(_identity(uri)).encode()).hexdigest()[:20]
         self.socket = base / f"store-{self.name}.sock"
         self.key = base / f"store-{self.name}.key"
