@@ -139,7 +139,9 @@ def test_signal_stops_training_and_marks_the_run_killed(project, tmp_path, sig, 
 def test_sigkilled_launcher_leaves_a_stale_run_that_is_reaped(project, tmp_path, reaper):
     setup_fault_project(project)
     pidfile, log = tmp_path / "train.pid", tmp_path / "cli.log"
-    proc = start_cli(project, "run", log=log, env={"FT_MODE": "sleep", "FT_PIDFILE": str(pidfile)})
+    # the launcher's own process (not a warm launch's client, whose launch would be stopped by SIGTERM)
+    env = {"FT_MODE": "sleep", "FT_PIDFILE": str(pidfile), "REPROTRAIN_WARM": "0"}
+    proc = start_cli(project, "run", log=log, env=env)
     child = None
     try:
         child = int(wait_for_file(pidfile, proc, log))

@@ -120,10 +120,11 @@ def squeue(conf: str, states: str = "RUNNING") -> list[str]:
     return done.stdout.split()
 
 
-def running_sweep(project: Path, conf: str, seed: int, log: Path):
+def running_sweep(project: Path, conf: str, seed: int, log: Path, env: dict[str, str] | None = None):
     """A one-job sweep whose job sleeps 12 s, once its Slurm job runs: (the launcher, the job ID)."""
     before = set(squeue(conf))
-    proc = start_cli(project, "run", "-m", f"seed={seed}", "sleep=12", *SLURM, log=log, env={"SLURM_CONF": conf})
+    extra = {"SLURM_CONF": conf, **(env or {})}
+    proc = start_cli(project, "run", "-m", f"seed={seed}", "sleep=12", *SLURM, log=log, env=extra)
     deadline = time.monotonic() + 90
     while not (set(squeue(conf)) - before):
         assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
@@ -201,8 +202,10 @@ def test_a_cancelled_job_a_stopped_and_a_killed_launcher_leave_no_run_that_stays
     assert sacct(slurm, job)[0] == "COMPLETED"
     assert ended_run(project, 2, job) == "FINISHED"
 
-    # SIGKILL to the launcher: the sweep stays RUNNING, and `runs --stale` finds it, `--reap` ends it
-    proc, job = running_sweep(project, slurm, 3, tmp_path / "kill.log")
+    # SIGKILL to the launcher: the sweep stays RUNNING, and `runs --stale` finds it, `--reap` ends it.
+    # The launcher's own process is killed: not a warm launch, whose killed client has its launch
+    # stopped by SIGTERM instead (the second case above; tests/test_warm.py)
+    proc, job = running_sweep(project, slurm, 3, tmp_path / "kill.log", env={"REPROTRAIN_WARM": "0"})
     try:
         proc.kill()
         proc.wait(timeout=60)
