@@ -377,3 +377,36 @@ def test_a_launch_outlives_its_warm_process(project, tmp_path, runtime):
         stop(proc)
     assert "the warm process ended during this launch" in log.read_text()
     assert wait_for(lambda: runs_in_order(project)[-1].info.status == "FINISHED", 30)
+
+
+PLUGIN = """\
+from hydra.core.config_store import ConfigStore
+
+ConfigStore.instance().store(group="extra", name="from_plugin", node={{"value": {value}}})
+"""
+
+
+def test_a_hydra_plugin_edited_after_the_warm_process_started_is_the_edited_one(project, tmp_path, runtime):
+    """Hydra's plugins (modules of the `hydra_plugins` packages on sys.path, here through
+    PYTHONPATH) are imported once by the warm process: an edit to one is another context."""
+    script_project(project)
+    plugins = tmp_path / "plugins"
+    module = plugins / "hydra_plugins" / "rt_test_plugin" / "extra_config.py"
+    module.parent.mkdir(parents=True)
+    (module.parent / "__init__.py").write_text("")
+    module.write_text(PLUGIN.format(value=1))
+    env = warm_env(runtime, tmp_path, PYTHONPATH=str(plugins))
+
+    def value() -> int:
+        res = run_cli("run", "+extra=from_plugin", cwd=project, env=env)
+        assert res.code == 0, res.describe()
+        rid = runs_in_order(project)[-1].info.run_id
+        return int(record_of(embedded_uri(project), rid)["config"]["resolved"]["extra"]["value"])
+
+    assert value() == 1
+    warm_pid = until_warm(runtime, project, env)
+    assert value() == 1
+    assert warm_ancestor(tmp_path) == warm_pid, "the plugin's config came from the warm process"
+    module.write_text(PLUGIN.format(value=2))
+    assert value() == 2, "the edited plugin, not the one the warm process imported"
+    assert warm_ancestor(tmp_path) != warm_pid
