@@ -713,7 +713,7 @@ def _pipeline_runner_ahead(
         return nullcontext()
     from reprotrain.pipeline import runner_started_ahead
 
-    return runner_started_ahead()
+    return runner_started_ahead(project.root)
 
 
 def _launch_jobs(

@@ -52,17 +52,18 @@ _prestarted: list[Prestarted] = []  # the runner started ahead of this process's
 
 
 @contextmanager
-def runner_started_ahead() -> Iterator[None]:
-    """For the block (a launch whose first job runs in this process), the pipeline runner is
-    started now: its Python starts and imports DVC (≈0.3 s) while the gate, Hydra and the job's
-    set-up run here. The first job takes it; one not taken is killed when the block ends."""
+def runner_started_ahead(root: Path) -> Iterator[None]:
+    """For the block (a launch whose first job runs in this process, in the project at ``root``),
+    the pipeline runner is started now: its Python starts, imports DVC (≈0.3 s) and finds the
+    project's DVC cache while the gate, Hydra and the job's set-up run here. The first job takes
+    it; one not taken is killed when the block ends."""
     # started in `/`: `python -m` puts its start directory first on sys.path, and the runner puts
     # the job's worktree there once it has its request (as a runner started for the job has it)
     launcher = os.getpid()
     runner = Prestarted(
-        [sys.executable, "-m", "reprotrain.adapters.dvc_runner", "--wait", str(launcher)],
+        [sys.executable, "-m", "reprotrain.adapters.dvc_runner", "--wait", str(launcher), str(root)],
         Path("/"),
-        fork=functools.partial(_forked_runner, launcher) if warm.forked_here() else None,
+        fork=functools.partial(_forked_runner, launcher, str(root)) if warm.forked_here() else None,
     )
     try:
         _prestarted.append(runner)
@@ -73,12 +74,12 @@ def runner_started_ahead() -> Iterator[None]:
         runner.close()
 
 
-def _forked_runner(launcher: int, request_fd: int) -> int:
+def _forked_runner(launcher: int, root: str, request_fd: int) -> int:
     """The runner as `python -m reprotrain.adapters.dvc_runner --wait` runs it, in a fork of a warm
     launch (DVC is imported already)."""
     from reprotrain.adapters import dvc_runner
 
-    return dvc_runner.waiting(launcher, request_fd)
+    return dvc_runner.waiting(launcher, request_fd, root)
 
 
 def plan_for(root: Path, state: Path, commit: str, targets: tuple[str, ...], flags: tuple[str, ...]) -> PipelinePlan:

@@ -195,6 +195,7 @@ def test_run_computes_the_composed_config_records_outputs_and_reruns_every_stage
     assert res.code == 0, res.describe()
     assert ran == ["train", "evaluate"], "the override reached params.yaml: train and what follows ran, prepare did not"
     assert "not reprotrain's Python" not in res.err, "the stages' `python` is reprotrain's"
+    assert "git add" not in res.err + res.out, "no advice to stage the worktree's dvc.lock: nothing of the user's"
     assert git_status(pipe) == "", "the working copy is untouched"
     assert {rel: (pipe / rel).read_bytes() for rel in before} == before
     assert len(worktrees(pipe)) == 1, "the pipeline's worktree is removed"

@@ -28,7 +28,7 @@ def _is_runner(pid: int) -> bool:
 
 
 def test_an_unused_runner_is_killed_by_close_while_a_forked_child_holds_its_pipe():
-    runner = Prestarted([*RUNNER, str(os.getpid())], Path("/"))
+    runner = Prestarted([*RUNNER, str(os.getpid()), "/"], Path("/"))
     assert runner.proc is not None
     pid = runner.proc.pid
     holder = os.fork()
@@ -55,7 +55,8 @@ LAUNCHER = """\
 import os, sys, time
 from pathlib import Path
 from reprotrain.adapters.process import Prestarted
-runner = Prestarted([sys.executable, "-m", "reprotrain.adapters.dvc_runner", "--wait", str(os.getpid())], Path("/"))
+argv = [sys.executable, "-m", "reprotrain.adapters.dvc_runner", "--wait", str(os.getpid()), "/"]
+runner = Prestarted(argv, Path("/"))
 if os.fork() == 0:  # keeps the pipe's write end open after this process dies
     time.sleep(120)
     os._exit(0)

@@ -16,7 +16,7 @@ from reprotrain.core.pipeline import PARAMS_FILE, PipelinePlan, Stage
 from reprotrain.core.record import PINNED_BY_GIT, DataOutput
 from reprotrain.errors import ReprotrainError, UsageError
 
-__all__ = ["PipelineResults", "compose_params", "plan", "quiet_about_git", "results"]
+__all__ = ["PipelineResults", "compose_params", "plan", "results"]
 
 _WHOLE_GRAPH = {"-p", "--pipeline", "-R", "--recursive", "--downstream"}  # beyond the targets' own deps
 
@@ -30,25 +30,33 @@ def plan(root: Path, targets: Sequence[str], flags: Sequence[str]) -> PipelinePl
     quiet_dvc()
     try:
         with Repo(os.fspath(root)) as repo:
-            if not targets and not (root / "dvc.yaml").is_file():
-                raise UsageError(
-                    f"the entrypoint runs `dvc repro`, but there is no dvc.yaml in {root}",
-                    hint="add the pipeline's stages (dvc stage add ...), or name stages: dvc repro <stage>",
-                )
-            if set(flags) & _WHOLE_GRAPH:
-                collected = list(repo.index.stages)
-            else:
-                single = "-s" in flags or "--single-item" in flags
-                collected = []
-                for target in targets or ["dvc.yaml"]:
-                    collected += repo.stage.collect(target, with_deps=not single)
-            stages = _stages(root, _in_run_order(repo, collected))
-            metrics, plots = _reports(repo, root, collected)
+            return _plan(repo, root, targets, flags)
     except DvcException as exc:
+        raise _unplanned(targets, flags, exc) from exc
+
+
+def _unplanned(targets: Sequence[str], flags: Sequence[str], exc: Exception) -> UsageError:
+    return UsageError(
+        f"`dvc repro {' '.join([*flags, *targets])}` cannot be planned: {first_line(exc)}",
+        hint="check the entrypoint's stage names against `dvc stage list`",
+    )
+
+
+def _plan(repo: Any, root: Path, targets: Sequence[str], flags: Sequence[str]) -> PipelinePlan:
+    if not targets and not (root / "dvc.yaml").is_file():
         raise UsageError(
-            f"`dvc repro {' '.join([*flags, *targets])}` cannot be planned: {first_line(exc)}",
-            hint="check the entrypoint's stage names against `dvc stage list`",
-        ) from exc
+            f"the entrypoint runs `dvc repro`, but there is no dvc.yaml in {root}",
+            hint="add the pipeline's stages (dvc stage add ...), or name stages: dvc repro <stage>",
+        )
+    if set(flags) & _WHOLE_GRAPH:
+        collected = list(repo.index.stages)
+    else:
+        single = "-s" in flags or "--single-item" in flags
+        collected = []
+        for target in targets or ["dvc.yaml"]:
+            collected += repo.stage.collect(target, with_deps=not single)
+    stages = _stages(root, _in_run_order(repo, collected))
+    metrics, plots = _reports(repo, root, collected)
     if not stages:
         raise UsageError(
             f"`dvc repro {' '.join(targets)}` runs no stage with a command in {root}",
@@ -175,15 +183,6 @@ def compose_params(dest: Path, config_dir: Path, config_name: str, overrides: li
     return yaml.safe_load(dest.read_text(encoding="utf-8")) or {}
 
 
-def quiet_about_git(project: Path) -> None:
-    """DVC's autostage in a pipeline worktree: `dvc repro` then stages its dvc.lock there itself
-    instead of telling the user to `git add dvc.lock` (their working copy has nothing to add)."""
-    from dvc.repo import Repo
-
-    with Repo(os.fspath(project)) as repo, repo.config.edit("local") as conf:
-        conf["core"]["autostage"] = True
-
-
 @dataclass(frozen=True)
 class PipelineResults:
     plan: PipelinePlan  # the stages as the composed params.yaml defines them
@@ -201,11 +200,15 @@ def results(project: Path, targets: Sequence[str], flags: Sequence[str], tree: P
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
 
-    plan_ = plan(project, targets, flags)
-    names = {(s.file, s.name) for s in plan_.stages}  # `addressing` is relative to the cwd: not the worktree
+    quiet_dvc()
     outputs: list[DataOutput] = []
     try:
         with Repo(os.fspath(project)) as repo:
+            try:
+                plan_ = _plan(repo, project, targets, flags)
+            except DvcException as exc:
+                raise _unplanned(targets, flags, exc) from exc
+            names = {(s.file, s.name) for s in plan_.stages}  # `addressing` is relative to the cwd: not the worktree
             for stage in repo.index.stages:
                 if (os.path.relpath(stage.path, project), getattr(stage, "name", None)) not in names:
                     continue

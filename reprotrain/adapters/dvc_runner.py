@@ -15,7 +15,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 
-def main(spec_path: str) -> int:
+def main(spec_path: str, ahead: tuple[str, Path] | None = None) -> int:
+    """``ahead``: (project root, its DVC cache dir) as found while the runner waited."""
     from reprotrain.adapters import dvc as dvc_adapter
     from reprotrain.adapters import dvc_pipeline
     from reprotrain.core.pipeline import PARAMS_FILE, plan_from_dict
@@ -27,7 +28,7 @@ def main(spec_path: str) -> int:
     plan = plan_from_dict(spec["plan"])
     results: dict[str, object] = {}
     try:
-        cache = dvc_adapter.cache_dir(Path(spec["root"]))
+        cache = ahead[1] if ahead and ahead[0] == spec["root"] else dvc_adapter.cache_dir(Path(spec["root"]))
         results["cache"] = str(cache)  # even when the pipeline fails: its run-cache entries are checked
         fetched = dvc_adapter.restore(
             project,
@@ -38,12 +39,14 @@ def main(spec_path: str) -> int:
         )
         if fetched:
             print(f"reprotrain: pulled from the DVC remote: {', '.join(fetched)}", file=sys.stderr)
-        dvc_pipeline.quiet_about_git(project)
         shutil.copyfile(spec["params"], project / PARAMS_FILE)
         import logging
 
         for name in ("dvc", "dvc_data", "dvc_objects", "scmrepo"):  # restore() quietened them
             logging.getLogger(name).setLevel(logging.INFO)  # as dvc.logger.setup() leaves them
+        # not "To track the changes with git, run: git add dvc.lock": the user's working copy has
+        # nothing to add (the worktree's dvc.lock is kept with the run)
+        logging.getLogger("dvc.repo.scm_context").setLevel(logging.WARNING)
         from dvc.cli import main as dvc_main
 
         code = int(dvc_main(spec["argv"]))
@@ -63,11 +66,11 @@ def main(spec_path: str) -> int:
     return code
 
 
-def waiting(launcher: int, request_fd: int) -> int:
-    """Started ahead of its job (process.Prestarted): import what `dvc repro` needs, then wait for
-    the request (one line of JSON: the spec file, the job's working directory and environment) on
-    the pipe ``request_fd``. An end of the pipe without a request: the job was not run, nothing is
-    done."""
+def waiting(launcher: int, request_fd: int, root: str | None = None) -> int:
+    """Started ahead of its job (process.Prestarted): import what `dvc repro` needs and find the
+    DVC cache of the project at ``root``, then wait for the request (one line of JSON: the spec
+    file, the job's working directory and environment) on the pipe ``request_fd``. An end of the
+    pipe without a request: the job was not run, nothing is done."""
     import os
 
     from reprotrain.adapters.process import die_with_parent
@@ -86,6 +89,12 @@ def waiting(launcher: int, request_fd: int) -> int:
             __import__(name)
         except ImportError:  # another DVC version's layout: imported by DVC itself when needed
             pass
+    ahead = None
+    if root is not None:
+        try:
+            ahead = (root, dvc.cache_dir(Path(root)))
+        except Exception:  # noqa: BLE001 - main() looks again, and says what is wrong
+            pass
     with os.fdopen(request_fd, "rb") as pipe:  # one line: a forked child of reprotrain's may hold the pipe open
         text = pipe.readline()
     if not text.strip():
@@ -96,12 +105,12 @@ def waiting(launcher: int, request_fd: int) -> int:
     sys.path[0] = request["cwd"]  # as `python -m` started there would have it
     os.environ.clear()
     os.environ.update(request["env"])
-    return main(request["spec"])
+    return main(request["spec"], ahead)
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "--wait":  # --wait LAUNCHER_PID REQUEST_FD
-        exit_code = waiting(int(sys.argv[2]), int(sys.argv[3]))
+    if sys.argv[1] == "--wait":  # --wait LAUNCHER_PID ROOT REQUEST_FD
+        exit_code = waiting(int(sys.argv[2]), int(sys.argv[4]), sys.argv[3])
     else:
         exit_code = main(sys.argv[1])
     import gc
