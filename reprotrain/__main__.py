@@ -1,3 +1,3 @@
-from reprotrain.cli import entry
+from reprotrain.console import entry
 
 entry()

@@ -656,13 +656,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
-def entry() -> None:  # console script
-    if sys.argv[1:2] == ["run"]:
-        from reprotrain.adapters import warm
-
-        forked = warm.launch(sys.argv)  # in a fork of a warm process, if this context has one
-        if forked is not None:
-            raise SystemExit(forked)
+def entry() -> None:  # the console script's, once no warm process took the launch (console.py)
     code = main()
     # MLflow, SQLAlchemy, Hydra and DVC leave millions of objects that the interpreter's last
     # garbage collection would walk once more on the way out (≈0.6 s of a launch). Frozen, they

@@ -369,10 +369,12 @@ def _documented() -> set[str]:
 
 def test_all_is_sorted_and_is_the_public_namespace():
     assert reprotrain.__all__ == sorted(reprotrain.__all__)
-    public = {
+    public = {  # dir(): the API's names are imported when first used (reprotrain/__init__.py)
         name
-        for name, value in vars(reprotrain).items()
-        if not name.startswith("_") and not isinstance(value, types.ModuleType) and name != "annotations"
+        for name in dir(reprotrain)
+        if not name.startswith("_")
+        and not isinstance(getattr(reprotrain, name), types.ModuleType)
+        and name != "annotations"
     }
     assert public | {"__version__"} == set(reprotrain.__all__)
 
