@@ -179,6 +179,11 @@ def traced(root: Path, *args: str, command: str = "run", extra: dict[str, str] |
     return res, ran
 
 
+def site_caches() -> set[str]:
+    """DVC's per-repository directories in its site cache (one per repository path)."""
+    return {p.name for p in (Path(os.environ["DVC_SITE_CACHE_DIR"]) / "repo").glob("*")}
+
+
 def newest(uri: str):
     return max(all_runs(uri), key=lambda r: r.info.start_time)
 
@@ -245,11 +250,13 @@ def test_run_computes_the_composed_config_records_outputs_and_reruns_every_stage
         assert (rid in {r["run_id"] for r in json.loads(listed.out)["runs"]}) is found, args
 
     # the same change again: computed again, never served from DVC's run-cache
+    sites = site_caches()  # the project's own is there now (the gate's)
     res, ran = traced(pipe, "+experiment=more")
     assert res.code == 0 and ran == ["train", "evaluate"], res.describe()
 
     res, ran = traced(pipe, rid, "--verify", command="rerun")
     assert res.code == 0, res.describe()
+    assert site_caches() == sites, "DVC's site-cache directories of the removed worktrees are removed too"
     assert res.out.strip().splitlines()[-1] == "REPRODUCED"
     assert ran == ["prepare", "train", "evaluate"], "a rerun recomputes every stage"
     assert "output  model/model.txt" in res.out

@@ -309,6 +309,23 @@ def cache_dir(path: Path) -> Path:
         return Path(repo.cache.local.path).parents[1]
 
 
+def forget_site_cache(worktree: Path, known: str | None = None) -> None:
+    """Remove the directory DVC keeps for the repository at ``worktree`` in its site cache
+    (`/var/tmp/dvc/repo/<hash of the path>`: its state and index databases, ≈80 KB). A worktree's
+    path is never used again, so each run or rerun would leave one behind. ``known``: the
+    directory, as read from a Repo of the worktree already (else one is opened)."""
+    site = known
+    if site is None:
+        try:
+            from dvc.repo import Repo
+
+            with Repo(os.fspath(worktree)) as repo:
+                site = repo.site_cache_dir
+        except Exception:  # noqa: BLE001 - nothing to remove when DVC cannot even open it
+            return
+    shutil.rmtree(site, ignore_errors=True)
+
+
 @reports_incompatible
 def restore(
     worktree: Path,

@@ -190,6 +190,7 @@ class PipelineResults:
     metrics: dict[str, Any]  # metrics file -> decoded content
     problems: list[str]  # metrics files that could not be read
     cache: str  # the DVC cache dir (holding `files/` and `runs/`)
+    site_cache: str  # DVC's directory for the worktree in its site cache (dvc.forget_site_cache)
 
 
 def results(project: Path, targets: Sequence[str], flags: Sequence[str], tree: Path) -> PipelineResults:
@@ -219,6 +220,7 @@ def results(project: Path, targets: Sequence[str], flags: Sequence[str], tree: P
                     rel = os.path.relpath(out.fs_path, tree)
                     outputs.append(DataOutput(rel, out.hash_info.value, out.meta.size, out.meta.nfiles, source))
             cache = str(Path(repo.cache.local.path).parents[1])
+            site_cache = repo.site_cache_dir
     except DvcException as exc:
         raise ReprotrainError(f"reading the pipeline's dvc.lock in {project} failed: {first_line(exc)}") from exc
     metrics: dict[str, Any] = {}
@@ -232,7 +234,7 @@ def results(project: Path, targets: Sequence[str], flags: Sequence[str], tree: P
             metrics[rel] = _load(path)
         except (OSError, ValueError) as exc:
             problems.append(f"{rel}: {exc}")
-    return PipelineResults(plan_, sorted(outputs, key=lambda o: o.path), metrics, problems, cache)
+    return PipelineResults(plan_, sorted(outputs, key=lambda o: o.path), metrics, problems, cache, site_cache)
 
 
 def _load(path: Path) -> Any:

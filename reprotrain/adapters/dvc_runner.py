@@ -27,6 +27,7 @@ def main(spec_path: str, ahead: tuple[str, Path] | None = None) -> int:
     project = Path(spec["project"])
     plan = plan_from_dict(spec["plan"])
     results: dict[str, object] = {}
+    site_cache = None
     try:
         cache = ahead[1] if ahead and ahead[0] == spec["root"] else dvc_adapter.cache_dir(Path(spec["root"]))
         results["cache"] = str(cache)  # even when the pipeline fails: its run-cache entries are checked
@@ -52,6 +53,7 @@ def main(spec_path: str, ahead: tuple[str, Path] | None = None) -> int:
         code = int(dvc_main(spec["argv"]))
         if code == 0:
             made = dvc_pipeline.results(project, plan.targets, plan.flags, Path(spec["tree"]))
+            site_cache = made.site_cache
             results |= {
                 "plan": asdict(made.plan),
                 "outputs": [asdict(o) for o in made.outputs],
@@ -63,6 +65,7 @@ def main(spec_path: str, ahead: tuple[str, Path] | None = None) -> int:
         code = 1
     finally:
         write_json(Path(spec["results"]), results, default=str)  # a YAML metrics file may hold dates
+        dvc_adapter.forget_site_cache(project, site_cache)
     return code
 
 
