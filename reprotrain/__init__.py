@@ -26,11 +26,16 @@ _LAZY = {
 def __getattr__(name: str) -> Any:
     """The API's names, imported when first used: the console script imports this package, and a
     warm launch's client (console.py) needs none of them (≈40 ms of every launch)."""
-    if name in _LAZY:
-        import importlib
+    import importlib
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'reprotrain' has no attribute {name!r}")
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+    elif name in ("api", "errors"):  # as `import reprotrain` made them before
+        value = importlib.import_module(f"reprotrain.{name}")
+    else:
+        raise AttributeError(f"module 'reprotrain' has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
 
 def __dir__() -> list[str]:

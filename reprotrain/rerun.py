@@ -209,10 +209,12 @@ def rerun(run_id: str, overrides: list[str], options: RerunOptions, cwd: Path | 
             git_adapter.unlock_worktree(git.root, worktree)  # the user's now: never removed as stale
             print(f"reprotrain: kept the worktree at {worktree}", file=sys.stderr)
         elif owned:
-            dvc_project = worktree / project.root.relative_to(git.root)
-            if (dvc_project / ".dvc").is_dir():  # DVC kept a directory for it (restore, or a rebuilt rerun's)
-                dvc_adapter.forget_site_cache(dvc_project)
-            git_adapter.remove_worktree(git.root, worktree)
+            try:
+                dvc_project = worktree / project.root.relative_to(git.root)
+                if (dvc_project / ".dvc").is_dir():  # DVC kept a directory for it (restore, or a rebuilt rerun's)
+                    dvc_adapter.forget_site_cache(dvc_project)
+            finally:
+                git_adapter.remove_worktree(git.root, worktree)
 
 
 def _accepted(record: dict[str, Any]) -> bool:

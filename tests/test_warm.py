@@ -380,26 +380,36 @@ def test_a_launch_outlives_its_warm_process(project, tmp_path, runtime):
 
 
 PLUGIN = """\
-from hydra.core.config_store import ConfigStore
+import warnings
 
-ConfigStore.instance().store(group="extra", name="from_plugin", node={{"value": {value}}})
+from hydra.core.config_store import ConfigStore
+from rt_plugin_values import VALUE
+
+warnings.warn("rt-test-plugin says hello")
+ConfigStore.instance().store(group="extra", name="from_plugin", node={{"value": VALUE + {offset}}})
 """
 
 
-def test_a_hydra_plugin_edited_after_the_warm_process_started_is_the_edited_one(project, tmp_path, runtime):
+def test_a_hydra_plugin_or_what_it_imports_edited_after_the_warm_process_started_is_the_edited_one(
+    project, tmp_path, runtime
+):
     """Hydra's plugins (modules of the `hydra_plugins` packages on sys.path, here through
-    PYTHONPATH) are imported once by the warm process: an edit to one is another context."""
+    PYTHONPATH) and what they import are imported once by the warm process: an edit to either is
+    seen by the next launch; what discovery printed (a plugin's warning) each launch shows."""
     script_project(project)
     plugins = tmp_path / "plugins"
     module = plugins / "hydra_plugins" / "rt_test_plugin" / "extra_config.py"
     module.parent.mkdir(parents=True)
     (module.parent / "__init__.py").write_text("")
-    module.write_text(PLUGIN.format(value=1))
+    module.write_text(PLUGIN.format(offset=0))
+    values = plugins / "rt_plugin_values.py"  # the user's own module, outside hydra_plugins
+    values.write_text("VALUE = 1\n")
     env = warm_env(runtime, tmp_path, PYTHONPATH=str(plugins))
 
     def value() -> int:
         res = run_cli("run", "+extra=from_plugin", cwd=project, env=env)
         assert res.code == 0, res.describe()
+        assert "rt-test-plugin says hello" in res.err, res.err[-2000:]
         rid = runs_in_order(project)[-1].info.run_id
         return int(record_of(embedded_uri(project), rid)["config"]["resolved"]["extra"]["value"])
 
@@ -407,9 +417,13 @@ def test_a_hydra_plugin_edited_after_the_warm_process_started_is_the_edited_one(
     warm_pid = until_warm(runtime, project, env)
     assert value() == 1
     assert warm_ancestor(tmp_path) == warm_pid, "the plugin's config came from the warm process"
-    module.write_text(PLUGIN.format(value=2))
-    assert value() == 2, "the edited plugin, not the one the warm process imported"
+    values.write_text("VALUE = 2\n")
+    assert value() == 2, "the edited module a plugin imports, not the one the warm process imported"
     assert warm_ancestor(tmp_path) != warm_pid
+    assert wait_for(lambda: not pid_alive(warm_pid), 30), "the stale warm process is retired"
+    module.write_text(PLUGIN.format(offset=10))
+    assert value() == 12, "the edited plugin, not the one a warm process imported"
+    assert warm_ancestor(tmp_path) is None
 
 
 def test_a_warm_launchs_client_imports_only_what_talking_to_the_warm_process_needs(tmp_path):

@@ -128,6 +128,7 @@ _PRELOAD = (
 )
 
 _forked_here = False  # True in a launch forked by the warm process
+_served: tuple[str, int] | None = None  # the warm process's socket and its inode
 
 
 def forked_here() -> bool:
@@ -147,9 +148,9 @@ def private_dir() -> Path:
 
 
 def _private_dir() -> str:
-    runtime = os.environ.get("XDG_RUNTIME_DIR") or os.environ.get("TMPDIR") or "/tmp"
-    if not os.path.isdir(runtime):
-        import tempfile  # its other candidates (≈4 ms: not in the common case)
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if not runtime:
+        import tempfile  # ≈4 ms of the client's start, only where no runtime directory is set
 
         runtime = tempfile.gettempdir()
     base = os.path.join(runtime, f"reprotrain-{os.getuid()}")
@@ -219,10 +220,11 @@ def _newest(top: str, suffix: str) -> int:
     end with ``suffix`` (links are not followed)."""
     newest = 0
     for directory, subdirs, files in os.walk(top):
+        subdirs[:] = [d for d in subdirs if d != "__pycache__"]  # written by imports: not the code
         for name in (*files, *subdirs) if not suffix else files:
-            if name.endswith(suffix):
+            if name.endswith(suffix) and not name.endswith(".pyc"):
                 with suppress(OSError):
-                    newest = max(newest, os.lstat(os.path.join(directory, name)).st_mtime_ns)
+                    newest = max(newest, os.stat(os.path.join(directory, name)).st_mtime_ns)
     return newest
 
 
@@ -464,16 +466,53 @@ class _Task:
         self.fds = fds
 
 
+_plugin_files: list[tuple[str, int]] = []  # what plugin discovery imported, with its mtime (ns)
+_plugin_notes = ""  # what it printed and warned: each launch shows it, as its own discovery would
+
+
 def _discover_hydra_plugins() -> None:
     """Hydra's plugin discovery (it imports every module of the `hydra_plugins` packages on
-    sys.path, ≈0.1 s of each launch), done once: the forks find Hydra's Plugins singleton made.
-    The files it imported are part of the context's code stamp (_code_stamp)."""
+    sys.path, and what they import, ≈0.1 s of each launch), done once: the forks find Hydra's
+    Plugins singleton made. The `hydra_plugins` trees are part of the context's code stamp (a
+    plugin added or removed); every file discovery imported is checked by each fork (_stale)."""
+    global _plugin_notes
+    import io
+    import warnings
+
+    before = set(sys.modules)
+    said = io.StringIO()
+    held = sys.stderr
     try:
         from hydra.core.plugins import Plugins
 
-        Plugins.instance()
+        sys.stderr = said
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            Plugins.instance()
     except Exception:  # noqa: BLE001 - a broken plugin: no Plugins is made, and each launch reports it as Hydra does
-        pass
+        return
+    finally:
+        sys.stderr = held
+    _plugin_notes = said.getvalue() + "".join(
+        warnings.formatwarning(w.message, w.category, w.filename, w.lineno, w.line) for w in caught
+    )
+    for name in set(sys.modules) - before:
+        file = getattr(sys.modules.get(name), "__file__", None)
+        if isinstance(file, str):
+            with suppress(OSError):
+                _plugin_files.append((file, os.stat(file).st_mtime_ns))
+
+
+def _stale() -> bool:
+    """Whether a file that plugin discovery imported changed since (a user's own package that a
+    plugin of theirs imports, edited): the fork declines, and the warm process is retired."""
+    for file, mtime in _plugin_files:
+        try:
+            if os.stat(file).st_mtime_ns != mtime:
+                return True
+        except OSError:
+            return True
+    return False
 
 
 def serve(name: str, path: list[str]) -> _Task | None:
@@ -515,6 +554,8 @@ def serve(name: str, path: list[str]) -> _Task | None:
     listener.listen(64)
     os.replace(tmp, paths.socket)
     bound = os.stat(paths.socket).st_ino
+    global _served
+    _served = (paths.socket, bound)
     with open(paths.pid, "w", encoding="utf-8") as pidfile:
         pidfile.write(f"{os.getpid()}\n")
     wake_read, wake_write = os.pipe()
@@ -682,6 +723,11 @@ def _become(task: _Task) -> bool:
     conn = task.conn
     conn.settimeout(_START_SECONDS)
     try:
+        if _stale():
+            if _served is not None:
+                _forget(*_served)  # the next launch starts a warm process with the edited code
+            conn.sendall(b"D")
+            return False
         if not _warm_suits():
             conn.sendall(b"D")
             return False
@@ -709,6 +755,8 @@ def _run_task(task: _Task) -> None:
         os._exit(0)
     from reprotrain.cli import entry
 
+    if _plugin_notes:
+        sys.stderr.write(_plugin_notes)
     try:
         entry()  # raises SystemExit: this process ends as the console script's does
     except SystemExit as done:
@@ -716,15 +764,16 @@ def _run_task(task: _Task) -> None:
 
 
 def _exit_at_once(code: object) -> None:
-    """Exit as the interpreter would (its threads joined, its exit handlers run, its streams
-    flushed), without tearing down the modules it shares with the warm process: the client waits
-    for this process to be reaped (≈30 ms of every launch)."""
+    """Exit as the interpreter would (its exit handlers run, its streams flushed), without tearing
+    down the modules it shares with the warm process: the client waits for this process to be
+    reaped (≈50 ms of every launch). With a thread still running, the interpreter's own exit."""
     import atexit
     import threading
 
-    for thread in threading.enumerate():
-        if thread is not threading.current_thread() and not thread.daemon:
-            thread.join()
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        # threads to be told to stop first (a thread pool's workers, by the threading module's own
+        # exit hooks) and joined: the interpreter's exit does that
+        raise SystemExit(code)
     atexit._run_exitfuncs()
     if code is None:
         status = 0
