@@ -39,6 +39,7 @@ import stat
 import struct
 import sys
 import time
+from contextlib import suppress
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -164,22 +165,6 @@ def _private_dir() -> str:
     return base
 
 
-class _Ignored:
-    """contextlib.suppress, without importing contextlib into the client."""
-
-    def __init__(self, *kinds: type[BaseException]) -> None:
-        self.kinds = kinds
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type[BaseException] | None, *_: object) -> bool:
-        return kind is not None and issubclass(kind, self.kinds)
-
-
-suppress = _Ignored
-
-
 def _touch(path: str) -> None:
     with open(path, "a"):
         os.utime(path)
@@ -217,7 +202,8 @@ def _code_stamp(path: list[str]) -> list[Any]:
 
 def _newest(top: str, suffix: str) -> int:
     """The newest modification time (ns) of the files and directories under ``top`` whose names
-    end with ``suffix`` (links are not followed)."""
+    end with ``suffix``, `__pycache__` left out (linked files count by their target; linked
+    directories are not entered)."""
     newest = 0
     for directory, subdirs, files in os.walk(top):
         subdirs[:] = [d for d in subdirs if d != "__pycache__"]  # written by imports: not the code
